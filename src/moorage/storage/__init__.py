@@ -1,0 +1,25 @@
+"""Blob storage: a driver protocol, its drivers, and wrappers for cross-cutting concerns."""
+
+from moorage.storage.driver import (
+    FileInfo,
+    InvalidOffsetError,
+    InvalidPathError,
+    PathNotFoundError,
+    StorageDriver,
+    StorageError,
+    StorageUnavailableError,
+    UnsupportedMethodError,
+    WriteState,
+)
+
+__all__ = [
+    "FileInfo",
+    "InvalidOffsetError",
+    "InvalidPathError",
+    "PathNotFoundError",
+    "StorageDriver",
+    "StorageError",
+    "StorageUnavailableError",
+    "UnsupportedMethodError",
+    "WriteState",
+]

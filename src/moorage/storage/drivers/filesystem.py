@@ -1,0 +1,228 @@
+"""The embedded default driver: a directory tree on a local (or shared, e.g. CephFS/NFS) filesystem.
+
+Durability: an object becomes visible only by ``os.replace`` of a fully written and
+fsync'ed file, followed by an fsync of its directory, so a crash leaves either nothing
+or the whole object. Unfinished writes live beside their final path with a ``.partial``
+suffix and are never listed or readable.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict
+
+from moorage.storage.driver import (
+    FileInfo,
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageError,
+    WriteState,
+)
+
+__all__ = ["FilesystemDriver"]
+
+_READ_CHUNK = 1 << 20
+_WRITE_BATCH = 1 << 20
+_PARTIAL = ".partial"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemDriver:
+    """Stores ``path`` at ``<rootdirectory>/<path>``."""
+
+    name = "filesystem"
+
+    class Settings(BaseModel):
+        """``storage.filesystem``: Distribution's keys. ``rootdirectory`` defaults to ``<data_dir>/storage``."""
+
+        model_config = ConfigDict(extra="forbid")
+        rootdirectory: str | None = None
+        maxthreads: int = 100
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_config(cls, settings: Settings, data_dir: Path) -> FilesystemDriver:
+        root = Path(settings.rootdirectory) if settings.rootdirectory else data_dir / "storage"
+        return cls(root.resolve())
+
+    def _full(self, path: str) -> Path:
+        return self.root / path
+
+    def _not_found(self, path: str) -> PathNotFoundError:
+        return PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
+
+    def _error(self, exc: OSError, path: str) -> StorageError:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return self._not_found(path)
+        return StorageError(f"filesystem error on {path!r}: {exc.strerror}", path=path, driver=self.name)
+
+    async def stat(self, path: str) -> FileInfo:
+        try:
+            st = os.stat(self._full(path))
+        except OSError as exc:
+            raise self._error(exc, path) from None
+        modified = datetime.fromtimestamp(st.st_mtime, UTC)
+        if os.path.isdir(self._full(path)):
+            return FileInfo(path, 0, modified, is_dir=True)
+        return FileInfo(path, st.st_size, modified)
+
+    async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        full = self._full(path)
+        try:
+            handle = open(full, "rb")  # noqa: SIM115 - closed in finally across awaits
+        except OSError as exc:
+            raise self._error(exc, path) from None
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if offset > size:
+                raise InvalidOffsetError(f"offset {offset} beyond size {size}", path=path, driver=self.name)
+            remaining = size - offset if length is None else min(length, size - offset)
+            handle.seek(offset)
+            while remaining > 0:
+                chunk = await anyio.to_thread.run_sync(handle.read, min(_READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            handle.close()
+
+    async def put(self, path: str, data: bytes) -> None:
+        await anyio.to_thread.run_sync(self._put_sync, path, data)
+
+    def _put_sync(self, path: str, data: bytes) -> None:
+        full = self._full(path)
+        temp = full.with_name(f"{full.name}.{os.getpid()}.{id(data):x}.tmp")
+        try:
+            full.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, full)
+            _fsync_dir(full.parent)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise self._error(exc, path) from None
+
+    async def append(self, path: str, state: WriteState | None, chunks: AsyncIterable[bytes]) -> WriteState:
+        partial = self._full(path + _PARTIAL)
+        size = 0 if state is None else int(state["size"])
+        try:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._error(exc, path) from None
+        try:
+            stored = os.fstat(fd).st_size
+            if stored < size:
+                raise InvalidOffsetError(
+                    f"write state says {size} bytes but {stored} are stored", path=path, driver=self.name
+                )
+            # Drop bytes of an earlier attempt whose state was never persisted.
+            os.ftruncate(fd, size)
+            os.lseek(fd, size, os.SEEK_SET)
+            batch: list[bytes] = []
+            batched = 0
+            async for chunk in chunks:
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= _WRITE_BATCH:
+                    await anyio.to_thread.run_sync(os.writev, fd, batch)
+                    size += batched
+                    batch, batched = [], 0
+            if batch:
+                await anyio.to_thread.run_sync(os.writev, fd, batch)
+                size += batched
+        except OSError as exc:
+            raise self._error(exc, path) from None
+        finally:
+            os.close(fd)
+        return {"size": size}
+
+    async def commit(self, path: str, state: WriteState) -> None:
+        await anyio.to_thread.run_sync(self._commit_sync, path, int(state["size"]))
+
+    def _commit_sync(self, path: str, size: int) -> None:
+        partial = self._full(path + _PARTIAL)
+        full = self._full(path)
+        try:
+            fd = os.open(partial, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(partial, full)
+            _fsync_dir(full.parent)
+        except OSError as exc:
+            raise self._error(exc, path) from None
+
+    async def move(self, source: str, destination: str) -> None:
+        await anyio.to_thread.run_sync(self._move_sync, source, destination)
+
+    def _move_sync(self, source: str, destination: str) -> None:
+        src, dst = self._full(source), self._full(destination)
+        try:
+            if not src.is_file():
+                raise self._not_found(source)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            _fsync_dir(dst.parent)
+        except OSError as exc:
+            raise self._error(exc, source) from None
+
+    async def list(self, prefix: str) -> AsyncIterator[FileInfo]:
+        base = self._full(prefix) if prefix else self.root
+        if not base.is_dir():
+            return
+        for directory, _dirs, files in os.walk(base):
+            for name in files:
+                if name.endswith(_PARTIAL) or name.endswith(".tmp"):
+                    continue
+                full = Path(directory) / name
+                try:
+                    st = full.stat()
+                except FileNotFoundError:
+                    continue  # deleted while walking
+                yield FileInfo(str(full.relative_to(self.root)), st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    async def delete(self, path: str) -> None:
+        await anyio.to_thread.run_sync(self._delete_sync, path)
+
+    def _delete_sync(self, path: str) -> None:
+        full = self._full(path)
+        found = False
+        for candidate in (full, full.with_name(full.name + _PARTIAL)):
+            try:
+                if candidate.is_dir() and not candidate.is_symlink():
+                    shutil.rmtree(candidate)
+                else:
+                    candidate.unlink()
+                found = True
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._error(exc, path) from None
+        if not found:
+            raise self._not_found(path)
+
+    async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
+        return None
