@@ -1,0 +1,1 @@
+"""HTTP layers: they translate HTTP to domain calls and back, and hold no business rules."""

@@ -1,0 +1,68 @@
+"""HTTP helpers shared by the API layers: external URLs behind proxies, error bodies."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from moorage.config import HttpSettings
+from moorage.errors import RegistryError
+
+__all__ = ["UrlBuilder", "error_response"]
+
+
+@dataclass(frozen=True, slots=True)
+class UrlBuilder:
+    """Builds the URLs the registry hands to clients (``Location``, token realm).
+
+    Order of preference: the configured ``http.host``; ``X-Forwarded-Proto``/``X-Forwarded-Host``
+    from a trusted proxy; the request's own scheme and ``Host``. With ``http.relativeurls``
+    ``Location`` headers are paths only, which is right behind any proxy.
+    """
+
+    settings: HttpSettings
+
+    def _trusted(self, request: Request) -> bool:
+        trusted = self.settings.trusted_proxies
+        if "*" in trusted:
+            return True
+        client = request.client.host if request.client else ""
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        for entry in trusted:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    def base(self, request: Request) -> str:
+        """``scheme://host[:port]`` as the client sees the registry."""
+        if self.settings.host:
+            return self.settings.host.rstrip("/")
+        headers = request.headers
+        scheme = request.url.scheme
+        host = headers.get("host") or request.url.netloc
+        if self._trusted(request):
+            scheme = headers.get("x-forwarded-proto", scheme).split(",")[0].strip() or scheme
+            host = headers.get("x-forwarded-host", host).split(",")[0].strip() or host
+        return f"{scheme}://{host}"
+
+    def location(self, request: Request, path: str) -> str:
+        return path if self.settings.relativeurls else self.base(request) + path
+
+
+def error_response(error: RegistryError, method: str = "GET") -> Response:
+    """The spec's JSON error envelope with the code's status and any extra headers."""
+    body = b"" if method == "HEAD" else json.dumps(error.body()).encode()
+    headers = {"Docker-Distribution-API-Version": "registry/2.0", **error.headers}
+    if method == "HEAD":
+        headers["Content-Length"] = "0"
+    return Response(body, status_code=error.status, headers=headers, media_type="application/json")

@@ -1,0 +1,369 @@
+"""The ``/v2/`` routes of the OCI Distribution API.
+
+Repository names contain slashes, so routing is one ordered table of anchored regular
+expressions rather than path converters; each handler translates HTTP into one domain
+call and the result back into HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from moorage.api.http import UrlBuilder, error_response
+from moorage.auth.access import AccessController, AccessRequest
+from moorage.errors import RegistryError
+from moorage.registry.blobs import BlobService, parse_range
+from moorage.registry.digests import Digest, parse_digest
+from moorage.registry.manifest_store import ManifestStore, parse_reference
+from moorage.registry.names import validate_name
+from moorage.registry.uploads import UploadService
+from moorage.storage import StorageError
+
+__all__ = ["OciApi"]
+
+log = structlog.get_logger("moorage.oci")
+
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    pattern: re.Pattern[str]
+    methods: dict[str, str]  # HTTP method → handler attribute name
+
+
+def _route(pattern: str, **methods: str) -> _Route:
+    return _Route(re.compile(f"^/v2/{pattern}$"), methods)
+
+
+_NAME = r"(?P<name>[^?#]+?)"
+_ROUTES = (
+    _route("", GET="base", HEAD="base"),
+    _route("_catalog", GET="catalog"),
+    _route(f"{_NAME}/tags/list", GET="tags"),
+    _route(f"{_NAME}/manifests/(?P<reference>[^/]+)", GET="get_manifest", HEAD="get_manifest",
+           PUT="put_manifest", DELETE="delete_manifest"),
+    _route(f"{_NAME}/blobs/uploads/?", POST="start_upload"),
+    _route(f"{_NAME}/blobs/uploads/(?P<upload>[^/]+)", GET="upload_status", PATCH="patch_upload",
+           PUT="finish_upload", DELETE="cancel_upload"),
+    _route(f"{_NAME}/blobs/(?P<digest>[^/]+)", GET="get_blob", HEAD="get_blob", DELETE="delete_blob"),
+    _route(f"{_NAME}/referrers/(?P<digest>[^/]+)", GET="referrers"),
+)
+
+
+def _content_range(header: str | None) -> tuple[int, int] | None:
+    """``Content-Range: <start>-<end>`` (Docker's form; ``bytes `` prefix and ``/total`` tolerated)."""
+    if not header:
+        return None
+    match = re.fullmatch(r"\s*(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?\s*", header)
+    if not match or int(match[2]) < int(match[1]):
+        raise RegistryError(
+            "RANGE_INVALID",
+            f"Content-Range {header!r} is malformed; send '<start>-<end>' with end >= start",
+        )
+    return int(match[1]), int(match[2])
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise RegistryError("SIZE_INVALID", f"Content-Length {value!r} is not a number")
+    return int(value)
+
+
+def _page_size(request: Request, page_max: int) -> int:
+    raw = request.query_params.get("n")
+    if raw is None:
+        return page_max
+    if not raw.isdigit():
+        raise RegistryError("PAGINATION_NUMBER_INVALID", f"n={raw!r} must be a non-negative integer")
+    return min(int(raw), page_max)
+
+
+class OciApi:
+    """Handlers of the distribution API over the registry's domain services."""
+
+    def __init__(
+        self,
+        *,
+        blobs: BlobService,
+        uploads: UploadService,
+        manifests: ManifestStore,
+        access: AccessController,
+        urls: UrlBuilder,
+        page_max: int,
+    ) -> None:
+        self.blobs = blobs
+        self.uploads = uploads
+        self.manifests = manifests
+        self.access = access
+        self.urls = urls
+        self.page_max = page_max
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.url.path
+        method = request.method
+        try:
+            for route in _ROUTES:
+                match = route.pattern.match(path)
+                if match is None:
+                    continue
+                handler_name = route.methods.get(method)
+                if handler_name is None:
+                    raise RegistryError(
+                        "UNSUPPORTED",
+                        f"{method} is not allowed on {path}; allowed: {', '.join(route.methods)}",
+                        headers={"Allow": ", ".join(route.methods)},
+                    )
+                params = match.groupdict()
+                if "name" in params:
+                    validate_name(params["name"])
+                handler: Handler = getattr(self, handler_name)
+                return await handler(request, params)
+            raise RegistryError(
+                "NAME_UNKNOWN" if path.startswith("/v2/") else "UNSUPPORTED",
+                f"no registry endpoint at {path}; check the URL (see the OCI distribution spec)",
+                status=404,
+            )
+        except RegistryError as error:
+            return error_response(error, method)
+        except StorageError as error:
+            log.error("storage_error", path=path, error=str(error), driver=error.driver)
+            return error_response(
+                RegistryError(
+                    "UNAVAILABLE",
+                    f"the storage backend failed: {error}; check it with 'moorage check' and the server log",
+                ),
+                method,
+            )
+
+    def _ctx(self, request: Request) -> AccessRequest:
+        return AccessRequest(
+            headers=dict(request.headers),
+            base_url=self.urls.base(request),
+            client=request.client.host if request.client else "",
+        )
+
+    async def _allow(self, request: Request, name: str, *actions: str) -> None:
+        await self.access.authorize(self._ctx(request), name, frozenset(actions))
+
+    # --- base and listings -------------------------------------------------------------
+
+    async def base(self, request: Request, params: dict[str, str]) -> Response:
+        await self.access.authenticate(self._ctx(request))
+        return Response(b"{}", headers=API_VERSION, media_type="application/json")
+
+    @staticmethod
+    def _page(path: str, body: dict[str, object], key: str, items: list[str], limit: int) -> Response:
+        """A listing page; one item beyond ``limit`` means there is a next page (``Link``)."""
+        headers = dict(API_VERSION)
+        if len(items) > limit:
+            items = items[:limit]
+            headers["Link"] = f'<{path}?n={limit}&last={quote(items[-1])}>; rel="next"'
+        return Response(json.dumps({**body, key: items}).encode(), headers=headers, media_type="application/json")
+
+    async def catalog(self, request: Request, params: dict[str, str]) -> Response:
+        limit = _page_size(request, self.page_max)
+        names = await self.manifests.catalog(limit + 1, request.query_params.get("last"))
+        names = await self.access.catalog_filter(self._ctx(request), names)
+        return self._page("/v2/_catalog", {}, "repositories", names, limit)
+
+    async def tags(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        await self._allow(request, name, "pull")
+        limit = _page_size(request, self.page_max)
+        names = await self.manifests.tags(name, limit + 1, request.query_params.get("last"))
+        return self._page(f"/v2/{name}/tags/list", {"name": name}, "tags", names, limit)
+
+    # --- manifests ---------------------------------------------------------------------
+
+    async def get_manifest(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        await self._allow(request, name, "pull")
+        reference = parse_reference(params["reference"])
+        manifest = await self.manifests.get(name, reference)
+        accept = ",".join(request.headers.getlist("accept"))
+        accepted = {part.split(";")[0].strip() for part in accept.split(",") if part.strip()}
+        if accepted and manifest.media_type not in accepted and not accepted & {"*/*", "application/*"}:
+            raise RegistryError(
+                "MANIFEST_UNKNOWN",
+                f"manifest {params['reference']} is a {manifest.media_type}, which this client does not "
+                f"accept (Accept: {accept}); upgrade the client or request that media type",
+                {"mediaType": manifest.media_type},
+                status=404,
+            )
+        headers = {
+            **API_VERSION,
+            "Docker-Content-Digest": manifest.digest,
+            "ETag": f'"{manifest.digest}"',
+            "Content-Length": str(manifest.size),
+        }
+        body = b"" if request.method == "HEAD" else manifest.payload
+        return Response(body, headers=headers, media_type=manifest.media_type)
+
+    async def put_manifest(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        await self._allow(request, name, "pull", "push")
+        reference = parse_reference(params["reference"])
+        payload = await self.manifests.read_payload(request.stream(), _content_length(request))
+        digest, parsed = await self.manifests.put(name, reference, payload, request.headers.get("content-type"))
+        headers = {
+            **API_VERSION,
+            "Location": self.urls.location(request, f"/v2/{name}/manifests/{digest}"),
+            "Docker-Content-Digest": str(digest),
+            "Content-Length": "0",
+        }
+        if parsed.subject is not None:
+            headers["OCI-Subject"] = str(parsed.subject.digest)
+        return Response(status_code=201, headers=headers)
+
+    async def delete_manifest(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        await self._allow(request, name, "delete")
+        await self.manifests.delete(name, parse_reference(params["reference"]))
+        return Response(status_code=202, headers={**API_VERSION, "Content-Length": "0"})
+
+    async def referrers(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        await self._allow(request, name, "pull")
+        subject = parse_digest(params["digest"])
+        artifact_type = request.query_params.get("artifactType")
+        index = await self.manifests.referrers(name, subject, artifact_type)
+        headers = dict(API_VERSION)
+        if artifact_type:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        return Response(json.dumps(index).encode(), headers=headers, media_type=index["mediaType"])
+
+    # --- blobs -------------------------------------------------------------------------
+
+    async def get_blob(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        await self._allow(request, name, "pull")
+        digest = parse_digest(params["digest"])
+        size = await self.blobs.size(name, digest)
+        headers = {**API_VERSION, "Docker-Content-Digest": str(digest)}
+        url = await self.blobs.redirect_url(digest, request.method)
+        if url is not None:
+            return Response(status_code=307, headers={**headers, "Location": url, "Content-Length": "0"})
+        headers.update({"Accept-Ranges": "bytes", "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"})
+        byte_range = parse_range(request.headers.get("range", ""), size)
+        status = 200
+        if byte_range is not None:
+            status = 206
+            headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+        length = byte_range.length if byte_range else size
+        headers["Content-Length"] = str(length)
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+        stream = await self.blobs.open(digest, byte_range, size)
+        return StreamingResponse(stream, status_code=status, headers=headers, media_type="application/octet-stream")
+
+    async def delete_blob(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        await self._allow(request, name, "delete")
+        await self.blobs.unlink(name, parse_digest(params["digest"]))
+        return Response(status_code=202, headers={**API_VERSION, "Content-Length": "0"})
+
+    # --- uploads -----------------------------------------------------------------------
+
+    def _upload_headers(self, request: Request, name: str, upload_id: str, size: int) -> dict[str, str]:
+        return {
+            **API_VERSION,
+            "Location": self.urls.location(request, f"/v2/{name}/blobs/uploads/{upload_id}"),
+            "Range": f"0-{max(size - 1, 0)}",
+            "Docker-Upload-UUID": upload_id,
+            "Content-Length": "0",
+        }
+
+    def _blob_created(self, request: Request, name: str, digest: Digest) -> Response:
+        headers = {
+            **API_VERSION,
+            "Location": self.urls.location(request, f"/v2/{name}/blobs/{digest}"),
+            "Docker-Content-Digest": str(digest),
+            "Content-Length": "0",
+        }
+        return Response(status_code=201, headers=headers)
+
+    async def start_upload(self, request: Request, params: dict[str, str]) -> Response:
+        name = params["name"]
+        await self._allow(request, name, "pull", "push")
+        query = request.query_params
+        mount, source = query.get("mount"), query.get("from")
+        if mount and source:
+            digest = parse_digest(mount)
+            validate_name(source)
+            try:
+                await self._allow(request, source, "pull")
+                mounted = await self.blobs.mount(name, source, digest)
+            except RegistryError:
+                mounted = None  # not readable from there: fall back to a normal upload (202)
+            if mounted is not None:
+                return self._blob_created(request, name, digest)
+        if query.get("digest"):
+            digest = parse_digest(query["digest"])
+            await self.uploads.monolithic(name, digest, _body(request), _content_length(request))
+            return self._blob_created(request, name, digest)
+        progress = await self.uploads.start(name)
+        return Response(status_code=202, headers=self._upload_headers(request, name, progress.id, 0))
+
+    async def upload_status(self, request: Request, params: dict[str, str]) -> Response:
+        upload_id = await self._upload_call(request, params, "pull", "push")
+        status = await self.uploads.status(params["name"], upload_id)
+        return Response(status_code=204, headers=self._upload_headers(request, params["name"], status.id, status.size))
+
+    async def _upload_call(self, request: Request, params: dict[str, str], *actions: str) -> str:
+        await self._allow(request, params["name"], *actions)
+        return params["upload"]
+
+    def _declared(self, request: Request) -> tuple[int | None, int | None]:
+        content_range = _content_range(request.headers.get("content-range"))
+        length = _content_length(request)
+        if content_range is None:
+            return None, length
+        start, end = content_range
+        if length is not None and length != end - start + 1:
+            raise RegistryError(
+                "RANGE_INVALID",
+                f"Content-Range {start}-{end} covers {end - start + 1} bytes but Content-Length is {length}",
+            )
+        return start, end - start + 1
+
+    async def patch_upload(self, request: Request, params: dict[str, str]) -> Response:
+        upload_id = await self._upload_call(request, params, "pull", "push")
+        start, length = self._declared(request)
+        progress = await self.uploads.append(params["name"], upload_id, _body(request), start=start, length=length)
+        return Response(status_code=202, headers=self._upload_headers(request, params["name"], upload_id, progress.size))
+
+    async def finish_upload(self, request: Request, params: dict[str, str]) -> Response:
+        upload_id = await self._upload_call(request, params, "pull", "push")
+        raw = request.query_params.get("digest")
+        if not raw:
+            raise RegistryError(
+                "DIGEST_INVALID", "finishing an upload needs ?digest=<algorithm>:<hex> of the whole blob"
+            )
+        digest = parse_digest(raw)
+        start, length = self._declared(request)
+        await self.uploads.complete(params["name"], upload_id, digest, _body(request), start=start, length=length)
+        return self._blob_created(request, params["name"], digest)
+
+    async def cancel_upload(self, request: Request, params: dict[str, str]) -> Response:
+        upload_id = await self._upload_call(request, params, "pull", "push")
+        await self.uploads.cancel(params["name"], upload_id)
+        return Response(status_code=204, headers={**API_VERSION, "Content-Length": "0"})
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk

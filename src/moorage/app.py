@@ -1,0 +1,60 @@
+"""The ASGI application: routes mounted over the services built at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from moorage.api.oci.routes import OciApi
+from moorage.config import Settings, load_settings
+from moorage.logging import configure_logging
+from moorage.services import Services
+
+__all__ = ["app_from_environment", "create_app"]
+
+_OCI_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """The application for ``settings``; ``services`` may be injected by tests."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        built = services or Services.from_settings(settings)
+        app.state.services = built
+        app.state.oci = OciApi(
+            blobs=built.blobs,
+            uploads=built.uploads,
+            manifests=built.manifests,
+            access=built.access,
+            urls=built.urls,
+            page_max=settings.limits.page_max,
+        )
+        try:
+            yield
+        finally:
+            if services is None:
+                await built.aclose()
+
+    async def oci(request: Request) -> Response:
+        api: OciApi = request.app.state.oci
+        return await api(request)
+
+    routes = [
+        Route("/v2", oci, methods=_OCI_METHODS),
+        Route("/v2/{path:path}", oci, methods=_OCI_METHODS),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def app_from_environment() -> Starlette:
+    """Factory for ``uvicorn --factory``: every worker reads the same file (``MOORAGE_CONFIG``) and env."""
+    settings = load_settings(os.environ.get("MOORAGE_CONFIG") or None)
+    configure_logging(settings.log)
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""Identity and access: who is asking, and what they may do."""

@@ -1,0 +1,60 @@
+"""The access-control seam between the HTTP layer and identity.
+
+The OCI routes ask an :class:`AccessController` before every operation; it answers with
+the :class:`Principal` or raises ``UNAUTHORIZED``/``DENIED``/``NAME_UNKNOWN`` with a message
+that says which credential or permission was missing. :class:`OpenAccess` is the
+embedded default with ``auth.mode: none`` (every client may push and pull).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["AccessController", "AccessRequest", "OpenAccess", "Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made a request. ``name`` is ``anonymous`` when no credentials were sent."""
+
+    name: str
+    kind: str = "anonymous"  # anonymous | user | robot | system
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """What the HTTP layer knows about a request, without HTTP types."""
+
+    headers: Mapping[str, str]
+    base_url: str
+    client: str
+
+
+class AccessController(Protocol):
+    async def authenticate(self, request: AccessRequest) -> Principal:
+        """Identify the caller of ``GET /v2/`` (must raise ``UNAUTHORIZED`` with a challenge when required)."""
+        ...
+
+    async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str]) -> Principal:
+        """Allow ``actions`` (``pull``, ``push``, ``delete``) on ``repository`` or raise."""
+        ...
+
+    async def catalog_filter(self, request: AccessRequest, names: list[str]) -> list[str]:
+        """The subset of repository ``names`` the caller may see in ``_catalog``."""
+        ...
+
+
+class OpenAccess:
+    """Everyone may do everything: the open registry of ``auth.mode: none``."""
+
+    async def authenticate(self, request: AccessRequest) -> Principal:
+        return Principal("anonymous")
+
+    async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str]) -> Principal:
+        return Principal("anonymous")
+
+    async def catalog_filter(self, request: AccessRequest, names: list[str]) -> list[str]:
+        return names

@@ -1,0 +1,113 @@
+"""The ``moorage`` command line: ``serve``, ``db upgrade``, and operator tools."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from moorage.config import ConfigError, Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Moorage container registry.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+app.add_typer(db_app, name="db")
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Optional[Path],  # noqa: UP007 - typer needs Optional here
+    typer.Option("--config", "-c", help="YAML configuration file (also MOORAGE_CONFIG).", envvar="MOORAGE_CONFIG"),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    listen: Annotated[Optional[str], typer.Option(help="HOST:PORT to listen on (http.listen).")] = None,  # noqa: UP007
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (http.workers).")] = None,  # noqa: UP007
+    migrate: Annotated[bool, typer.Option(help="Run database migrations first (database.auto_migrate).")] = True,
+) -> None:
+    """Run the registry. With no configuration: SQLite + filesystem under ./moorage-data/."""
+    import uvicorn
+
+    if listen:
+        os.environ["MOORAGE_LISTEN"] = listen
+    if workers:
+        os.environ["MOORAGE_HTTP__WORKERS"] = str(workers)
+    if config:
+        os.environ["MOORAGE_CONFIG"] = str(config.resolve())
+    settings = _settings(config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate and settings.database.auto_migrate:
+        from moorage.db.migrate import upgrade
+
+        upgrade(settings.database_url)
+    host, _, port = settings.http.listen.rpartition(":")
+    tls = settings.http.tls
+    uvicorn.run(
+        "moorage.app:app_from_environment",
+        factory=True,
+        host=host.strip("[]"),
+        port=int(port),
+        workers=settings.http.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log.level,
+        access_log=settings.log.access_log,
+        proxy_headers=False,  # X-Forwarded-* are honoured by moorage itself, from http.trusted_proxies only
+        server_header=False,
+        timeout_graceful_shutdown=30,
+        ssl_certfile=tls.certificate,
+        ssl_keyfile=tls.key,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None, revision: str = "heads") -> None:
+    """Migrate the database to the newest schema. Safe to run on many nodes at once."""
+    from moorage.db.migrate import upgrade
+
+    settings = _settings(config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url, revision)
+    err.print(f"database at {settings.database_url.split('@')[-1]} is up to date")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str, config: ConfigOption = None) -> None:
+    """Step the schema back to REVISION (use with a backup; 'base' drops every table)."""
+    from moorage.db.migrate import downgrade
+
+    downgrade(_settings(config).database_url, revision)
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = None) -> None:
+    """Print the revisions the database is at, and any pending ones."""
+    from moorage.db.migrate import current_heads, pending
+
+    url = _settings(config).database_url
+    typer.echo(f"current: {', '.join(sorted(current_heads(url))) or '(empty)'}")
+    missing = pending(url)
+    typer.echo(f"pending: {', '.join(sorted(missing)) or 'none'}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:  # raised inside a worker factory, e.g. a bad MOORAGE_ variable
+        err.print(f"[red]configuration error:[/red] {exc}")
+        sys.exit(2)

@@ -1,0 +1,332 @@
+"""Typed settings: one YAML file plus ``MOORAGE_…`` environment overrides, validated at start.
+
+A bad key or value raises :class:`ConfigError` whose message names the key (``storage.s3.bucket``)
+and what is allowed, so a typo never silently selects a default or a fake backend.
+
+Environment mapping: ``MOORAGE_A__B_C`` sets ``a.b_c``; ``MOORAGE_A_B_C`` works too where the
+split is unambiguous against the known keys; the common ones are named outright
+(:data:`ENV_ALIASES`). ``MOORAGE_CONFIG`` names the YAML file; variables starting with
+``MOORAGE_TEST_`` belong to the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "AuthSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "HttpSettings",
+    "JobsSettings",
+    "LimitsSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "RedisSettings",
+    "Settings",
+    "StorageSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "MOORAGE_"
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "MOORAGE_DATA_DIR": ("data_dir",),
+    "MOORAGE_DATABASE_URL": ("database", "url"),
+    "MOORAGE_REDIS_URL": ("redis", "url"),
+    "MOORAGE_ADMIN_PASSWORD": ("auth", "admin_password"),
+    "MOORAGE_SECRET_KEY": ("auth", "secret_key"),
+    "MOORAGE_LISTEN": ("http", "listen"),
+}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``str()`` lists every bad key with what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TLSSettings(_Section):
+    """``http.tls``: serve HTTPS directly (usually TLS ends at the load balancer instead)."""
+
+    certificate: str | None = None
+    key: str | None = None
+
+
+class HttpSettings(_Section):
+    """``http``: how the registry listens and how it builds URLs for clients."""
+
+    listen: str = "127.0.0.1:5000"
+    #: Emit relative ``Location`` headers (Distribution's ``http.relativeurls``).
+    relativeurls: bool = False
+    #: Public base URL (``https://registry.example.com``); overrides Host/X-Forwarded-*.
+    host: str | None = None
+    #: Peers whose ``X-Forwarded-Proto/Host`` headers are believed; ``*`` trusts all.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    #: Worker processes of ``moorage serve``.
+    workers: int = Field(default=1, ge=1, le=64)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:5000 or 0.0.0.0:5000")
+        return value
+
+
+class DatabaseSettings(_Section):
+    """``database``: a SQLAlchemy URL; default SQLite under the data directory."""
+
+    url: str | None = None
+    pool_size: int = Field(default=10, ge=1, le=500)
+    #: Run migrations when ``serve`` starts (one process migrates, the others wait).
+    auto_migrate: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+
+class StorageDeleteSettings(_Section):
+    enabled: bool = True
+
+
+class StorageRedirectSettings(_Section):
+    #: ``true``: never redirect clients to the object store; stream through the registry.
+    disable: bool = False
+    #: Lifetime of presigned/TempURL redirects, seconds.
+    expiry: int = Field(default=1200, ge=10, le=7 * 24 * 3600)
+
+
+class StorageSettings(BaseModel):
+    """``storage``: Distribution's keys. Exactly one driver section (``filesystem``, ``s3``, ...).
+
+    The driver section is validated against that driver's own ``Settings`` model, so
+    ``storage.s3.bukcet`` is reported by name.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    delete: StorageDeleteSettings = Field(default_factory=StorageDeleteSettings)
+    redirect: StorageRedirectSettings = Field(default_factory=StorageRedirectSettings)
+    maintenance: dict[str, Any] = Field(default_factory=dict)
+    cache: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_driver(self) -> StorageSettings:
+        from moorage.storage.factory import DRIVERS, driver_class
+
+        extra = dict(self.model_extra or {})
+        unknown = [name for name in extra if name not in DRIVERS]
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(unknown)}; a driver section is one of {', '.join(sorted(DRIVERS))}"
+            )
+        if len(extra) > 1:
+            raise ValueError(f"configure exactly one storage driver, got {', '.join(sorted(extra))}")
+        name = next(iter(extra), "filesystem")
+        settings_model = driver_class(name).Settings
+        try:
+            parsed = settings_model.model_validate(extra.get(name) or {})
+        except ValidationError as exc:
+            raise ValueError(_format_errors(exc, prefix=f"storage.{name}")) from None
+        object.__setattr__(self, "_driver_name", name)
+        object.__setattr__(self, "_driver_settings", parsed)
+        return self
+
+    @property
+    def driver_name(self) -> str:
+        return str(getattr(self, "_driver_name", "filesystem"))
+
+    @property
+    def driver_settings(self) -> BaseModel:
+        settings: BaseModel = getattr(self, "_driver_settings")
+        return settings
+
+
+class RedisSettings(_Section):
+    """``redis``: optional cache, rate limits and short locks. Losing it never breaks correctness."""
+
+    url: str | None = None
+    #: Sentinel: ``sentinel.addresses: [host:port, ...]`` and ``sentinel.master``.
+    sentinel: dict[str, Any] = Field(default_factory=dict)
+    #: Redis Cluster: ``cluster.addresses: [host:port, ...]``.
+    cluster: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuthSettings(_Section):
+    """``auth``: identity and tokens (see docs/configuration.md)."""
+
+    #: Encrypts token-signing keys and secrets at rest; must be the same on every node.
+    secret_key: str | None = None
+    admin_password: str | None = None
+    #: ``none`` is an open registry (anyone may push and pull); ``token`` enables projects and users.
+    mode: Literal["none", "token"] = "none"
+    token_expiry: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
+    service: str = "moorage"
+    anonymous_pull: bool = True
+
+
+class JobsSettings(_Section):
+    """``jobs``: background job runner on every node."""
+
+    enabled: bool = True
+    lease_seconds: int = Field(default=60, ge=5)
+    poll_seconds: float = Field(default=2.0, gt=0)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] = "console"
+    access_log: bool = False
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+
+
+class LimitsSettings(_Section):
+    """``limits``: sizes the registry refuses before writing anything."""
+
+    manifest_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    #: Largest page of ``tags/list`` and ``_catalog`` answers.
+    page_max: int = Field(default=1000, ge=1, le=100_000)
+
+
+class Settings(_Section):
+    """The whole configuration. Construct with :func:`load_settings`."""
+
+    data_dir: Path = Path("moorage-data")
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or SQLite at ``<data_dir>/moorage.db``."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'moorage.db').resolve()}"
+
+
+def _format_errors(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"] if part != "__root__")
+        key = ".".join(part for part in (prefix, location) if part)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; check the spelling against docs/configuration.md"
+        if key and message.startswith(key + "."):
+            lines.append(message)  # a nested section already named its own keys
+        else:
+            lines.append(f"{key or '(top level)'}: {message}")
+    return "; ".join(lines)
+
+
+def _known_keys(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    keys: set[tuple[str, ...]] = set()
+    for name, field in model.model_fields.items():
+        path = (*prefix, name)
+        keys.add(path)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _known_keys(annotation, path)
+    return keys
+
+
+def _env_path(var: str, known: set[tuple[str, ...]]) -> tuple[str, ...]:
+    if var in ENV_ALIASES:
+        return ENV_ALIASES[var]
+    body = var[len(ENV_PREFIX) :].lower()
+    if "__" in body:
+        return tuple(body.split("__"))
+    words = body.split("_")
+    # Every way of joining neighbouring words with "_" that names a known key.
+    matches: list[tuple[str, ...]] = []
+
+    def walk(index: int, path: tuple[str, ...]) -> None:
+        if index == len(words):
+            if path in known:
+                matches.append(path)
+            return
+        for end in range(index + 1, len(words) + 1):
+            candidate = (*path, "_".join(words[index:end]))
+            if end == len(words) or any(k[: len(candidate)] == candidate for k in known):
+                walk(end, candidate)
+
+    walk(0, ())
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ConfigError(f"{var}: unknown setting; use MOORAGE_SECTION__KEY, see docs/configuration.md")
+    options = ", ".join(".".join(m) for m in matches)
+    raise ConfigError(f"{var}: ambiguous (could be {options}); write it with '__' between sections")
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _env_value(raw: str) -> Any:
+    """Environment values are YAML scalars/lists (``true``, ``5``, ``[a, b]``), else plain strings."""
+    try:
+        return yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        return raw
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (YAML) if given, apply ``MOORAGE_…`` variables, validate.
+
+    Raises :class:`ConfigError` naming every bad key.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        tree = loaded
+    environ = os.environ if environ is None else environ
+    known = _known_keys(Settings)
+    # Driver sections are free-form at this level; let MOORAGE_STORAGE__S3__BUCKET through.
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var.startswith("MOORAGE_TEST_") or var == "MOORAGE_CONFIG":
+            continue
+        body = var[len(ENV_PREFIX) :].lower()
+        env_path = tuple(body.split("__")) if body.startswith("storage__") else _env_path(var, known)
+        _set(tree, env_path, _env_value(environ[var]))
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None

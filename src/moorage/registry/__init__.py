@@ -1,0 +1,1 @@
+"""Domain services of the registry: blobs, uploads, manifests, tags, referrers. No HTTP types here."""

@@ -1,0 +1,143 @@
+"""Reading, redirecting, mounting and unlinking blobs of a repository."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from moorage.db.session import Database
+from moorage.db.tables import blobs, repository_blobs
+from moorage.errors import RegistryError
+from moorage.registry.digests import Digest
+from moorage.registry.paths import blob_path
+from moorage.registry.repositories import ensure_repository, find_repository, link_blob, linked_blob_size
+from moorage.storage import PathNotFoundError, StorageDriver
+
+__all__ = ["BlobService", "ByteRange", "parse_range"]
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    start: int
+    end: int  # inclusive
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+def parse_range(header: str, size: int) -> ByteRange | None:
+    """A single ``bytes=start-end`` / ``bytes=start-`` / ``bytes=-suffix`` range within ``size``.
+
+    Returns ``None`` for no header; raises ``RANGE_INVALID`` (416) when unsatisfiable or malformed.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    invalid = RegistryError(
+        "RANGE_INVALID",
+        f"Range {header!r} cannot be served for a blob of {size} bytes; send one 'bytes=START-END' range "
+        "within the blob",
+        {"size": size},
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+    if unit.strip().lower() != "bytes" or "," in spec:
+        raise invalid
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0:
+                raise invalid
+            return ByteRange(max(0, size - suffix), size - 1)
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        raise invalid from None
+    if start < 0 or start >= size or end < start:
+        raise invalid
+    return ByteRange(start, min(end, size - 1))
+
+
+class BlobService:
+    """Blob operations on the database (links) and storage (bytes)."""
+
+    def __init__(self, db: Database, storage: StorageDriver, *, delete_enabled: bool, redirect_expiry: int) -> None:
+        self.db = db
+        self.storage = storage
+        self.delete_enabled = delete_enabled
+        self.redirect_expiry = redirect_expiry
+
+    async def size(self, repository: str, digest: Digest) -> int:
+        """Size of a blob linked into ``repository``; ``BLOB_UNKNOWN`` otherwise."""
+        async with self.db.read() as conn:
+            size = await linked_blob_size(conn, repository, digest)
+        if size is None:
+            raise RegistryError(
+                "BLOB_UNKNOWN",
+                f"blob {digest} is not in repository {repository}; push it first or check the digest",
+                {"digest": str(digest), "repository": repository},
+            )
+        return size
+
+    async def redirect_url(self, digest: Digest, method: str) -> str | None:
+        """A storage URL signed for ``method``, when the driver redirects."""
+        return await self.storage.url_for(blob_path(digest), method, self.redirect_expiry)
+
+    async def open(self, digest: Digest, byte_range: ByteRange | None, size: int) -> AsyncIterator[bytes]:
+        """Stream the blob's bytes (or ``byte_range``), failing before the first byte if storage lost them."""
+        offset = byte_range.start if byte_range else 0
+        length = byte_range.length if byte_range else size
+        stream = self.storage.read(blob_path(digest), offset, length)
+        try:
+            first = await anext(stream, b"")
+        except PathNotFoundError:
+            raise RegistryError(
+                "BLOB_UNKNOWN",
+                f"blob {digest} is recorded in the database but missing from storage; restore the storage "
+                "backup or re-push the image (see docs/troubleshooting.md)",
+                {"digest": str(digest)},
+            ) from None
+        return self._chain(first, stream)
+
+    @staticmethod
+    async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+
+    async def mount(self, repository: str, source: str, digest: Digest) -> int | None:
+        """Link ``digest`` from ``source`` into ``repository``; its size, or ``None`` when not mountable."""
+        async with self.db.write() as conn:
+            size = await linked_blob_size(conn, source, digest)
+            if size is None:
+                return None
+            repository_id = await ensure_repository(conn, repository)
+            await link_blob(conn, repository_id, digest, size)
+        return size
+
+    async def unlink(self, repository: str, digest: Digest) -> None:
+        """Remove the blob from the repository (bytes stay until garbage collection)."""
+        if not self.delete_enabled:
+            raise RegistryError(
+                "UNSUPPORTED",
+                "deletes are disabled on this registry; set storage.delete.enabled: true to allow them",
+            )
+        async with self.db.write() as conn:
+            repository_id = await find_repository(conn, repository)
+            blob_id = (await conn.execute(select(blobs.c.id).where(blobs.c.digest == str(digest)))).scalar()
+            deleted = 0
+            if repository_id is not None and blob_id is not None:
+                result = await conn.execute(
+                    delete(repository_blobs).where(
+                        repository_blobs.c.repository_id == repository_id, repository_blobs.c.blob_id == blob_id
+                    )
+                )
+                deleted = result.rowcount
+        if not deleted:
+            raise RegistryError(
+                "BLOB_UNKNOWN", f"blob {digest} is not in repository {repository}", {"digest": str(digest)}
+            )

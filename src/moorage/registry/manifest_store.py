@@ -1,0 +1,309 @@
+"""Manifests, tags and referrers of a repository, answered from the database.
+
+Write order (STYLE habit 9): the payload's bytes go to storage under their digest first,
+then one transaction records the manifest, what it references, and the tag.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from moorage.db.session import Database
+from moorage.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs, tags
+from moorage.db.upsert import insert_ignore, upsert
+from moorage.errors import RegistryError
+from moorage.registry import mediatypes as mt
+from moorage.registry.digests import Digest, parse_digest
+from moorage.registry.manifests import ParsedManifest, parse_manifest
+from moorage.registry.names import validate_tag
+from moorage.registry.paths import blob_path
+from moorage.registry.repositories import ensure_repository, find_repository, link_blob, now
+from moorage.storage import StorageDriver
+
+__all__ = ["ManifestStore", "StoredManifest", "parse_reference"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    size: int
+    payload: bytes
+    subject: str | None
+
+
+def parse_reference(reference: str) -> Digest | str:
+    """A digest if ``reference`` looks like one (``alg:hex``), else a validated tag."""
+    if ":" in reference:
+        return parse_digest(reference)
+    return validate_tag(reference)
+
+
+def _manifest_unknown(repository: str, reference: str) -> RegistryError:
+    return RegistryError(
+        "MANIFEST_UNKNOWN",
+        f"manifest {reference} is not in repository {repository}; check the tag or digest "
+        f"(GET /v2/{repository}/tags/list lists the tags)",
+        {"repository": repository, "reference": reference},
+    )
+
+
+class ManifestStore:
+    """Manifest, tag and referrer operations."""
+
+    def __init__(self, db: Database, storage: StorageDriver, *, max_bytes: int, delete_enabled: bool) -> None:
+        self.db = db
+        self.storage = storage
+        self.max_bytes = max_bytes
+        self.delete_enabled = delete_enabled
+
+    async def read_payload(self, body: AsyncIterable[bytes], declared_length: int | None) -> bytes:
+        """Collect a manifest body, refusing more than the limit before reading it whole."""
+        too_large = RegistryError(
+            "MANIFEST_TOO_LARGE",
+            f"manifest is larger than the limit of {self.max_bytes} bytes; split it (e.g. fewer layers or "
+            "annotations) or raise limits.manifest_max_bytes",
+            {"limit": self.max_bytes},
+        )
+        if declared_length is not None and declared_length > self.max_bytes:
+            raise too_large
+        parts: list[bytes] = []
+        total = 0
+        async for chunk in body:
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise too_large
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def put(
+        self, repository: str, reference: Digest | str, payload: bytes, content_type: str | None
+    ) -> tuple[Digest, ParsedManifest]:
+        """Validate and store a manifest, tagging it when ``reference`` is a tag."""
+        algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
+        digest = Digest.of(payload, algorithm)
+        if isinstance(reference, Digest) and digest != reference:
+            raise RegistryError(
+                "DIGEST_INVALID",
+                f"manifest content has digest {digest}, not {reference}; push it by tag or by its real digest",
+                {"expected": str(reference), "actual": str(digest)},
+            )
+        parsed = parse_manifest(payload, content_type)
+        await self._check_references(repository, parsed)
+        await self.storage.put(blob_path(digest), payload)
+        annotations = json.dumps(parsed.annotations) if parsed.annotations else None
+        for attempt in range(3):
+            try:
+                async with self.db.write() as conn:
+                    repository_id = await ensure_repository(conn, repository)
+                    manifest_id = await self._record(conn, repository_id, digest, parsed, payload, annotations)
+                    if isinstance(reference, str):
+                        await upsert(
+                            conn,
+                            tags,
+                            {
+                                "repository_id": repository_id,
+                                "name": reference,
+                                "manifest_id": manifest_id,
+                                "updated_at": now(),
+                            },
+                            ["repository_id", "name"],
+                            ["manifest_id", "updated_at"],
+                        )
+                break
+            except IntegrityError:
+                # A concurrent push of the same manifest won the insert; the next attempt reads its row.
+                if attempt == 2:
+                    raise
+        return digest, parsed
+
+    async def _record(
+        self,
+        conn: AsyncConnection,
+        repository_id: int,
+        digest: Digest,
+        parsed: ParsedManifest,
+        payload: bytes,
+        annotations: str | None,
+    ) -> int:
+        existing = (
+            await conn.execute(
+                select(manifests.c.id).where(
+                    manifests.c.repository_id == repository_id, manifests.c.digest == str(digest)
+                )
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            return int(existing)
+        await link_blob(conn, repository_id, digest, len(payload))
+        timestamp = now()
+        manifest_id = (
+            await conn.execute(
+                manifests.insert()
+                .values(
+                    repository_id=repository_id,
+                    digest=str(digest),
+                    media_type=parsed.media_type,
+                    artifact_type=parsed.artifact_type,
+                    size=len(payload),
+                    payload=payload,
+                    subject_digest=str(parsed.subject.digest) if parsed.subject else None,
+                    annotations=annotations,
+                    created_at=timestamp,
+                )
+                .returning(manifests.c.id)
+            )
+        ).scalar_one()
+        references = {("blob", str(d.digest)) for d in parsed.blobs if not d.external}
+        references |= {("manifest", str(d.digest)) for d in parsed.manifests}
+        for kind, ref in sorted(references):
+            await insert_ignore(
+                conn,
+                manifest_references,
+                {"manifest_id": manifest_id, "kind": kind, "digest": ref, "created_at": timestamp},
+                ["manifest_id", "kind", "digest"],
+            )
+        return int(manifest_id)
+
+    async def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
+        wanted_blobs = {str(d.digest) for d in parsed.blobs if not d.external}
+        wanted_manifests = {str(d.digest) for d in parsed.manifests}
+        async with self.db.read() as conn:
+            found_blobs: set[str] = set()
+            found_manifests: set[str] = set()
+            if wanted_blobs:
+                query = (
+                    select(blobs.c.digest)
+                    .select_from(blobs.join(repository_blobs).join(repositories))
+                    .where(repositories.c.name == repository, blobs.c.digest.in_(wanted_blobs))
+                )
+                found_blobs = set((await conn.execute(query)).scalars())
+            if wanted_manifests:
+                query = (
+                    select(manifests.c.digest)
+                    .select_from(manifests.join(repositories))
+                    .where(repositories.c.name == repository, manifests.c.digest.in_(wanted_manifests))
+                )
+                found_manifests = set((await conn.execute(query)).scalars())
+        missing = sorted((wanted_blobs - found_blobs) | (wanted_manifests - found_manifests))
+        if missing:
+            raise RegistryError(
+                "MANIFEST_BLOB_UNKNOWN",
+                f"manifest references {len(missing)} blob(s) or manifest(s) not in repository {repository} "
+                f"(first: {missing[0]}); push those first, then the manifest",
+                {"missing": missing},
+            )
+
+    async def get(self, repository: str, reference: Digest | str) -> StoredManifest:
+        columns = (
+            manifests.c.digest,
+            manifests.c.media_type,
+            manifests.c.size,
+            manifests.c.payload,
+            manifests.c.subject_digest,
+        )
+        if isinstance(reference, Digest):
+            query = (
+                select(*columns)
+                .select_from(manifests.join(repositories))
+                .where(repositories.c.name == repository, manifests.c.digest == str(reference))
+            )
+        else:
+            query = (
+                select(*columns)
+                .select_from(tags.join(manifests, tags.c.manifest_id == manifests.c.id).join(repositories))
+                .where(repositories.c.name == repository, tags.c.name == reference)
+            )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise _manifest_unknown(repository, str(reference))
+        return StoredManifest(row.digest, row.media_type, row.size, row.payload, row.subject_digest)
+
+    async def delete(self, repository: str, reference: Digest | str) -> None:
+        """Delete a manifest (by digest, with its tags) or only a tag (by tag)."""
+        if not self.delete_enabled:
+            raise RegistryError(
+                "UNSUPPORTED", "deletes are disabled on this registry; set storage.delete.enabled: true to allow them"
+            )
+        async with self.db.write() as conn:
+            repository_id = await find_repository(conn, repository)
+            deleted = 0
+            if repository_id is not None and isinstance(reference, Digest):
+                deleted = (
+                    await conn.execute(
+                        delete(manifests).where(
+                            manifests.c.repository_id == repository_id, manifests.c.digest == str(reference)
+                        )
+                    )
+                ).rowcount
+            elif repository_id is not None:
+                deleted = (
+                    await conn.execute(
+                        delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == reference)
+                    )
+                ).rowcount
+        if not deleted:
+            raise _manifest_unknown(repository, str(reference))
+
+    async def tags(self, repository: str, limit: int, last: str | None) -> list[str]:
+        """Up to ``limit`` tag names after ``last``, in lexical order; ``NAME_UNKNOWN`` for no repository."""
+        async with self.db.read() as conn:
+            repository_id = await find_repository(conn, repository)
+            if repository_id is None:
+                raise RegistryError(
+                    "NAME_UNKNOWN",
+                    f"repository {repository} does not exist; check the name or push an image to create it",
+                    {"name": repository},
+                )
+            query = select(tags.c.name).where(tags.c.repository_id == repository_id)
+            if last:
+                query = query.where(tags.c.name > last)
+            rows = await conn.execute(query.order_by(tags.c.name).limit(limit))
+            return list(rows.scalars())
+
+    async def catalog(self, limit: int, last: str | None) -> list[str]:
+        """Repository names that hold at least one manifest, after ``last``, in lexical order."""
+        query = select(repositories.c.name).where(
+            exists().where(manifests.c.repository_id == repositories.c.id)
+        )
+        if last:
+            query = query.where(repositories.c.name > last)
+        async with self.db.read() as conn:
+            rows = await conn.execute(query.order_by(repositories.c.name).limit(limit))
+            return list(rows.scalars())
+
+    async def referrers(self, repository: str, subject: Digest, artifact_type: str | None) -> dict[str, Any]:
+        """The OCI image index of manifests whose ``subject`` is ``subject`` (empty when none)."""
+        query = (
+            select(
+                manifests.c.digest,
+                manifests.c.media_type,
+                manifests.c.artifact_type,
+                manifests.c.size,
+                manifests.c.annotations,
+            )
+            .select_from(manifests.join(repositories))
+            .where(repositories.c.name == repository, manifests.c.subject_digest == str(subject))
+            .order_by(manifests.c.id)
+        )
+        if artifact_type:
+            query = query.where(manifests.c.artifact_type == artifact_type)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        descriptors = []
+        for row in rows:
+            descriptor: dict[str, Any] = {"mediaType": row.media_type, "digest": row.digest, "size": row.size}
+            if row.artifact_type:
+                descriptor["artifactType"] = row.artifact_type
+            if row.annotations:
+                descriptor["annotations"] = json.loads(row.annotations)
+            descriptors.append(descriptor)
+        return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": descriptors}

@@ -1,0 +1,55 @@
+"""Repository rows and blob links: the small pieces every other service shares."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from moorage.db.tables import blobs, repositories, repository_blobs
+from moorage.db.upsert import insert_ignore
+from moorage.registry.digests import Digest
+
+__all__ = ["ensure_repository", "find_repository", "link_blob", "linked_blob_size", "now"]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def find_repository(conn: AsyncConnection, name: str) -> int | None:
+    """The repository's id, or ``None`` when it does not exist."""
+    result = await conn.execute(select(repositories.c.id).where(repositories.c.name == name))
+    return result.scalar_one_or_none()
+
+
+async def ensure_repository(conn: AsyncConnection, name: str) -> int:
+    """The repository's id, creating the row on first push (inside the caller's write transaction)."""
+    await insert_ignore(conn, repositories, {"name": name, "created_at": now()}, ["name"])
+    repository_id = await find_repository(conn, name)
+    if repository_id is None:  # pragma: no cover - the insert above guarantees a row
+        raise RuntimeError(f"repository {name} vanished inside its own transaction")
+    return repository_id
+
+
+async def link_blob(conn: AsyncConnection, repository_id: int, digest: Digest, size: int) -> None:
+    """Record ``digest`` as known content and make it pullable from the repository."""
+    await insert_ignore(conn, blobs, {"digest": str(digest), "size": size, "created_at": now()}, ["digest"])
+    blob_id = (await conn.execute(select(blobs.c.id).where(blobs.c.digest == str(digest)))).scalar_one()
+    await insert_ignore(
+        conn,
+        repository_blobs,
+        {"repository_id": repository_id, "blob_id": blob_id, "created_at": now()},
+        ["repository_id", "blob_id"],
+    )
+
+
+async def linked_blob_size(conn: AsyncConnection, repository: str, digest: Digest) -> int | None:
+    """Size of ``digest`` if it is linked into ``repository``, else ``None``."""
+    query = (
+        select(blobs.c.size)
+        .select_from(blobs.join(repository_blobs).join(repositories))
+        .where(repositories.c.name == repository, blobs.c.digest == str(digest))
+    )
+    return (await conn.execute(query)).scalar_one_or_none()

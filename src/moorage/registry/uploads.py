@@ -1,0 +1,294 @@
+"""Blob uploads: monolithic, chunked and resumable, on any node.
+
+Progress (bytes accepted, the resumable SHA-256 state and the driver's write state) lives
+in the ``uploads`` row; a chunk is accepted by (1) appending its bytes in storage and
+(2) committing the new progress with a compare-and-set on the old size. A chunk whose
+step 2 never happens is discarded by the driver on the next append, so a client retry
+is always safe. A blob becomes pullable only after its digest was verified, its bytes
+were published under the content-addressed key, and its link row was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+
+from moorage.db.session import Database
+from moorage.db.tables import repositories, uploads
+from moorage.errors import RegistryError
+from moorage.registry.digests import Digest
+from moorage.registry.hashing import ResumableSha256
+from moorage.registry.paths import blob_path, upload_dir, upload_path
+from moorage.registry.repositories import ensure_repository, link_blob, now
+from moorage.storage import PathNotFoundError, StorageDriver, StorageError, WriteState
+
+__all__ = ["UploadProgress", "UploadService"]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadProgress:
+    id: str
+    size: int
+
+
+@dataclass(slots=True)
+class _Session:
+    id: str
+    repository_id: int
+    size: int
+    hasher: ResumableSha256
+    state: WriteState | None
+
+
+class _Counted:
+    """Feeds chunks to the hasher while counting them, optionally enforcing a byte limit."""
+
+    __slots__ = ("hasher", "limit", "source", "total")
+
+    def __init__(self, source: AsyncIterable[bytes], hasher: ResumableSha256, limit: int | None) -> None:
+        self.source = source
+        self.hasher = hasher
+        self.limit = limit
+        self.total = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.source:
+            if not chunk:
+                continue
+            self.total += len(chunk)
+            if self.limit is not None and self.total > self.limit:
+                raise RegistryError(
+                    "SIZE_INVALID",
+                    f"the request body is longer than the declared {self.limit} bytes; send a matching "
+                    "Content-Length/Content-Range",
+                )
+            self.hasher.update(chunk)
+            yield chunk
+
+
+def _unknown(upload_id: str) -> RegistryError:
+    return RegistryError(
+        "BLOB_UPLOAD_UNKNOWN",
+        f"upload {upload_id} does not exist (finished, cancelled or expired); start a new upload with "
+        "POST /v2/<name>/blobs/uploads/",
+        {"upload": upload_id},
+    )
+
+
+class UploadService:
+    """Upload sessions on the shared database and storage."""
+
+    def __init__(self, db: Database, storage: StorageDriver) -> None:
+        self.db = db
+        self.storage = storage
+
+    async def start(self, repository: str) -> UploadProgress:
+        upload_id = str(uuid.uuid4())
+        timestamp = now()
+        async with self.db.write() as conn:
+            repository_id = await ensure_repository(conn, repository)
+            await conn.execute(
+                uploads.insert().values(
+                    id=upload_id,
+                    repository_id=repository_id,
+                    size=0,
+                    hash_state=ResumableSha256().state(),
+                    storage_state=None,
+                    created_at=timestamp,
+                    updated_at=timestamp,
+                )
+            )
+        return UploadProgress(upload_id, 0)
+
+    async def _load(self, repository: str, upload_id: str) -> _Session:
+        try:
+            uuid.UUID(upload_id)
+        except ValueError:
+            raise _unknown(upload_id) from None
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(uploads.c.repository_id, uploads.c.size, uploads.c.hash_state, uploads.c.storage_state)
+                    .select_from(uploads.join(repositories))
+                    .where(uploads.c.id == upload_id, repositories.c.name == repository)
+                )
+            ).first()
+        if row is None:
+            raise _unknown(upload_id)
+        state = json.loads(row.storage_state) if row.storage_state else None
+        return _Session(upload_id, row.repository_id, row.size, ResumableSha256(row.hash_state), state)
+
+    async def status(self, repository: str, upload_id: str) -> UploadProgress:
+        session = await self._load(repository, upload_id)
+        return UploadProgress(session.id, session.size)
+
+    async def _append(
+        self, session: _Session, chunks: AsyncIterable[bytes], expected_length: int | None
+    ) -> WriteState:
+        counted = _Counted(chunks, session.hasher, expected_length)
+        state = await self.storage.append(upload_path(session.id), session.state, counted)
+        if expected_length is not None and counted.total != expected_length:
+            raise RegistryError(
+                "SIZE_INVALID",
+                f"received {counted.total} bytes but the request declared {expected_length}; the chunk was "
+                "not accepted, send it again",
+            )
+        if state["size"] != session.size + counted.total:
+            raise StorageError(
+                f"storage reports {state['size']} bytes after appending {counted.total} to {session.size}",
+                path=upload_path(session.id),
+            )
+        return state
+
+    async def append(
+        self,
+        repository: str,
+        upload_id: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        start: int | None = None,
+        length: int | None = None,
+    ) -> UploadProgress:
+        """Accept one chunk. ``start`` (from ``Content-Range``) must equal the bytes received so far."""
+        session = await self._load(repository, upload_id)
+        if start is not None and start != session.size:
+            raise self._out_of_order(session, start)
+        state = await self._append(session, chunks, length)
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == session.id, uploads.c.size == session.size)
+                .values(
+                    size=state["size"],
+                    hash_state=session.hasher.state(),
+                    storage_state=json.dumps(state),
+                    updated_at=now(),
+                )
+            )
+        if result.rowcount != 1:
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                "another chunk of this upload was accepted at the same time; send chunks one after another, "
+                "then ask for the upload status (GET) and resume from its Range",
+                status=416,
+            )
+        return UploadProgress(session.id, state["size"])
+
+    @staticmethod
+    def _out_of_order(session: _Session, start: int) -> RegistryError:
+        last = session.size - 1
+        return RegistryError(
+            "RANGE_INVALID",
+            f"chunk starts at byte {start} but the upload has {session.size} bytes; send the chunk that starts "
+            f"at {session.size} (GET the upload for its status)",
+            {"expected_start": session.size, "received_start": start},
+            headers={"Range": f"0-{max(last, 0)}", "Docker-Upload-UUID": session.id},
+        )
+
+    async def complete(
+        self,
+        repository: str,
+        upload_id: str,
+        digest: Digest,
+        chunks: AsyncIterable[bytes],
+        *,
+        start: int | None = None,
+        length: int | None = None,
+    ) -> int:
+        """Append the final chunk (if any), verify ``digest``, publish the blob. Returns its size.
+
+        On a digest mismatch nothing changes: the upload stays as it was before this request.
+        """
+        session = await self._load(repository, upload_id)
+        if start is not None and start != session.size:
+            raise self._out_of_order(session, start)
+        state = await self._append(session, chunks, length)
+        size = state["size"]
+        path = upload_path(session.id)
+        if digest.algorithm == "sha256":
+            self._verify(digest, session.hasher.hexdigest())
+            await self.storage.commit(path, state)
+        else:
+            # Only SHA-256 is hashed while streaming; other algorithms are verified by a re-read.
+            await self.storage.commit(path, state)
+            hasher = digest.hasher()
+            async for chunk in self.storage.read(path):
+                hasher.update(chunk)
+            if hasher.hexdigest() != digest.hex:
+                await self._discard(session.id)
+                raise RegistryError(
+                    "DIGEST_INVALID",
+                    f"uploaded content does not match {digest}; the upload was cancelled, push the blob again",
+                    {"digest": str(digest)},
+                )
+        await self._publish(path, digest)
+        async with self.db.write() as conn:
+            await link_blob(conn, session.repository_id, digest, size)
+            await conn.execute(delete(uploads).where(uploads.c.id == session.id))
+        await self._cleanup(session.id)
+        return size
+
+    @staticmethod
+    def _verify(digest: Digest, actual_hex: str) -> None:
+        if actual_hex != digest.hex:
+            raise RegistryError(
+                "DIGEST_INVALID",
+                f"uploaded content has digest sha256:{actual_hex}, not {digest}; check the digest the client "
+                "sent, or resend the chunks (the upload is unchanged)",
+                {"expected": str(digest), "actual": f"sha256:{actual_hex}"},
+            )
+
+    async def monolithic(self, repository: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None) -> int:
+        """``POST ?digest=`` with the whole blob: no session row unless it succeeds."""
+        upload_id = str(uuid.uuid4())
+        session = _Session(upload_id, 0, 0, ResumableSha256(), None)
+        path = upload_path(upload_id)
+        try:
+            if digest.algorithm == "sha256":
+                state = await self._append(session, chunks, length)
+                self._verify(digest, session.hasher.hexdigest())
+                await self.storage.commit(path, state)
+            else:
+                hasher = digest.hasher()
+
+                async def tee() -> AsyncIterator[bytes]:
+                    async for chunk in chunks:
+                        hasher.update(chunk)
+                        yield chunk
+
+                state = await self._append(session, tee(), length)
+                if hasher.hexdigest() != digest.hex:
+                    raise RegistryError("DIGEST_INVALID", f"uploaded content does not match {digest}")
+                await self.storage.commit(path, state)
+            await self._publish(path, digest)
+        except BaseException:
+            await self._cleanup(upload_id)
+            raise
+        async with self.db.write() as conn:
+            repository_id = await ensure_repository(conn, repository)
+            await link_blob(conn, repository_id, digest, state["size"])
+        await self._cleanup(upload_id)
+        return int(state["size"])
+
+    async def _publish(self, path: str, digest: Digest) -> None:
+        """Place the verified bytes under the blob's key (a key is only ever written with its own bytes)."""
+        await self.storage.move(path, blob_path(digest))
+
+    async def cancel(self, repository: str, upload_id: str) -> None:
+        session = await self._load(repository, upload_id)
+        await self._discard(session.id)
+
+    async def _discard(self, upload_id: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+        await self._cleanup(upload_id)
+
+    async def _cleanup(self, upload_id: str) -> None:
+        try:
+            await self.storage.delete(upload_dir(upload_id))
+        except PathNotFoundError:
+            pass
