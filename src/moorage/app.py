@@ -24,9 +24,7 @@ _OCI_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     """The application for ``settings``; ``services`` may be injected by tests."""
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        built = services or Services.from_settings(settings)
+    def install(app: Starlette, built: Services) -> None:
         app.state.services = built
         app.state.oci = OciApi(
             blobs=built.blobs,
@@ -36,11 +34,18 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             urls=built.urls,
             page_max=settings.limits.page_max,
         )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if services is not None:  # injected (tests): already installed, owned by the caller
+            yield
+            return
+        built = Services.from_settings(settings)
+        install(app, built)
         try:
             yield
         finally:
-            if services is None:
-                await built.aclose()
+            await built.aclose()
 
     async def oci(request: Request) -> Response:
         api: OciApi = request.app.state.oci
@@ -50,7 +55,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v2", oci, methods=_OCI_METHODS),
         Route("/v2/{path:path}", oci, methods=_OCI_METHODS),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    if services is not None:
+        install(app, services)
+    return app
 
 
 def app_from_environment() -> Starlette:
