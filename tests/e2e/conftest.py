@@ -1,0 +1,155 @@
+"""Fixtures that run real registries and real clients.
+
+Servers (session-scoped, started on first use, one fresh temp data dir each):
+
+* ``moorage_sqlite``   — ``moorage serve`` on the embedded default (SQLite + filesystem).
+* ``moorage_postgres`` — ``moorage serve`` with ``MOORAGE_DATABASE_URL`` on a throwaway database
+  created on ``MOORAGE_TEST_POSTGRES_URL``'s server and dropped at the end.
+* ``reference_registry`` — Debian's ``docker-registry`` (Distribution 2.8), the reference.
+
+Per-test views of them (function-scoped, parametrized):
+
+* ``registry``     — each Moorage variant: ``moorage-sqlite``, ``moorage-postgres``.
+* ``any_registry`` — the Moorage variants plus ``reference`` (marked ``reference``): for
+  behaviour Distribution 2.8 also has, so the test itself is proven right on the reference.
+
+Servers are shared by the session (each test uses its own repository names) because a start
+costs seconds; the part of a server's log written during a failing test is attached to that
+test's report. Clients: ``skopeo`` (session), ``containers_tools`` (podman + buildah with a
+private storage per test), ``layout`` (a fresh OCI image layout dir).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.e2e.clients import ContainersTools, Skopeo
+from tests.e2e.images import OciLayout
+from tests.e2e.servers import RegistryProcess, start_moorage, start_reference, throwaway_postgres_database
+
+MOORAGE_VARIANTS = ["moorage-sqlite", "moorage-postgres"]
+_FIXTURE_OF = {
+    "moorage-sqlite": "moorage_sqlite",
+    "moorage-postgres": "moorage_postgres",
+    "reference": "reference_registry",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reference: runs against Debian's docker-registry to prove the test itself is right"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark everything under tests/e2e as ``e2e`` (so ``-m 'not e2e'`` gives a fast loop)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach each involved server's log lines from this test to a failing test's report."""
+    report = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for value in funcargs.values():
+            if isinstance(value, RegistryProcess):
+                report.sections.append((f"{value.label} log ({value.host})", value.log_since_mark()))
+    return report
+
+
+def require_tool(name: str) -> None:
+    """Skip (fail under CI) when a client binary is missing; scripts/test.sh installs them all."""
+    if shutil.which(name) is None:
+        skip_or_fail(f"`{name}` is not installed (apt-get install {name})")
+
+
+# -- servers -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def e2e_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One temp dir holding every server's data dir, config and log for this session."""
+    return tmp_path_factory.mktemp("e2e-servers")
+
+
+@pytest.fixture(scope="session")
+def moorage_sqlite(e2e_workdir: Path) -> Iterator[RegistryProcess]:
+    """``moorage serve`` on the embedded default, in a fresh data dir."""
+    server = start_moorage(e2e_workdir, label="moorage-sqlite")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moorage_postgres(e2e_workdir: Path, postgres_admin_url: str) -> Iterator[RegistryProcess]:
+    """``moorage serve`` on a throwaway PostgreSQL database (filesystem storage in a fresh dir)."""
+    with throwaway_postgres_database(postgres_admin_url) as database_url:
+        server = start_moorage(e2e_workdir, label="moorage-postgres", database_url=database_url)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def reference_registry(e2e_workdir: Path) -> Iterator[RegistryProcess]:
+    """Debian's ``docker-registry`` with filesystem storage and deletes enabled."""
+    require_tool("docker-registry")
+    server = start_reference(e2e_workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _per_test(request: pytest.FixtureRequest) -> Iterator[RegistryProcess]:
+    server: RegistryProcess = request.getfixturevalue(_FIXTURE_OF[request.param])
+    server.mark_log()
+    yield server
+
+
+@pytest.fixture(params=MOORAGE_VARIANTS)
+def registry(request: pytest.FixtureRequest) -> Iterator[RegistryProcess]:
+    """Each Moorage variant in turn (SQLite, PostgreSQL)."""
+    yield from _per_test(request)
+
+
+@pytest.fixture(params=[pytest.param("reference", marks=pytest.mark.reference), *MOORAGE_VARIANTS])
+def any_registry(request: pytest.FixtureRequest) -> Iterator[RegistryProcess]:
+    """The reference registry, then each Moorage variant."""
+    yield from _per_test(request)
+
+
+# -- clients and material ------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
+    """skopeo with TLS verification off and a private accept-anything signature policy."""
+    require_tool("skopeo")
+    return Skopeo(tmp_path_factory.mktemp("skopeo"))
+
+
+@pytest.fixture
+def containers_tools(tmp_path: Path, any_registry: RegistryProcess) -> Iterator[ContainersTools]:
+    """podman + buildah with private storage, trusting ``any_registry`` over plain HTTP."""
+    require_tool("podman")
+    require_tool("buildah")
+    tools = ContainersTools(tmp_path / "containers", [any_registry.host])
+    try:
+        yield tools
+    finally:
+        tools.cleanup()
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> OciLayout:
+    """An empty OCI image layout for this test's source images."""
+    return OciLayout(tmp_path / "source-layout")
