@@ -1,0 +1,305 @@
+"""Manifests (all four media types, artifacts, subject/referrers), tags, catalog and their errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+
+from moorage.services import Services
+from tests.integration.conftest import unique_name
+from tests.integration.oci_client import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    descriptor,
+    digest_of,
+    error_code,
+    push_blob,
+    push_image,
+)
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+async def _put(client: httpx.AsyncClient, name: str, ref: str, body: bytes, media_type: str) -> httpx.Response:
+    return await client.put(f"/v2/{name}/manifests/{ref}", content=body, headers={"Content-Type": media_type})
+
+
+async def test_docker_schema2_and_manifest_list(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    config = b'{"architecture":"arm64","os":"linux"}'
+    layer = os.urandom(4096)
+    await push_blob(client, name, config)
+    await push_blob(client, name, layer)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": descriptor("application/vnd.docker.container.image.v1+json", config),
+            "layers": [descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)],
+        }
+    ).encode()
+    assert (await _put(client, name, "arm", manifest, DOCKER_MANIFEST)).status_code == 201
+    manifest_list = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_LIST,
+            "manifests": [descriptor(DOCKER_MANIFEST, manifest, platform={"architecture": "arm64", "os": "linux"})],
+        }
+    ).encode()
+    assert (await _put(client, name, "multi", manifest_list, DOCKER_LIST)).status_code == 201
+    got = await client.get(f"/v2/{name}/manifests/multi", headers={"Accept": DOCKER_LIST})
+    assert got.headers["content-type"] == DOCKER_LIST and got.content == manifest_list
+    head = await client.head(f"/v2/{name}/manifests/{digest_of(manifest)}", headers={"Accept": DOCKER_MANIFEST})
+    assert head.status_code == 200
+    assert head.headers["docker-content-digest"] == digest_of(manifest)
+    assert int(head.headers["content-length"]) == len(manifest)
+    assert head.content == b""
+
+
+async def test_accept_negotiation_refuses_types_the_client_cannot_read(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    await push_image(client, name, "oci", [os.urandom(100)])
+    refused = await client.get(f"/v2/{name}/manifests/oci", headers={"Accept": DOCKER_MANIFEST})
+    assert refused.status_code == 404 and error_code(refused) == "MANIFEST_UNKNOWN"
+    assert "does not accept" in refused.json()["errors"][0]["message"]
+    accepted = await client.get(f"/v2/{name}/manifests/oci", headers={"Accept": f"{DOCKER_MANIFEST}, {OCI_MANIFEST}"})
+    assert accepted.status_code == 200
+    wildcard = await client.get(f"/v2/{name}/manifests/oci", headers={"Accept": "*/*"})
+    assert wildcard.status_code == 200
+
+
+async def test_oci_index_requires_its_children(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    child_digest, child = await push_image(client, name, None, [os.urandom(10)])
+    missing_child = descriptor(OCI_MANIFEST, b'{"not":"pushed"}')
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_MANIFEST, child), missing_child]}
+    refused = await _put(client, name, "idx", json.dumps(index).encode(), OCI_INDEX)
+    assert refused.status_code == 400 and error_code(refused) == "MANIFEST_BLOB_UNKNOWN"
+    assert refused.json()["errors"][0]["detail"]["missing"] == [missing_child["digest"]]
+    assert (await client.get(f"/v2/{name}/manifests/idx")).status_code == 404
+    index["manifests"] = [descriptor(OCI_MANIFEST, child)]
+    assert (await _put(client, name, "idx", json.dumps(index).encode(), OCI_INDEX)).status_code == 201
+
+
+async def test_manifest_with_unknown_blob_is_refused_and_nothing_is_written(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    name = unique_name()
+    config = b"{}"
+    await push_blob(client, name, config)
+    layer = os.urandom(100)  # never pushed
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer)],
+        }
+    ).encode()
+    response = await _put(client, name, "t", body, OCI_MANIFEST)
+    assert response.status_code == 400 and error_code(response) == "MANIFEST_BLOB_UNKNOWN"
+    assert digest_of(layer) in response.json()["errors"][0]["message"]
+    assert (await client.get(f"/v2/{name}/tags/list")).json()["tags"] == []
+    digest = digest_of(body)
+    assert [i async for i in services.storage.list(f"blobs/sha256/{digest[7:9]}/{digest[7:]}")] == []
+
+
+async def test_a_blob_of_another_repository_does_not_count(client: httpx.AsyncClient) -> None:
+    other, name = unique_name(), unique_name()
+    digest, body = await push_image(client, other, "x", [os.urandom(10)])
+    response = await _put(client, name, "x", body, OCI_MANIFEST)
+    assert response.status_code == 400 and error_code(response) == "MANIFEST_BLOB_UNKNOWN"
+
+
+async def test_invalid_manifests(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    cases = [
+        (b"not json", OCI_MANIFEST),
+        (b"[]", OCI_MANIFEST),
+        (json.dumps({"schemaVersion": 1}).encode(), OCI_MANIFEST),
+        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST}).encode(), OCI_MANIFEST),
+        (json.dumps({"schemaVersion": 2, "mediaType": "application/x-unknown"}).encode(), "application/x-unknown"),
+        (
+            json.dumps(
+                {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"mediaType": "a/b", "digest": "sha256:zz", "size": 1}}
+            ).encode(),
+            OCI_MANIFEST,
+        ),
+        (json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": {}}).encode(), OCI_INDEX),
+        (json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST}).encode(), OCI_INDEX),
+        (b"{}", "application/vnd.docker.distribution.manifest.v1+prettyjws"),
+    ]
+    for body, media_type in cases:
+        response = await _put(client, name, "bad", body, media_type)
+        assert response.status_code == 400, (body, response.text)
+        assert error_code(response) == "MANIFEST_INVALID", (body, response.text)
+    assert (await client.get(f"/v2/{name}/manifests/bad")).status_code == 404
+
+
+async def test_digest_reference_must_match_content(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    _, body = await push_image(client, name, "t", [os.urandom(10)])
+    wrong = digest_of(b"other")
+    response = await _put(client, name, wrong, body, OCI_MANIFEST)
+    assert response.status_code == 400 and error_code(response) == "DIGEST_INVALID"
+
+
+async def test_oversize_manifest_is_refused_before_it_is_read(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    big = b'{"schemaVersion": 2, "annotations": {"x": "' + b"a" * (4 * 1024 * 1024) + b'"}}'
+    response = await _put(client, name, "big", big, OCI_MANIFEST)
+    assert response.status_code == 413 and error_code(response) == "MANIFEST_TOO_LARGE"
+    assert "limits.manifest_max_bytes" in response.json()["errors"][0]["message"]
+
+
+async def test_bad_names_tags_and_references(client: httpx.AsyncClient) -> None:
+    for path in ("/v2/UPPER/tags/list", "/v2/a//b/tags/list", "/v2/-x/manifests/latest", "/v2/a..b/blobs/uploads/"):
+        response = await (client.post(path) if path.endswith("uploads/") else client.get(path))
+        assert response.status_code == 400 and error_code(response) == "NAME_INVALID", path
+    long_name = "/".join(["abcdefghij"] * 24)
+    assert error_code(await client.get(f"/v2/{long_name}/tags/list")) == "NAME_INVALID"
+    name = unique_name()
+    _, body = await push_image(client, name, "ok", [b"x"])
+    bad_tag = await _put(client, name, "-bad", body, OCI_MANIFEST)
+    assert bad_tag.status_code == 400 and error_code(bad_tag) == "TAG_INVALID"
+    assert error_code(await client.get(f"/v2/{name}/manifests/sha256:1234")) == "DIGEST_INVALID"
+    assert error_code(await client.get(f"/v2/{name}/blobs/sha256:xyz")) == "DIGEST_INVALID"
+
+
+async def test_delete_tag_then_manifest(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    digest, _ = await push_image(client, name, "one", [os.urandom(10)])
+    await client.put(
+        f"/v2/{name}/manifests/two",
+        content=(await client.get(f"/v2/{name}/manifests/one")).content,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
+    assert (await client.delete(f"/v2/{name}/manifests/one")).status_code == 202
+    gone = await client.get(f"/v2/{name}/manifests/one")
+    assert gone.status_code == 404 and error_code(gone) == "MANIFEST_UNKNOWN"
+    assert (await client.get(f"/v2/{name}/manifests/{digest}")).status_code == 200
+    assert (await client.delete(f"/v2/{name}/manifests/{digest}")).status_code == 202
+    assert (await client.get(f"/v2/{name}/manifests/two")).status_code == 404
+    assert (await client.get(f"/v2/{name}/tags/list")).json()["tags"] == []
+    again = await client.delete(f"/v2/{name}/manifests/{digest}")
+    assert again.status_code == 404 and error_code(again) == "MANIFEST_UNKNOWN"
+
+
+async def test_deletes_can_be_disabled(database_url: str, tmp_path: os.PathLike[str]) -> None:
+    from pathlib import Path
+
+    from moorage.app import create_app
+    from tests.integration.conftest import make_settings
+
+    settings = make_settings(database_url, Path(tmp_path), MOORAGE_STORAGE__DELETE__ENABLED="false")
+    built = Services.from_settings(settings)
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings, built))
+        async with httpx.AsyncClient(transport=transport, base_url="http://r.test") as http:
+            name = unique_name()
+            digest, _ = await push_image(http, name, "t", [b"x"])
+            response = await http.delete(f"/v2/{name}/manifests/{digest}")
+            assert response.status_code == 405 and error_code(response) == "UNSUPPORTED"
+            assert "storage.delete.enabled" in response.json()["errors"][0]["message"]
+            assert (await http.get(f"/v2/{name}/manifests/t")).status_code == 200
+    finally:
+        await built.aclose()
+
+
+async def test_tags_list_pagination(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    _, body = await push_image(client, name, "t00", [b"x"])
+    tags = [f"t{i:02d}" for i in range(12)]
+    for tag in tags[1:]:
+        await _put(client, name, tag, body, OCI_MANIFEST)
+    seen: list[str] = []
+    url: str | None = f"/v2/{name}/tags/list?n=5"
+    while url:
+        response = await client.get(url)
+        assert response.status_code == 200
+        seen += response.json()["tags"]
+        link = response.headers.get("link")
+        url = link[1 : link.index(">")] if link else None
+    assert seen == tags
+    assert (await client.get(f"/v2/{name}/tags/list", params={"n": "x"})).status_code == 400
+    unknown = await client.get(f"/v2/{unique_name()}/tags/list")
+    assert unknown.status_code == 404 and error_code(unknown) == "NAME_UNKNOWN"
+
+
+async def test_catalog_pagination_lists_repositories_with_manifests(client: httpx.AsyncClient) -> None:
+    prefix = unique_name("cat")
+    names = [f"{prefix}/r{i}" for i in range(4)]
+    for name in names:
+        await push_image(client, name, "t", [b"y"])
+    await client.post(f"/v2/{prefix}/only-upload/blobs/uploads/")  # no manifest: not listed
+    listed: list[str] = []
+    url: str | None = "/v2/_catalog?n=2"
+    while url:
+        response = await client.get(url)
+        listed += response.json()["repositories"]
+        link = response.headers.get("link")
+        url = link[1 : link.index(">")] if link else None
+    assert [n for n in listed if n.startswith(prefix)] == names
+
+
+async def test_artifact_with_subject_and_referrers(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    subject_digest, subject_body = await push_image(client, name, "app", [os.urandom(50)])
+    empty = b"{}"
+    await push_blob(client, name, empty)
+    referrers = {}
+    for artifact_type in ("application/vnd.example.sbom", "application/vnd.example.signature"):
+        payload = os.urandom(30)
+        await push_blob(client, name, payload)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "artifactType": artifact_type,
+                "config": descriptor("application/vnd.oci.empty.v1+json", empty),
+                "layers": [descriptor("application/octet-stream", payload)],
+                "subject": descriptor(OCI_MANIFEST, subject_body),
+                "annotations": {"org.example.kind": artifact_type},
+            }
+        ).encode()
+        response = await _put(client, name, digest_of(manifest), manifest, OCI_MANIFEST)
+        assert response.status_code == 201
+        assert response.headers["oci-subject"] == subject_digest
+        referrers[artifact_type] = digest_of(manifest)
+    listing = await client.get(f"/v2/{name}/referrers/{subject_digest}")
+    assert listing.status_code == 200 and listing.headers["content-type"] == OCI_INDEX
+    found = {m["artifactType"]: m["digest"] for m in listing.json()["manifests"]}
+    assert found == referrers
+    assert all(m["annotations"]["org.example.kind"] == m["artifactType"] for m in listing.json()["manifests"])
+    filtered = await client.get(
+        f"/v2/{name}/referrers/{subject_digest}", params={"artifactType": "application/vnd.example.sbom"}
+    )
+    assert filtered.headers["oci-filters-applied"] == "artifactType"
+    assert [m["digest"] for m in filtered.json()["manifests"]] == [referrers["application/vnd.example.sbom"]]
+    none = await client.get(f"/v2/{name}/referrers/{digest_of(b'nothing')}")
+    assert none.status_code == 200 and none.json()["manifests"] == []
+    assert error_code(await client.get(f"/v2/{name}/referrers/sha256:bad")) == "DIGEST_INVALID"
+
+
+async def test_subject_may_be_pushed_before_its_target(client: httpx.AsyncClient) -> None:
+    """distribution-spec 1.1: a manifest whose subject does not exist yet is accepted."""
+    name = unique_name()
+    empty = b"{}"
+    await push_blob(client, name, empty)
+    future_subject = {"mediaType": OCI_MANIFEST, "digest": digest_of(b"later"), "size": 5}
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.note",
+            "config": descriptor("application/vnd.oci.empty.v1+json", empty),
+            "layers": [],
+            "subject": future_subject,
+        }
+    ).encode()
+    assert (await _put(client, name, digest_of(manifest), manifest, OCI_MANIFEST)).status_code == 201
+    listing = await client.get(f"/v2/{name}/referrers/{future_subject['digest']}")
+    assert len(listing.json()["manifests"]) == 1
