@@ -1,0 +1,85 @@
+"""Configuration: YAML + environment, and errors that name the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moorage.config import ConfigError, load_settings
+
+
+def test_defaults_are_the_embedded_registry() -> None:
+    settings = load_settings(environ={})
+    assert settings.storage.driver_name == "filesystem"
+    assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("moorage-data/moorage.db")
+    assert settings.http.listen == "127.0.0.1:5000"
+
+
+def test_yaml_file_with_distribution_storage_keys(tmp_path: Path) -> None:
+    config = tmp_path / "moorage.yml"
+    config.write_text(
+        "http:\n  relativeurls: true\n"
+        "storage:\n  filesystem:\n    rootdirectory: /srv/registry\n  delete:\n    enabled: false\n"
+        "  redirect:\n    disable: true\n"
+    )
+    settings = load_settings(config, environ={})
+    assert settings.http.relativeurls
+    assert settings.storage.driver_settings.rootdirectory == "/srv/registry"  # type: ignore[attr-defined]
+    assert not settings.storage.delete.enabled and settings.storage.redirect.disable
+
+
+def test_environment_overrides_file_and_aliases(tmp_path: Path) -> None:
+    config = tmp_path / "moorage.yml"
+    config.write_text("http:\n  listen: 0.0.0.0:6000\n")
+    settings = load_settings(
+        config,
+        environ={
+            "MOORAGE_HTTP__LISTEN": "127.0.0.1:7000",
+            "MOORAGE_DATABASE_URL": "postgresql://u@db/moorage",
+            "MOORAGE_LIMITS_MANIFEST_MAX_BYTES": "8192",
+            "MOORAGE_HTTP_TRUSTED_PROXIES": "[10.0.0.0/8]",
+            "MOORAGE_STORAGE__FILESYSTEM__ROOTDIRECTORY": "/x",
+            "MOORAGE_TEST_ANYTHING": "ignored",
+        },
+    )
+    assert settings.http.listen == "127.0.0.1:7000"
+    assert settings.database_url == "postgresql://u@db/moorage"
+    assert settings.limits.manifest_max_bytes == 8192
+    assert settings.http.trusted_proxies == ["10.0.0.0/8"]
+    assert settings.storage.driver_settings.rootdirectory == "/x"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"MOORAGE_HTTP__LISTEN": "nonsense"}, "http.listen"),
+        ({"MOORAGE_HTTP__LISTNE": "x"}, "http.listne"),
+        ({"MOORAGE_NOPE": "1"}, "MOORAGE_NOPE"),
+        ({"MOORAGE_LIMITS__MANIFEST_MAX_BYTES": "-5"}, "limits.manifest_max_bytes"),
+        ({"MOORAGE_STORAGE__FILESYSTEM__ROOTDIR": "/x"}, "storage.filesystem.rootdir"),
+        ({"MOORAGE_STORAGE__S4__BUCKET": "b"}, "s4"),
+        ({"MOORAGE_DATABASE_URL": "mysql://x"}, "database.url"),
+        ({"MOORAGE_LOG__LEVEL": "loud"}, "log.level"),
+    ],
+)
+def test_bad_keys_and_values_are_named(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=environ)
+    assert named in str(caught.value)
+
+
+def test_two_storage_drivers_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "moorage.yml"
+    config.write_text("storage:\n  filesystem: {}\n  inmemory: {}\n")
+    with pytest.raises(ConfigError, match="exactly one storage driver"):
+        load_settings(config, environ={})
+
+
+def test_unreadable_or_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yml", environ={})
+    bad = tmp_path / "bad.yml"
+    bad.write_text("http: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad, environ={})
