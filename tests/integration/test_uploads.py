@@ -216,3 +216,29 @@ async def test_forwarded_headers_only_from_trusted_proxies(database_url: str, tm
     assert untrusted.startswith("http://registry.test/v2/")
     fixed = await _location(database_url, tmp_path, forwarded, MOORAGE_HTTP__HOST="https://r.example.org")
     assert fixed.startswith("https://r.example.org/v2/")
+
+
+async def test_retry_after_a_crash_between_publish_and_link(client: httpx.AsyncClient, services: Services) -> None:
+    """The node died after moving the bytes under the blob key but before committing the link row."""
+    import json as _json
+
+    from sqlalchemy import select
+
+    from moorage.db.tables import uploads
+    from moorage.registry.digests import parse_digest
+    from moorage.registry.paths import blob_path, upload_path
+
+    name = unique_name()
+    data = os.urandom(50_000)
+    location = await _start(client, name)
+    await client.patch(location, content=data)
+    upload_id = location.rsplit("/", 1)[1]
+    async with services.db.read() as conn:
+        row = (await conn.execute(select(uploads.c.storage_state).where(uploads.c.id == upload_id))).one()
+    state = _json.loads(row.storage_state)
+    await services.storage.commit(upload_path(upload_id), state)
+    await services.storage.move(upload_path(upload_id), blob_path(parse_digest(digest_of(data))))
+    assert (await client.head(f"/v2/{name}/blobs/{digest_of(data)}")).status_code == 404  # not linked: invisible
+    retry = await client.put(location, params={"digest": digest_of(data)})
+    assert retry.status_code == 201, retry.text
+    assert (await client.get(f"/v2/{name}/blobs/{digest_of(data)}")).content == data

@@ -24,7 +24,7 @@ from moorage.registry.digests import Digest
 from moorage.registry.hashing import ResumableSha256
 from moorage.registry.paths import blob_path, upload_dir, upload_path
 from moorage.registry.repositories import ensure_repository, link_blob, now
-from moorage.storage import PathNotFoundError, StorageDriver, StorageError, WriteState
+from moorage.storage import InvalidOffsetError, PathNotFoundError, StorageDriver, StorageError, WriteState
 
 __all__ = ["UploadProgress", "UploadService"]
 
@@ -206,7 +206,16 @@ class UploadService:
         session = await self._load(repository, upload_id)
         if start is not None and start != session.size:
             raise self._out_of_order(session, start)
-        state = await self._append(session, chunks, length)
+        try:
+            state = await self._append(session, chunks, length)
+        except (InvalidOffsetError, PathNotFoundError):
+            # A previous attempt published the bytes and died before recording the link;
+            # the client's retry must succeed rather than fail on the vanished upload data.
+            published = await self._published_size(digest)
+            if published is None:
+                raise
+            await self._record(session, digest, published)
+            return published
         size = state["size"]
         path = upload_path(session.id)
         if digest.algorithm == "sha256":
@@ -226,11 +235,27 @@ class UploadService:
                     {"digest": str(digest)},
                 )
         await self._publish(path, digest)
+        await self._record(session, digest, size)
+        return size
+
+    async def _record(self, session: _Session, digest: Digest, size: int) -> None:
+        """Commit the link that makes the blob pullable and end the session."""
         async with self.db.write() as conn:
             await link_blob(conn, session.repository_id, digest, size)
             await conn.execute(delete(uploads).where(uploads.c.id == session.id))
         await self._cleanup(session.id)
-        return size
+
+    async def _published_size(self, digest: Digest) -> int | None:
+        """Size of the bytes stored under ``digest``'s key if they really hash to it, else ``None``."""
+        hasher = digest.hasher()
+        size = 0
+        try:
+            async for chunk in self.storage.read(blob_path(digest)):
+                hasher.update(chunk)
+                size += len(chunk)
+        except PathNotFoundError:
+            return None
+        return size if hasher.hexdigest() == digest.hex else None
 
     @staticmethod
     def _verify(digest: Digest, actual_hex: str) -> None:
