@@ -15,6 +15,14 @@ __all__ = ["DEFAULT_POSTGRES_ADMIN_URL", "in_ci", "postgres_admin_url", "skip_or
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, not in tests/e2e/conftest.py: that module uses the mark at import time,
+    # before its own pytest_configure would run, and unknown marks are errors in this suite.
+    config.addinivalue_line(
+        "markers", "reference: runs against Debian's docker-registry to prove the test itself is right"
+    )
+
+
 def in_ci() -> bool:
     """True when ``CI`` is set to a true value: then a missing service is a failure, not a skip."""
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}

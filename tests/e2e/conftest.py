@@ -40,12 +40,6 @@ _FIXTURE_OF = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "reference: runs against Debian's docker-registry to prove the test itself is right"
-    )
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark everything under tests/e2e as ``e2e`` (so ``-m 'not e2e'`` gives a fast loop)."""
     here = Path(__file__).parent
