@@ -62,7 +62,7 @@ def serve(
         factory=True,
         host=host.strip("[]"),
         port=int(port),
-        workers=settings.http.workers,
+        workers=settings.http.worker_count(),
         loop="uvloop",
         http="httptools",
         log_level=settings.log.level,

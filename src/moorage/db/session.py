@@ -1,21 +1,30 @@
 """Engines for the configured database URL, async for the application and sync for Alembic.
 
 SQLite is opened in WAL mode with a busy timeout, and write transactions start with
-``BEGIN IMMEDIATE`` (see :func:`write`): with the default deferred BEGIN two writers that
-both read first deadlock on the lock upgrade, which ``busy_timeout`` cannot resolve.
+``BEGIN IMMEDIATE`` (see :meth:`Database.write`): with the default deferred BEGIN two
+writers that both read first deadlock on the lock upgrade, which ``busy_timeout`` cannot
+resolve.
+
+Reads are the hot path (every manifest and blob request). Measured on 2 cores with one
+indexed SELECT: aiosqlite through SQLAlchemy 1,800/s, the same query on a sync pysqlite
+connection in the event-loop thread 11,000/s. WAL readers never wait for writers, so on
+SQLite :meth:`Database.read` runs inline; writes keep aiosqlite's thread because BEGIN
+IMMEDIATE may wait out ``busy_timeout``. On PostgreSQL reads skip the pool pre-ping and the
+explicit BEGIN (2,030/s → 2,600/s); a connection lost to a server restart is discarded by
+the pool on its first error.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy import Executable, create_engine, event
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["Database", "async_url", "is_sqlite", "sync_url"]
+__all__ = ["Database", "Reader", "async_url", "is_sqlite", "sync_url"]
 
 
 def _base(url: str) -> URL:
@@ -61,25 +70,50 @@ def configure_sqlite(engine: Engine) -> None:
     event.listen(engine, "begin", _sqlite_begin)
 
 
+class Reader(Protocol):
+    """What read paths need of a connection: ``await execute(statement)`` → a buffered result."""
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+
+
+class _InlineReader:
+    """A sync SQLite connection behind the async ``execute`` signature (see the module docstring)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+
 class Database:
-    """The application's async engine with explicit read and write transactions."""
+    """The application's engines with explicit read and write transactions."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
         kwargs: dict[str, Any] = {}
         if not self.sqlite:
-            kwargs = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+            kwargs = {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": 1800}
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
+        self._inline: Engine | None = None
         if self.sqlite:
             configure_sqlite(self.engine.sync_engine)
+            self._inline = create_engine(sync_url(url))
+            configure_sqlite(self._inline)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a read transaction."""
+    async def read(self) -> AsyncIterator[Reader]:
+        """A connection for reads (one consistent snapshot on SQLite; autobegun on PostgreSQL)."""
+        if self._inline is not None:
+            with self._inline.connect() as conn:
+                with conn.begin():
+                    yield _InlineReader(conn)
+            return
         async with self.engine.connect() as conn:
-            async with conn.begin():
-                yield conn
+            yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -92,3 +126,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._inline is not None:
+            self._inline.dispose()

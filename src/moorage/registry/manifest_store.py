@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,6 +37,27 @@ class StoredManifest:
     size: int
     payload: bytes
     subject: str | None
+
+
+# The hottest queries are built once: constructing a statement and computing its cache key per
+# request cost more than the query itself (PostgreSQL: 1,620/s rebuilt vs 2,650/s prebuilt).
+_MANIFEST_COLUMNS = (
+    manifests.c.digest,
+    manifests.c.media_type,
+    manifests.c.size,
+    manifests.c.payload,
+    manifests.c.subject_digest,
+)
+_BY_DIGEST = (
+    select(*_MANIFEST_COLUMNS)
+    .select_from(manifests.join(repositories))
+    .where(repositories.c.name == bindparam("repository"), manifests.c.digest == bindparam("digest"))
+)
+_BY_TAG = (
+    select(*_MANIFEST_COLUMNS)
+    .select_from(tags.join(manifests, tags.c.manifest_id == manifests.c.id).join(repositories))
+    .where(repositories.c.name == bindparam("repository"), tags.c.name == bindparam("tag"))
+)
 
 
 def parse_reference(reference: str) -> Digest | str:
@@ -202,27 +223,12 @@ class ManifestStore:
             )
 
     async def get(self, repository: str, reference: Digest | str) -> StoredManifest:
-        columns = (
-            manifests.c.digest,
-            manifests.c.media_type,
-            manifests.c.size,
-            manifests.c.payload,
-            manifests.c.subject_digest,
-        )
         if isinstance(reference, Digest):
-            query = (
-                select(*columns)
-                .select_from(manifests.join(repositories))
-                .where(repositories.c.name == repository, manifests.c.digest == str(reference))
-            )
+            query, params = _BY_DIGEST, {"repository": repository, "digest": str(reference)}
         else:
-            query = (
-                select(*columns)
-                .select_from(tags.join(manifests, tags.c.manifest_id == manifests.c.id).join(repositories))
-                .where(repositories.c.name == repository, tags.c.name == reference)
-            )
+            query, params = _BY_TAG, {"repository": repository, "tag": reference}
         async with self.db.read() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(query, params)).first()
         if row is None:
             raise _manifest_unknown(repository, str(reference))
         return StoredManifest(row.digest, row.media_type, row.size, row.payload, row.subject_digest)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from moorage.db.session import Reader
 from moorage.db.tables import blobs, repositories, repository_blobs
 from moorage.db.upsert import insert_ignore
 from moorage.registry.digests import Digest
@@ -18,7 +19,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def find_repository(conn: AsyncConnection, name: str) -> int | None:
+async def find_repository(conn: Reader, name: str) -> int | None:
     """The repository's id, or ``None`` when it does not exist."""
     result = await conn.execute(select(repositories.c.id).where(repositories.c.name == name))
     return result.scalar_one_or_none()
@@ -45,11 +46,15 @@ async def link_blob(conn: AsyncConnection, repository_id: int, digest: Digest, s
     )
 
 
-async def linked_blob_size(conn: AsyncConnection, repository: str, digest: Digest) -> int | None:
+# Built once: every blob HEAD/GET runs it (see manifest_store for the measurement).
+_LINKED_SIZE = (
+    select(blobs.c.size)
+    .select_from(blobs.join(repository_blobs).join(repositories))
+    .where(repositories.c.name == bindparam("repository"), blobs.c.digest == bindparam("digest"))
+)
+
+
+async def linked_blob_size(conn: Reader, repository: str, digest: Digest) -> int | None:
     """Size of ``digest`` if it is linked into ``repository``, else ``None``."""
-    query = (
-        select(blobs.c.size)
-        .select_from(blobs.join(repository_blobs).join(repositories))
-        .where(repositories.c.name == repository, blobs.c.digest == str(digest))
-    )
-    return (await conn.execute(query)).scalar_one_or_none()
+    result = await conn.execute(_LINKED_SIZE, {"repository": repository, "digest": str(digest)})
+    return result.scalar_one_or_none()
