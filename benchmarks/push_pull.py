@@ -35,19 +35,12 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.clients import Skopeo  # noqa: E402
-from tests.e2e.images import MT_OCI_INDEX, MT_OCI_MANIFEST, BuiltImage, OciLayout  # noqa: E402
-from tests.e2e.servers import RegistryProcess, moorage_command, start_moorage, start_reference  # noqa: E402
+from tests.e2e.clients import Skopeo
+from tests.e2e.images import MT_OCI_INDEX, MT_OCI_MANIFEST, BuiltImage, OciLayout
+from tests.e2e.servers import RegistryProcess, moorage_command, start_moorage, start_reference
 
 MIB = 1024 * 1024
-ACCEPT = ", ".join(
-    [
-        MT_OCI_MANIFEST,
-        MT_OCI_INDEX,
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    ]
-)
+ACCEPT = f"{MT_OCI_MANIFEST}, {MT_OCI_INDEX}, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
 
 
 @dataclass
@@ -71,8 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small", action="store_true", help="5 x 10 MiB and 50 x 1 MiB (a quick run)")
     p.add_argument("--big-layers", type=int, help="layers in the big image (default 5)")
     p.add_argument("--big-mib", type=int, help="MiB per big layer (default 100, 10 with --small)")
-    p.add_argument("--many-layers", type=int, help="layers in the many-layer image (default 200, 50 with --small)")
-    p.add_argument("--many-mib", type=int, default=1, help="MiB per layer of the many-layer image (default 1)")
+    p.add_argument(
+        "--many-layers", type=int, help="layers in the many-layer image (default 200, 50 with --small)"
+    )
+    p.add_argument(
+        "--many-mib", type=int, default=1, help="MiB per layer of the many-layer image (default 1)"
+    )
     p.add_argument(
         "--moorage-cmd",
         help="command starting Moorage; {listen} {host} {port} {data_dir} {workers} are filled in "
@@ -86,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--load-tool", choices=["auto", "wrk", "asyncio"], default="auto")
     p.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     p.add_argument("--only", choices=["both", "moorage", "reference"], default="both")
-    p.add_argument("--workdir", type=Path, help="where images and registry data go (default: a temp dir in /tmp)")
+    p.add_argument(
+        "--workdir", type=Path, help="where images and registry data go (default: a temp dir in /tmp)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dir (images, data, server logs)")
     args = p.parse_args(argv)
     args.big_layers = args.big_layers or 5
@@ -130,9 +129,10 @@ def ensure_wrk(allow_install: bool) -> str | None:
         return found
     print("installing wrk (apt-get install wrk) ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], env=env, capture_output=True)
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+        subprocess.run(install, env=env, capture_output=True, check=False)
     return shutil.which("wrk")
 
 
@@ -142,8 +142,21 @@ def wrk_rps(wrk: str, url: str, method: str, args: argparse.Namespace, workdir: 
     script.write_text(f'wrk.method = "{method}"\nwrk.headers["Accept"] = "{ACCEPT}"\n')
     threads = str(min(2, args.connections))
     out = subprocess.run(
-        [wrk, "-t", threads, "-c", str(args.connections), "-d", f"{args.duration:g}s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            wrk,
+            "-t",
+            threads,
+            "-c",
+            str(args.connections),
+            "-d",
+            f"{args.duration:g}s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -162,9 +175,7 @@ def asyncio_rps(url: str, method: str, args: argparse.Namespace) -> tuple[float,
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (
-        f"{method} {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {ACCEPT}\r\n\r\n"
-    ).encode()
+    request = (f"{method} {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: {ACCEPT}\r\n\r\n").encode()
 
     async def worker(deadline: float, counts: list[int]) -> None:
         reader, writer = await asyncio.open_connection(host, port)
@@ -199,9 +210,9 @@ def asyncio_rps(url: str, method: str, args: argparse.Namespace) -> tuple[float,
 # -- main -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for tool in ("skopeo", "docker-registry"):
-        if shutil.which(tool) is None:
-            print(f"`{tool}` is missing: bash scripts/test.sh installs it", file=sys.stderr)
+    for binary in ("skopeo", "docker-registry"):
+        if shutil.which(binary) is None:
+            print(f"`{binary}` is missing: bash scripts/test.sh installs it", file=sys.stderr)
             return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="moorage-bench-", dir="/tmp"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -237,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                 labels[1]: layout.add_image(f"many{rep}", [args.many_mib * MIB] * args.many_layers),
             }
             os.sync()  # the generated GiB must not be written back during the first timed push
-            print(f"round {rep + 1}/{args.repeat}: generated images in {time.perf_counter() - t:.1f}s", flush=True)
+            print(
+                f"round {rep + 1}/{args.repeat}: generated images in {time.perf_counter() - t:.1f}s",
+                flush=True,
+            )
             # Alternate which registry goes first, so neither always meets a cold cache.
             order = list(servers.items()) if rep % 2 == 0 else list(reversed(servers.items()))
             for label, image in images.items():
@@ -265,19 +279,25 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
         bench_tag = "big0"
 
-        use_wrk = None
+        use_wrk: str | None = None
         if args.load_tool in ("auto", "wrk"):
             use_wrk = ensure_wrk(not args.no_install)
             if use_wrk is None and args.load_tool == "wrk":
                 print("wrk is not available", file=sys.stderr)
                 return 2
-        plan = [("HEAD", None), ("GET", None)] + ([("GET", use_wrk)] if use_wrk else [])
+        plan: list[tuple[str, str | None]] = [("HEAD", None), ("GET", None)] + (
+            [("GET", use_wrk)] if use_wrk else []
+        )
         for method, tool in plan:
-            row = Row(f"manifest {method} ({'wrk' if tool else 'asyncio'}, {args.connections} conns)", "req/s")
+            row = Row(
+                f"manifest {method} ({'wrk' if tool else 'asyncio'}, {args.connections} conns)", "req/s"
+            )
             notes = []
             for kind, server in servers.items():
                 url = f"{server.url}/v2/bench/{bench_tag}/manifests/1"
-                rps, note = wrk_rps(tool, url, method, args, workdir) if tool else asyncio_rps(url, method, args)
+                rps, note = (
+                    wrk_rps(tool, url, method, args, workdir) if tool else asyncio_rps(url, method, args)
+                )
                 setattr(row, kind, rps)
                 if note:
                     notes.append(f"{kind}: {note}")
@@ -286,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
 
         print()
-        print(f"moorage command: {shlex.join(moorage_argv(args))}   database: {args.database_url or 'sqlite'}"
-              f"   rounds: {args.repeat} (median)")
+        print(
+            f"moorage command: {shlex.join(moorage_argv(args))}   database: {args.database_url or 'sqlite'}"
+            f"   rounds: {args.repeat} (median)"
+        )
         print(f"{'workload':44} {'unit':6} {'reference':>10} {'moorage':>10} {'ratio':>6}  note")
         for r in rows:
             ref = f"{r.reference:10.1f}" if r.reference is not None else f"{'-':>10}"

@@ -53,7 +53,11 @@ class ClientError(AssertionError):
 
 
 def run(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, check: bool = True, timeout: float = COMMAND_TIMEOUT
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float = COMMAND_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
     """Run a client, capturing its output; raise :class:`ClientError` on failure when ``check``."""
     result = subprocess.run(
@@ -63,6 +67,7 @@ def run(
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
         timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
         raise ClientError(argv, result)
@@ -99,7 +104,9 @@ class Skopeo:
 
     def inspect_raw(self, ref: str) -> dict[str, Any]:
         """The manifest (or index) as the registry serves it."""
-        doc: dict[str, Any] = json.loads(run([*self._base(), "inspect", "--tls-verify=false", "--raw", ref]).stdout)
+        doc: dict[str, Any] = json.loads(
+            run([*self._base(), "inspect", "--tls-verify=false", "--raw", ref]).stdout
+        )
         return doc
 
 
@@ -205,6 +212,6 @@ class ContainersTools:
 
 def oras_registry(host: str) -> Any:
     """An ORAS SDK client for a plain-HTTP registry at ``host`` (``127.0.0.1:port``)."""
-    import oras.provider
+    import oras.provider  # type: ignore[import-untyped]
 
     return oras.provider.Registry(hostname=host, insecure=True)

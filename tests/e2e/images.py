@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = [
+    "MT_OCI_CONFIG",
+    "MT_OCI_INDEX",
+    "MT_OCI_LAYER_GZIP",
+    "MT_OCI_MANIFEST",
     "Blob",
     "BuiltImage",
     "BuiltIndex",
     "LayoutCorrupt",
     "OciLayout",
-    "MT_OCI_CONFIG",
-    "MT_OCI_INDEX",
-    "MT_OCI_LAYER_GZIP",
-    "MT_OCI_MANIFEST",
     "sha256_file",
     "verify_dir",
     "verify_layout",
@@ -222,8 +222,7 @@ class OciLayout:
                 "created": "2026-01-01T00:00:00Z",
                 "config": {"Cmd": ["/layer0.bin"], "Labels": {"org.moorage.test": tag}},
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
-                "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "moorage tests"}]
-                * len(layers),
+                "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "moorage tests"}] * len(layers),
             },
             MT_OCI_CONFIG,
         )
@@ -270,7 +269,9 @@ class OciLayout:
 
     def tags(self) -> dict[str, dict[str, Any]]:
         """Tag → descriptor, as recorded in ``index.json``."""
-        return {m["annotations"][REF_NAME]: m for m in self._read_index() if REF_NAME in m.get("annotations", {})}
+        return {
+            m["annotations"][REF_NAME]: m for m in self._read_index() if REF_NAME in m.get("annotations", {})
+        }
 
     def read_json(self, digest: str) -> dict[str, Any]:
         """Parse a JSON blob (manifest, index, config) of this layout."""
@@ -329,14 +330,16 @@ def verify_layout(root: Path) -> dict[str, int]:
         if actual != digest:
             raise LayoutCorrupt(f"{root}: blob {digest} hashes to {actual}")
         if path.stat().st_size != size:
-            raise LayoutCorrupt(f"{root}: blob {digest} is {path.stat().st_size} bytes, descriptor says {size}")
+            raise LayoutCorrupt(
+                f"{root}: blob {digest} is {path.stat().st_size} bytes, descriptor says {size}"
+            )
         seen[digest] = size
         media_type = desc.get("mediaType", "")
-        if media_type.endswith("manifest.v1+json") or media_type.endswith("manifest.v2+json"):
+        if media_type.endswith(("manifest.v1+json", "manifest.v2+json")):
             doc = layout.read_json(digest)
             pending.append(doc["config"])
             pending.extend(doc.get("layers", []))
-        elif media_type.endswith("index.v1+json") or media_type.endswith("manifest.list.v2+json"):
+        elif media_type.endswith(("index.v1+json", "manifest.list.v2+json")):
             pending.extend(layout.read_json(digest).get("manifests", []))
     return seen
 

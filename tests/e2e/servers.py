@@ -241,7 +241,9 @@ def start_reference(
         f"http:\n  addr: {host}\n"
     )
     # Debian's unit runs it as `docker-registry serve <config>`; OTEL-free 2.8 needs nothing else.
-    return _spawn("reference", label, [binary, "serve", str(config)], host, data_dir, {}, workdir, ready_timeout)
+    return _spawn(
+        "reference", label, [binary, "serve", str(config)], host, data_dir, {}, workdir, ready_timeout
+    )
 
 
 @contextmanager

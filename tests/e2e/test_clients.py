@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import oras.oci
+import oras.oci  # type: ignore[import-untyped]
 import pytest
 
 from tests.e2e.clients import ContainersTools, Skopeo, oras_registry
@@ -39,7 +39,7 @@ MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MT_HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 MT_HELM_CHART = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 MT_OCI_EMPTY = "application/vnd.oci.empty.v1+json"
-ACCEPT_ALL = ", ".join([MT_OCI_MANIFEST, MT_OCI_INDEX, MT_DOCKER_MANIFEST, MT_DOCKER_LIST])
+ACCEPT_ALL = f"{MT_OCI_MANIFEST}, {MT_OCI_INDEX}, {MT_DOCKER_MANIFEST}, {MT_DOCKER_LIST}"
 MIB = 1024 * 1024
 MULTI_LAYER = (MIB, 2 * MIB, MIB // 2, 3 * MIB)
 """Four layers, 6.5 MiB: several blobs per push, each larger than one client buffer."""
@@ -163,7 +163,7 @@ def test_skopeo_copy_all_multi_arch_index(
     # A client picking one platform gets that platform's manifest and nothing else.
     arm = tmp_path / "arm64"
     skopeo.copy(remote, f"dir:{arm}", "--override-arch", "arm64", "--override-os", "linux")
-    assert verify_dir(arm) == set(b.digest for b in index.images[1].blobs)
+    assert verify_dir(arm) == {b.digest for b in index.images[1].blobs}
 
 
 def test_skopeo_delete_manifest_then_it_is_gone(
@@ -263,7 +263,10 @@ def test_buildah_build_commit_push(
     assert manifest["mediaType"] == MT_OCI_MANIFEST
     pulled = tmp_path / "pulled"
     skopeo.copy(f"docker://{name}", f"dir:{pulled}")
-    assert verify_dir(pulled) == {manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])}
+    assert verify_dir(pulled) == {
+        manifest["config"]["digest"],
+        *(layer["digest"] for layer in manifest["layers"]),
+    }
     config = json.loads((pulled / manifest["config"]["digest"][7:]).read_bytes())
     assert config["config"]["Labels"]["built-by"] == "buildah"
     (layer,) = manifest["layers"]
@@ -274,7 +277,9 @@ def test_buildah_build_commit_push(
 
 
 # -- OCI artifacts: oras SDK, referrers, Helm ----------------------------------------------------
-def _put_explicit_artifact(reg: RegistryProcess, repo: str, subject: dict[str, Any], artifact_type: str) -> str:
+def _put_explicit_artifact(
+    reg: RegistryProcess, repo: str, subject: dict[str, Any], artifact_type: str
+) -> str:
     """Push an artifact manifest with an explicit ``artifactType`` and the empty config (raw HTTP).
 
     The oras SDK cannot set ``artifactType``; this is the OCI 1.1 "guidance for artifacts" shape.
@@ -292,11 +297,18 @@ def _put_explicit_artifact(reg: RegistryProcess, repo: str, subject: dict[str, A
     }
     body = json.dumps(doc).encode()
     with http(reg) as c:
-        r = c.post(f"/v2/{repo}/blobs/uploads/", params={"digest": empty_digest}, content=empty,
-                   headers={"Content-Type": "application/octet-stream"})
+        r = c.post(
+            f"/v2/{repo}/blobs/uploads/",
+            params={"digest": empty_digest},
+            content=empty,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         assert r.status_code == 201, r.text
-        r = c.put(f"/v2/{repo}/manifests/sha256:{hashlib.sha256(body).hexdigest()}", content=body,
-                  headers={"Content-Type": MT_OCI_MANIFEST})
+        r = c.put(
+            f"/v2/{repo}/manifests/sha256:{hashlib.sha256(body).hexdigest()}",
+            content=body,
+            headers={"Content-Type": MT_OCI_MANIFEST},
+        )
         assert r.status_code == 201, r.text
         assert r.headers.get("oci-subject") == subject["digest"]
     return f"sha256:{hashlib.sha256(body).hexdigest()}"
@@ -331,12 +343,16 @@ def test_oras_artifacts_with_subject_are_listed_by_referrers(
     assert response.status_code == 201, response.text
     assert response.headers.get("OCI-Subject") == image.manifest.digest
     sbom_digest = response.headers["Docker-Content-Digest"]
-    signature_digest = _put_explicit_artifact(registry, repo, dataclasses.asdict(subject), "application/vnd.example.sig.v1")
+    signature_digest = _put_explicit_artifact(
+        registry, repo, dataclasses.asdict(subject), "application/vnd.example.sig.v1"
+    )
 
     with http(registry) as c:
         listed = c.get(f"/v2/{repo}/referrers/{image.manifest.digest}")
-        filtered = c.get(f"/v2/{repo}/referrers/{image.manifest.digest}",
-                         params={"artifactType": "application/vnd.example.sbom.v1+json"})
+        filtered = c.get(
+            f"/v2/{repo}/referrers/{image.manifest.digest}",
+            params={"artifactType": "application/vnd.example.sbom.v1+json"},
+        )
         none = c.get(f"/v2/{repo}/referrers/sha256:{'0' * 64}")
     assert listed.status_code == 200, listed.text
     assert listed.headers["content-type"].startswith(MT_OCI_INDEX)
