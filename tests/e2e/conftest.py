@@ -32,6 +32,8 @@ from tests.e2e.clients import ContainersTools, Skopeo
 from tests.e2e.images import OciLayout
 from tests.e2e.servers import RegistryProcess, start_moorage, start_reference, throwaway_postgres_database
 
+SERVER_ENV = {"MOORAGE_LOG__ACCESS_LOG": "true"}
+"""Access log on: a failing test's report then shows every request the clients made."""
 MOORAGE_VARIANTS = ["moorage-sqlite", "moorage-postgres"]
 _FIXTURE_OF = {
     "moorage-sqlite": "moorage_sqlite",
@@ -78,7 +80,7 @@ def e2e_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def moorage_sqlite(e2e_workdir: Path) -> Iterator[RegistryProcess]:
     """``moorage serve`` on the embedded default, in a fresh data dir."""
-    server = start_moorage(e2e_workdir, label="moorage-sqlite")
+    server = start_moorage(e2e_workdir, label="moorage-sqlite", extra_env=SERVER_ENV)
     try:
         yield server
     finally:
@@ -89,7 +91,9 @@ def moorage_sqlite(e2e_workdir: Path) -> Iterator[RegistryProcess]:
 def moorage_postgres(e2e_workdir: Path, postgres_admin_url: str) -> Iterator[RegistryProcess]:
     """``moorage serve`` on a throwaway PostgreSQL database (filesystem storage in a fresh dir)."""
     with throwaway_postgres_database(postgres_admin_url) as database_url:
-        server = start_moorage(e2e_workdir, label="moorage-postgres", database_url=database_url)
+        server = start_moorage(
+            e2e_workdir, label="moorage-postgres", database_url=database_url, extra_env=SERVER_ENV
+        )
         try:
             yield server
         finally:
