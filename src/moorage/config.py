@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "AuthSettings",
@@ -123,6 +131,9 @@ class StorageSettings(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    _driver_name: str = PrivateAttr(default="filesystem")
+    _driver_settings: BaseModel | None = PrivateAttr(default=None)
+
     delete: StorageDeleteSettings = Field(default_factory=StorageDeleteSettings)
     redirect: StorageRedirectSettings = Field(default_factory=StorageRedirectSettings)
     maintenance: dict[str, Any] = Field(default_factory=dict)
@@ -146,18 +157,21 @@ class StorageSettings(BaseModel):
             parsed = settings_model.model_validate(extra.get(name) or {})
         except ValidationError as exc:
             raise ValueError(_format_errors(exc, prefix=f"storage.{name}")) from None
-        object.__setattr__(self, "_driver_name", name)
-        object.__setattr__(self, "_driver_settings", parsed)
+        self._driver_name = name
+        self._driver_settings = parsed
         return self
 
     @property
     def driver_name(self) -> str:
-        return str(getattr(self, "_driver_name", "filesystem"))
+        """The configured driver section's name (``filesystem`` when none is given)."""
+        return self._driver_name
 
     @property
     def driver_settings(self) -> BaseModel:
-        settings: BaseModel = getattr(self, "_driver_settings")
-        return settings
+        """That section, validated against the driver's own ``Settings`` model."""
+        if self._driver_settings is None:  # pragma: no cover - the validator always sets it
+            raise RuntimeError("storage settings were not validated")
+        return self._driver_settings
 
 
 class RedisSettings(_Section):

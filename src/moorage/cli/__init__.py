@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 
 ConfigOption = Annotated[
-    Optional[Path],  # noqa: UP007 - typer needs Optional here
+    Path | None,
     typer.Option("--config", "-c", help="YAML configuration file (also MOORAGE_CONFIG).", envvar="MOORAGE_CONFIG"),
 ]
 
@@ -36,8 +36,8 @@ def _settings(config: Path | None) -> Settings:
 @app.command()
 def serve(
     config: ConfigOption = None,
-    listen: Annotated[Optional[str], typer.Option(help="HOST:PORT to listen on (http.listen).")] = None,  # noqa: UP007
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (http.workers).")] = None,  # noqa: UP007
+    listen: Annotated[str | None, typer.Option(help="HOST:PORT to listen on (http.listen).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (http.workers).")] = None,
     migrate: Annotated[bool, typer.Option(help="Run database migrations first (database.auto_migrate).")] = True,
 ) -> None:
     """Run the registry. With no configuration: SQLite + filesystem under ./moorage-data/."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Executable, create_engine, event
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
@@ -108,12 +108,12 @@ class Database:
     async def read(self) -> AsyncIterator[Reader]:
         """A connection for reads (one consistent snapshot on SQLite; autobegun on PostgreSQL)."""
         if self._inline is not None:
-            with self._inline.connect() as conn:
-                with conn.begin():
-                    yield _InlineReader(conn)
+            with self._inline.connect() as conn, conn.begin():
+                yield _InlineReader(conn)
             return
-        async with self.engine.connect() as conn:
-            yield conn
+        async with self.engine.connect() as async_conn:
+            # AsyncConnection.execute is overloaded; it satisfies Reader at run time.
+            yield cast(Reader, async_conn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -130,10 +130,12 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
         raise _invalid("'layers' must be a list of descriptors")
     config_descriptor = _descriptor(config, "config")
     parsed.blobs = [config_descriptor, *(_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(layers))]
-    if parsed.artifact_type is None and media_type == mt.OCI_MANIFEST and config_descriptor.media_type not in (
-        "application/vnd.oci.image.config.v1+json",
+    # image-spec: artifactType falls back to config.mediaType, unless that is an image config
+    # or the empty config.
+    if (
+        parsed.artifact_type is None
+        and media_type == mt.OCI_MANIFEST
+        and config_descriptor.media_type not in ("application/vnd.oci.image.config.v1+json", mt.OCI_EMPTY_CONFIG)
     ):
-        # image-spec: artifactType falls back to config.mediaType (except the empty config).
-        if config_descriptor.media_type != mt.OCI_EMPTY_CONFIG:
-            parsed.artifact_type = config_descriptor.media_type
+        parsed.artifact_type = config_descriptor.media_type
     return parsed

@@ -5,12 +5,12 @@ from __future__ import annotations
 __all__ = [
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
+    "IMAGE_TYPES",
     "INDEX_TYPES",
     "MANIFEST_TYPES",
-    "OCI_INDEX",
     "OCI_EMPTY_CONFIG",
+    "OCI_INDEX",
     "OCI_MANIFEST",
-    "IMAGE_TYPES",
     "SCHEMA1_TYPES",
 ]
 

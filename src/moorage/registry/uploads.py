@@ -216,7 +216,7 @@ class UploadService:
                 raise
             await self._record(session, digest, published)
             return published
-        size = state["size"]
+        size = int(state["size"])
         path = upload_path(session.id)
         if digest.algorithm == "sha256":
             self._verify(digest, session.hasher.hexdigest())

@@ -55,7 +55,7 @@ class CheckedDriver:
     async def stat(self, path: str) -> FileInfo:
         try:
             return await self.inner.stat(check_path(path))
-        except Exception as exc:  # noqa: BLE001 - normalised at the boundary on purpose
+        except Exception as exc:
             raise self._wrap(exc, path) from exc
 
     async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
@@ -64,19 +64,19 @@ class CheckedDriver:
         try:
             async for chunk in self.inner.read(check_path(path), offset, length):
                 yield chunk
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(exc, path) from exc
 
     async def put(self, path: str, data: bytes) -> None:
         try:
             await self.inner.put(check_path(path), data)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(exc, path) from exc
 
     async def append(self, path: str, state: WriteState | None, chunks: AsyncIterable[bytes]) -> WriteState:
         try:
             new_state = await self.inner.append(check_path(path), state, chunks)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(exc, path) from exc
         if not isinstance(new_state.get("size"), int):
             raise StorageError(f"{self.name} driver returned a write state without size", path=path)
@@ -85,26 +85,26 @@ class CheckedDriver:
     async def commit(self, path: str, state: WriteState) -> None:
         try:
             await self.inner.commit(check_path(path), state)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(exc, path) from exc
 
     async def move(self, source: str, destination: str) -> None:
         try:
             await self.inner.move(check_path(source), check_path(destination))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(exc, source) from exc
 
     async def list(self, prefix: str) -> AsyncIterator[FileInfo]:
         try:
             async for info in self.inner.list(check_prefix(prefix)):
                 yield info
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(exc, prefix) from exc
 
     async def delete(self, path: str) -> None:
         try:
             await self.inner.delete(check_path(path))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(exc, path) from exc
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
@@ -112,7 +112,7 @@ class CheckedDriver:
             raise InvalidPathError(f"url_for supports GET and HEAD, not {method}", path=path)
         try:
             return await self.inner.url_for(check_path(path), method, expires_in)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._wrap(exc, path) from exc
 
     async def aclose(self) -> None:
