@@ -3,7 +3,8 @@
 #
 # As root on Debian 12: installs the missing Debian packages (real clients, the reference
 # registry, the services), starts a throwaway PostgreSQL / Redis only when nothing answers on
-# 127.0.0.1:5432 / :6379 (and stops them again at exit), creates .venv, installs ".[test]",
+# 127.0.0.1:5432 / :6379 (and stops them again at exit; a private PostgreSQL on another port
+# when the one on 5432 refuses a passwordless login), creates .venv, installs ".[test]",
 # runs pytest over tests/. Extra arguments go to pytest, e.g. `bash scripts/test.sh -k skopeo`.
 #
 # Environment: CI=true makes every would-be skip a failure. MOORAGE_TEST_POSTGRES_URL /
@@ -59,17 +60,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "${MOORAGE_TEST_POSTGRES_URL:-}" ] && ! port_open 5432; then
-    # A private trust-auth instance from Debian's binaries, not the packaged `main` cluster:
-    # that one only allows password (scram) logins over TCP, and the tests must not alter it.
-    bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
-    log "starting a throwaway PostgreSQL ($bindir) on 127.0.0.1:5432"
-    install -d -o postgres -g postgres "$SCRATCH/pg" "$SCRATCH/pgrun"
-    runuser -u postgres -- "$bindir/initdb" -D "$SCRATCH/pg" -U postgres --auth=trust >"$SCRATCH/initdb.log"
-    runuser -u postgres -- "$bindir/pg_ctl" -D "$SCRATCH/pg" -l "$SCRATCH/pgrun/postgres.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -p 5432 -k $SCRATCH/pgrun -c fsync=off" start >/dev/null
-    STARTED_PG="$bindir"
-    wait_port 5432 PostgreSQL
+if [ -z "${MOORAGE_TEST_POSTGRES_URL:-}" ]; then
+    # Use what answers on 5432 when the passwordless postgres login works there (as on a dev
+    # machine set up for it). Otherwise run a private trust-auth instance from Debian's binaries:
+    # the packaged `main` cluster, which apt may have just started, only allows password (scram)
+    # logins over TCP, and the tests must not alter it. That instance takes 5432 when free.
+    pg_port=5432
+    if port_open 5432 && ! PGCONNECT_TIMEOUT=5 psql -w -Atq -c 'select 1' \
+            "postgresql://postgres@127.0.0.1:5432/postgres" >/dev/null 2>&1; then
+        pg_port=55432
+        while port_open "$pg_port"; do pg_port=$((pg_port + 1)); done
+        log "PostgreSQL on 127.0.0.1:5432 refuses a passwordless postgres login; using a private one"
+    fi
+    if ! port_open "$pg_port"; then
+        bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+        log "starting a throwaway PostgreSQL ($bindir) on 127.0.0.1:$pg_port"
+        install -d -o postgres -g postgres "$SCRATCH/pg" "$SCRATCH/pgrun"
+        runuser -u postgres -- "$bindir/initdb" -D "$SCRATCH/pg" -U postgres --auth=trust >"$SCRATCH/initdb.log"
+        runuser -u postgres -- "$bindir/pg_ctl" -D "$SCRATCH/pg" -l "$SCRATCH/pgrun/postgres.log" -w \
+            -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $SCRATCH/pgrun -c fsync=off" start >/dev/null
+        STARTED_PG="$bindir"
+        wait_port "$pg_port" PostgreSQL
+    fi
+    export MOORAGE_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
 fi
 if [ -z "${MOORAGE_TEST_REDIS_URL:-}" ] && ! port_open 6379; then
     log "starting a throwaway Redis on 127.0.0.1:6379"
@@ -78,7 +91,6 @@ if [ -z "${MOORAGE_TEST_REDIS_URL:-}" ] && ! port_open 6379; then
     STARTED_REDIS=1
     wait_port 6379 Redis
 fi
-export MOORAGE_TEST_POSTGRES_URL="${MOORAGE_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 export MOORAGE_TEST_REDIS_URL="${MOORAGE_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 
 # -- Python ---------------------------------------------------------------------------------
