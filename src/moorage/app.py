@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from moorage.api.oci.routes import OciApi
 from moorage.config import Settings, load_settings
 from moorage.logging import configure_logging
+from moorage.metrics import MetricsMiddleware, render_metrics
 from moorage.services import Services
 
 __all__ = ["app_from_environment", "create_app"]
@@ -51,11 +53,19 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         api: OciApi = request.app.state.oci
         return await api(request)
 
+    async def metrics(request: Request) -> Response:
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
+
     routes = [
         Route("/v2", oci, methods=_OCI_METHODS),
         Route("/v2/{path:path}", oci, methods=_OCI_METHODS),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = []
+    if settings.metrics.enabled:
+        routes.append(Route("/metrics", metrics, methods=["GET"]))
+        middleware.append(Middleware(MetricsMiddleware))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     if services is not None:
         install(app, services)
     return app

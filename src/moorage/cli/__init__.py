@@ -55,6 +55,11 @@ def serve(
         from moorage.db.migrate import upgrade
 
         upgrade(settings.database_url)
+    if settings.metrics.enabled and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Every worker writes its samples here; /metrics sums them (see moorage.metrics).
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="moorage-metrics-")
     host, _, port = settings.http.listen.rpartition(":")
     tls = settings.http.tls
     uvicorn.run(
