@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -242,3 +243,52 @@ async def test_retry_after_a_crash_between_publish_and_link(client: httpx.AsyncC
     retry = await client.put(location, params={"digest": digest_of(data)})
     assert retry.status_code == 201, retry.text
     assert (await client.get(f"/v2/{name}/blobs/{digest_of(data)}")).content == data
+
+
+async def test_concurrent_chunks_of_one_upload_never_interleave(client: httpx.AsyncClient) -> None:
+    """While one PATCH streams, a second one is refused; after it, the upload resumes normally."""
+    import asyncio
+
+    name = unique_name()
+    location = await _start(client, name)
+    first_half_sent = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b"a" * 1000
+        first_half_sent.set()
+        await release.wait()
+        yield b"b" * 1000
+
+    slow = asyncio.create_task(client.patch(location, content=slow_body()))
+    await asyncio.wait_for(first_half_sent.wait(), 10)
+    rival = await client.patch(location, content=b"c" * 500)
+    assert rival.status_code == 416 and error_code(rival) == "BLOB_UPLOAD_INVALID"
+    assert "another request is writing" in rival.json()["errors"][0]["message"]
+    release.set()
+    assert (await slow).status_code == 202
+    data = b"a" * 1000 + b"b" * 1000
+    done = await client.put(location, params={"digest": digest_of(data)})
+    assert done.status_code == 201, done.text
+    assert (await client.get(f"/v2/{name}/blobs/{digest_of(data)}")).content == data
+
+
+async def test_a_cut_off_chunk_releases_the_upload(client: httpx.AsyncClient) -> None:
+    """A body that fails mid-stream leaves the upload as before and free for the retry."""
+
+    class Cut(Exception):
+        pass
+
+    async def failing_body() -> AsyncIterator[bytes]:
+        yield b"x" * 100
+        raise Cut
+
+    name = unique_name()
+    location = await _start(client, name)
+    try:
+        await client.patch(location, content=failing_body())
+    except Cut:
+        pass
+    assert (await client.get(location)).headers["range"] == "0-0"
+    retry = await client.patch(location, content=b"y" * 100)
+    assert retry.status_code == 202 and retry.headers["range"] == "0-99"

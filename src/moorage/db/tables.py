@@ -127,6 +127,11 @@ uploads = Table(
     Column("size", BigInteger, nullable=False),
     Column("hash_state", LargeBinary, nullable=False),
     Column("storage_state", Text, nullable=True),
+    # One writer at a time: a request appending to the upload holds this lease (renewed while
+    # it streams), so concurrent chunks can never interleave bytes under one hash state.
+    Column("lease_token", String(36), nullable=True),
+    Column("lease_until", TIMESTAMP, nullable=True),
     Column("created_at", TIMESTAMP, nullable=False),
     Column("updated_at", TIMESTAMP, nullable=False),
+    Index("ix_uploads_updated_at", "updated_at"),
 )

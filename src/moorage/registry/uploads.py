@@ -11,11 +11,14 @@ were published under the content-addressed key, and its link row was committed.
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+import structlog
+from sqlalchemy import delete, or_, select, update
 
 from moorage.db.session import Database
 from moorage.db.tables import repositories, uploads
@@ -27,6 +30,8 @@ from moorage.registry.repositories import ensure_repository, link_blob, now
 from moorage.storage import InvalidOffsetError, PathNotFoundError, StorageDriver, StorageError, WriteState
 
 __all__ = ["UploadProgress", "UploadService"]
+
+log = structlog.get_logger("moorage.uploads")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +47,35 @@ class _Session:
     size: int
     hasher: ResumableSha256
     state: WriteState | None
+    lease: str | None = None
 
 
 class _Counted:
     """Feeds chunks to the hasher while counting them, optionally enforcing a byte limit."""
 
-    __slots__ = ("hasher", "limit", "source", "total")
+    __slots__ = ("hasher", "limit", "renew", "renewed", "source", "total")
 
-    def __init__(self, source: AsyncIterable[bytes], hasher: ResumableSha256, limit: int | None) -> None:
+    def __init__(
+        self,
+        source: AsyncIterable[bytes],
+        hasher: ResumableSha256,
+        limit: int | None,
+        renew: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.source = source
         self.hasher = hasher
         self.limit = limit
+        self.renew = renew
+        self.renewed = time.monotonic()
         self.total = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self.source:
             if not chunk:
                 continue
+            if self.renew is not None and time.monotonic() - self.renewed > LEASE_RENEW_SECONDS:
+                await self.renew()
+                self.renewed = time.monotonic()
             self.total += len(chunk)
             if self.limit is not None and self.total > self.limit:
                 raise RegistryError(
@@ -68,6 +85,24 @@ class _Counted:
                 )
             self.hasher.update(chunk)
             yield chunk
+
+
+#: How long a writer's claim on an upload lasts without renewal, and how often it is renewed
+#: while bytes stream. A client cut off mid-chunk can resume after at most the lease.
+LEASE_SECONDS = 30
+LEASE_RENEW_SECONDS = 10
+
+
+def _busy(session: _Session) -> RegistryError:
+    return RegistryError(
+        "BLOB_UPLOAD_INVALID",
+        "another request is writing to this upload (or one was cut off less than "
+        f"{LEASE_SECONDS} s ago); send chunks one after another: GET the upload for its status, "
+        "then resume from its Range",
+        {"upload": session.id},
+        status=416,
+        headers={"Range": f"0-{max(session.size - 1, 0)}", "Docker-Upload-UUID": session.id},
+    )
 
 
 def _unknown(upload_id: str) -> RegistryError:
@@ -129,7 +164,14 @@ class UploadService:
     async def _append(
         self, session: _Session, chunks: AsyncIterable[bytes], expected_length: int | None
     ) -> WriteState:
-        counted = _Counted(chunks, session.hasher, expected_length)
+        renew = None
+        if session.lease is not None:
+            lease = session.lease
+
+            async def renew() -> None:
+                await self._renew(session, lease)
+
+        counted = _Counted(chunks, session.hasher, expected_length, renew)
         state = await self.storage.append(upload_path(session.id), session.state, counted)
         if expected_length is not None and counted.total != expected_length:
             raise RegistryError(
@@ -157,26 +199,69 @@ class UploadService:
         session = await self._load(repository, upload_id)
         if start is not None and start != session.size:
             raise self._out_of_order(session, start)
-        state = await self._append(session, chunks, length)
+        lease = await self._claim(session)
+        try:
+            state = await self._append(session, chunks, length)
+            async with self.db.write() as conn:
+                result = await conn.execute(
+                    update(uploads)
+                    .where(uploads.c.id == session.id, uploads.c.lease_token == lease)
+                    .values(
+                        size=state["size"],
+                        hash_state=session.hasher.state(),
+                        storage_state=json.dumps(state),
+                        lease_token=None,
+                        lease_until=None,
+                        updated_at=now(),
+                    )
+                )
+            if result.rowcount != 1:
+                raise _busy(session)  # the lease expired and another writer took over
+        except BaseException:
+            await self._release(session, lease)
+            raise
+        return UploadProgress(session.id, state["size"])
+
+    async def _claim(self, session: _Session) -> str:
+        """Take the upload's write lease, or raise when another request holds it."""
+        token = str(uuid.uuid4())
+        timestamp = now()
         async with self.db.write() as conn:
             result = await conn.execute(
                 update(uploads)
-                .where(uploads.c.id == session.id, uploads.c.size == session.size)
-                .values(
-                    size=state["size"],
-                    hash_state=session.hasher.state(),
-                    storage_state=json.dumps(state),
-                    updated_at=now(),
+                .where(
+                    uploads.c.id == session.id,
+                    uploads.c.size == session.size,
+                    or_(uploads.c.lease_token.is_(None), uploads.c.lease_until < timestamp),
                 )
+                .values(lease_token=token, lease_until=timestamp + timedelta(seconds=LEASE_SECONDS))
             )
         if result.rowcount != 1:
-            raise RegistryError(
-                "BLOB_UPLOAD_INVALID",
-                "another chunk of this upload was accepted at the same time; send chunks one after another, "
-                "then ask for the upload status (GET) and resume from its Range",
-                status=416,
+            raise _busy(session)
+        session.lease = token
+        return token
+
+    async def _renew(self, session: _Session, lease: str) -> None:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(uploads)
+                .where(uploads.c.id == session.id, uploads.c.lease_token == lease)
+                .values(lease_until=now() + timedelta(seconds=LEASE_SECONDS))
             )
-        return UploadProgress(session.id, state["size"])
+        if result.rowcount != 1:
+            raise _busy(session)
+
+    async def _release(self, session: _Session, lease: str) -> None:
+        """Give the lease back after a failed write, so the client's retry need not wait it out."""
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    update(uploads)
+                    .where(uploads.c.id == session.id, uploads.c.lease_token == lease)
+                    .values(lease_token=None, lease_until=None)
+                )
+        except Exception:  # noqa: BLE001 - best effort: the lease expires by itself
+            log.warning("upload_lease_release_failed", upload=session.id)
 
     @staticmethod
     def _out_of_order(session: _Session, start: int) -> RegistryError:
@@ -206,6 +291,16 @@ class UploadService:
         session = await self._load(repository, upload_id)
         if start is not None and start != session.size:
             raise self._out_of_order(session, start)
+        lease = await self._claim(session)
+        try:
+            return await self._complete(session, digest, chunks, length)
+        except BaseException:
+            await self._release(session, lease)
+            raise
+
+    async def _complete(
+        self, session: _Session, digest: Digest, chunks: AsyncIterable[bytes], length: int | None
+    ) -> int:
         try:
             state = await self._append(session, chunks, length)
         except (InvalidOffsetError, PathNotFoundError):

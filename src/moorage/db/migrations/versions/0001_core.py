@@ -108,6 +108,8 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("hash_state", sa.LargeBinary, nullable=False),
         sa.Column("storage_state", sa.Text, nullable=True),
+        sa.Column("lease_token", sa.String(36), nullable=True),
+        sa.Column("lease_until", TS, nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_uploads"),
@@ -116,9 +118,11 @@ def upgrade() -> None:
             name="fk_uploads_repository_id_repositories",
         ),
     )
+    op.create_index("ix_uploads_updated_at", "uploads", ["updated_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_uploads_updated_at", table_name="uploads")
     op.drop_table("uploads")
     op.drop_index("ix_tags_manifest_id", table_name="tags")
     op.drop_table("tags")
