@@ -89,8 +89,8 @@ class _Counted:
 
 #: How long a writer's claim on an upload lasts without renewal, and how often it is renewed
 #: while bytes stream. A client cut off mid-chunk can resume after at most the lease.
-LEASE_SECONDS = 30
-LEASE_RENEW_SECONDS = 10
+LEASE_SECONDS = 15
+LEASE_RENEW_SECONDS = 5
 
 
 def _busy(session: _Session) -> RegistryError:
