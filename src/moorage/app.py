@@ -35,6 +35,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             access=built.access,
             urls=built.urls,
             page_max=settings.limits.page_max,
+            read_only=settings.storage.maintenance.readonly.enabled,
         )
 
     @asynccontextmanager

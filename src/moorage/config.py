@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,6 +123,43 @@ class StorageRedirectSettings(_Section):
     expiry: int = Field(default=1200, ge=10, le=7 * 24 * 3600)
 
 
+class UploadPurgingSettings(_Section):
+    """``storage.maintenance.uploadpurging``: Distribution's keys, durations as ``168h``/``30m``/seconds."""
+
+    enabled: bool = True
+    age: str = "168h"
+    interval: str = "24h"
+    dryrun: bool = False
+
+    @field_validator("age", "interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class ReadOnlySettings(_Section):
+    #: Refuse pushes and deletes (e.g. during a storage migration or a restore); pulls go on.
+    enabled: bool = False
+
+
+class MaintenanceSettings(_Section):
+    uploadpurging: UploadPurgingSettings = Field(default_factory=UploadPurgingSettings)
+    readonly: ReadOnlySettings = Field(default_factory=ReadOnlySettings)
+
+
+def parse_duration(value: str | float) -> timedelta:
+    """``90``, ``90s``, ``30m``, ``168h``, ``7d`` → a timedelta; ``ValueError`` names the format."""
+    text = str(value).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+        return timedelta(seconds=float(text))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 30m, 168h or 7d") from None
+
+
 class StorageSettings(BaseModel):
     """``storage``: Distribution's keys. Exactly one driver section (``filesystem``, ``s3``, ...).
 
@@ -136,7 +174,8 @@ class StorageSettings(BaseModel):
 
     delete: StorageDeleteSettings = Field(default_factory=StorageDeleteSettings)
     redirect: StorageRedirectSettings = Field(default_factory=StorageRedirectSettings)
-    maintenance: dict[str, Any] = Field(default_factory=dict)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    #: Distribution's blob-descriptor cache setting; accepted so configs carry over (Redis is ``redis``).
     cache: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

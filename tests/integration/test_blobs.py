@@ -90,3 +90,29 @@ async def test_unknown_endpoints_and_methods(client: httpx.AsyncClient) -> None:
     assert wrong_method.headers["allow"] == "GET"
     nowhere = await client.get(f"/v2/{name}/nothing/here")
     assert nowhere.status_code == 404
+
+
+async def test_read_only_mode_refuses_writes_and_serves_reads(database_url: str, tmp_path: os.PathLike[str]) -> None:
+    from pathlib import Path
+
+    from moorage.app import create_app
+    from tests.integration.conftest import make_settings
+
+    name = unique_name()
+    writable = make_settings(database_url, Path(tmp_path))
+    read_only = make_settings(database_url, Path(tmp_path), MOORAGE_STORAGE__MAINTENANCE__READONLY__ENABLED="true")
+    built = Services.from_settings(writable)
+    try:
+        for settings, push_status in ((writable, 201), (read_only, 405)):
+            transport = httpx.ASGITransport(app=create_app(settings, built))
+            async with httpx.AsyncClient(transport=transport, base_url="http://r.test") as http:
+                data = b"payload" if push_status == 201 else b"refused"
+                response = await http.post(
+                    f"/v2/{name}/blobs/uploads/", params={"digest": digest_of(data)}, content=data
+                )
+                assert response.status_code == push_status, response.text
+                pulled = await http.get(f"/v2/{name}/blobs/{digest_of(b'payload')}")
+                assert pulled.status_code == 200
+        assert "read-only" in response.json()["errors"][0]["message"]
+    finally:
+        await built.aclose()

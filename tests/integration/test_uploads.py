@@ -292,3 +292,29 @@ async def test_a_cut_off_chunk_releases_the_upload(client: httpx.AsyncClient) ->
     assert (await client.get(location)).headers["range"] == "0-0"
     retry = await client.patch(location, content=b"y" * 100)
     assert retry.status_code == 202 and retry.headers["range"] == "0-99"
+
+
+async def test_purge_removes_only_stale_idle_uploads(client: httpx.AsyncClient, services: Services) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from moorage.db.tables import uploads
+    from moorage.registry.repositories import now
+
+    name = unique_name()
+    stale, fresh = await _start(client, name), await _start(client, name)
+    await client.patch(stale, content=b"old" * 100)
+    await client.patch(fresh, content=b"new" * 100)
+    async with services.db.write() as conn:
+        await conn.execute(
+            update(uploads)
+            .where(uploads.c.id == stale.rsplit("/", 1)[1])
+            .values(updated_at=now() - timedelta(days=8))
+        )
+    assert await services.uploads.purge(timedelta(days=7), dry_run=True) >= 1
+    assert (await client.get(stale)).status_code == 204  # a dry run deletes nothing
+    assert await services.uploads.purge(timedelta(days=7)) >= 1
+    assert (await client.get(stale)).status_code == 404
+    assert (await client.get(fresh)).status_code == 204
+    assert [i.path async for i in services.storage.list(f"uploads/{stale.rsplit('/', 1)[1]}")] == []

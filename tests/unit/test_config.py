@@ -83,3 +83,16 @@ def test_unreadable_or_invalid_files(tmp_path: Path) -> None:
     bad.write_text("http: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(bad, environ={})
+
+
+def test_upload_purging_durations() -> None:
+    from datetime import timedelta
+
+    from moorage.config import parse_duration
+
+    assert parse_duration("168h") == timedelta(days=7)
+    assert parse_duration("90") == timedelta(seconds=90)
+    settings = load_settings(environ={"MOORAGE_STORAGE__MAINTENANCE__UPLOADPURGING__AGE": "2h"})
+    assert settings.storage.maintenance.uploadpurging.age == "2h"
+    with pytest.raises(ConfigError, match="storage.maintenance.uploadpurging.age"):
+        load_settings(environ={"MOORAGE_STORAGE__MAINTENANCE__UPLOADPURGING__AGE": "soon"})

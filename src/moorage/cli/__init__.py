@@ -110,6 +110,38 @@ def db_current(config: ConfigOption = None) -> None:
     typer.echo(f"pending: {', '.join(sorted(missing)) or 'none'}")
 
 
+uploads_app = typer.Typer(no_args_is_help=True, help="Upload sessions.")
+app.add_typer(uploads_app, name="uploads")
+
+
+@uploads_app.command("purge")
+def uploads_purge(
+    config: ConfigOption = None,
+    older_than: Annotated[str, typer.Option(help="Age, e.g. 168h (default: maintenance.uploadpurging.age).")] = "",
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be purged.")] = False,
+) -> None:
+    """Delete upload sessions (and their bytes) untouched for longer than the given age."""
+    import asyncio
+
+    from moorage.config import parse_duration
+    from moorage.services import Services
+
+    settings = _settings(config)
+    purging = settings.storage.maintenance.uploadpurging
+    age = parse_duration(older_than or purging.age)
+    dry_run = dry_run or purging.dryrun
+
+    async def run() -> int:
+        services = Services.from_settings(settings)
+        try:
+            return await services.uploads.purge(age, dry_run=dry_run)
+        finally:
+            await services.aclose()
+
+    count = asyncio.run(run())
+    typer.echo(f"{'would purge' if dry_run else 'purged'} {count} upload session(s) older than {age}")
+
+
 def main() -> None:
     try:
         app()

@@ -398,6 +398,27 @@ class UploadService:
         """Place the verified bytes under the blob's key (a key is only ever written with its own bytes)."""
         await self.storage.move(path, blob_path(digest))
 
+    async def purge(self, older_than: timedelta, *, dry_run: bool = False) -> int:
+        """Delete upload sessions untouched for ``older_than`` (and their bytes); returns how many.
+
+        With ``dry_run`` nothing is deleted; the count says what would be.
+
+        Distribution's ``maintenance.uploadpurging``. A session with a live lease is being
+        written right now and is kept whatever its age.
+        """
+        cutoff = now() - older_than
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(uploads.c.id).where(
+                    uploads.c.updated_at < cutoff,
+                    or_(uploads.c.lease_token.is_(None), uploads.c.lease_until < now()),
+                )
+            )
+            stale = list(rows.scalars())
+        for upload_id in [] if dry_run else stale:
+            await self._discard(upload_id)
+        return len(stale)
+
     async def cancel(self, repository: str, upload_id: str) -> None:
         session = await self._load(repository, upload_id)
         await self._discard(session.id)

@@ -103,6 +103,7 @@ class OciApi:
         access: AccessController,
         urls: UrlBuilder,
         page_max: int,
+        read_only: bool = False,
     ) -> None:
         self.blobs = blobs
         self.uploads = uploads
@@ -110,6 +111,7 @@ class OciApi:
         self.access = access
         self.urls = urls
         self.page_max = page_max
+        self.read_only = read_only
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path
@@ -125,6 +127,12 @@ class OciApi:
                         "UNSUPPORTED",
                         f"{method} is not allowed on {path}; allowed: {', '.join(route.methods)}",
                         headers={"Allow": ", ".join(route.methods)},
+                    )
+                if self.read_only and method not in ("GET", "HEAD"):
+                    raise RegistryError(
+                        "UNSUPPORTED",
+                        "the registry is in read-only maintenance mode: pushes and deletes are refused "
+                        "until an operator sets storage.maintenance.readonly.enabled: false",
                     )
                 params = match.groupdict()
                 if "name" in params:
