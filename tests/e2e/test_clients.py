@@ -214,22 +214,24 @@ def test_delete_tag_keeps_the_manifest_and_other_tags(
 
 
 # -- podman and buildah -----------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["oci", "v2s2"])
 def test_podman_push_and_pull(
-    any_registry: RegistryProcess, containers_tools: ContainersTools, layout: OciLayout
+    any_registry: RegistryProcess, containers_tools: ContainersTools, layout: OciLayout, fmt: str
 ) -> None:
-    """podman loads an OCI layout, pushes it, forgets it, pulls it back; the files are intact."""
+    """podman loads an OCI layout, pushes it (OCI or Docker v2s2), forgets it, pulls it back intact."""
     image = layout.add_image("v1", (MIB, MIB // 4, 2 * MIB))
     podman = containers_tools.podman
     loaded = podman("pull", "-q", image.ref).stdout.strip()
-    name = f"{any_registry.host}/e2e/podman:v1"
+    name = f"{any_registry.host}/e2e/podman-{fmt}:v1"
     podman("tag", loaded, name)
-    podman("push", name)
+    podman("push", "--format", fmt, name)
     podman("rmi", "--all", "--force")
     assert podman("images", "-q").stdout.strip() == ""
 
     podman("pull", "-q", name)
-    pushed = head_manifest(any_registry, "e2e/podman", "v1")
+    pushed = head_manifest(any_registry, f"e2e/podman-{fmt}", "v1")
     assert pushed.status_code == 200
+    assert pushed.headers["content-type"] == (MT_DOCKER_MANIFEST if fmt == "v2s2" else MT_OCI_MANIFEST)
     digest = podman("image", "inspect", "--format", "{{.Digest}}", name).stdout.strip()
     assert digest == pushed.headers["docker-content-digest"]
     labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}", name).stdout)
