@@ -16,11 +16,14 @@ the pool on its first error.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Executable, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -48,15 +51,18 @@ def sync_url(url: str) -> URL:
     return parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Autocommit at the driver level: SQLAlchemy's "begin" event below emits BEGIN itself.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: SQLAlchemy's "begin" event below emits BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -64,9 +70,9 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
-def configure_sqlite(engine: Engine) -> None:
+def configure_sqlite(engine: Engine, *, busy_timeout_ms: int = 30_000) -> None:
     """Install WAL/busy-timeout pragmas and explicit BEGINs on a sync engine (or an async one's core)."""
-    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
     event.listen(engine, "begin", _sqlite_begin)
 
 
@@ -76,16 +82,38 @@ class Reader(Protocol):
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
 
 
-class _InlineReader:
-    """A sync SQLite connection behind the async ``execute`` signature (see the module docstring)."""
+class _Inline:
+    """A sync SQLite connection behind :class:`AsyncConnection`'s calls (see the module docstring).
+
+    Its awaits never yield to the event loop, so a transaction on it runs to the end without
+    another coroutine interleaving; only ``execute``, ``scalar``, ``scalars``, ``dialect`` and
+    ``run_sync`` are offered, which is what the services use.
+    """
 
     __slots__ = ("_conn",)
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
+    @property
+    def dialect(self) -> Any:
+        return self._conn.dialect
+
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
         return self._conn.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        return self._conn.scalar(statement, parameters)
+
+    async def scalars(self, statement: Executable, parameters: Any = None) -> Any:
+        return self._conn.scalars(statement, parameters)
+
+    async def run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(self._conn, *args, **kwargs)
+
+
+#: How long an inline SQLite writer waits for another process's write lock before giving up.
+_SQLITE_LOCK_WAIT = 30.0
 
 
 class Database:
@@ -99,17 +127,22 @@ class Database:
             kwargs = {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": 1800}
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         self._inline: Engine | None = None
+        self._inline_writer: Engine | None = None
         if self.sqlite:
             configure_sqlite(self.engine.sync_engine)
             self._inline = create_engine(sync_url(url))
             configure_sqlite(self._inline)
+            # busy_timeout=0: BEGIN IMMEDIATE either takes the write lock at once or fails at
+            # once, and the wait happens in asyncio.sleep instead of blocking the event loop.
+            self._inline_writer = create_engine(sync_url(url))
+            configure_sqlite(self._inline_writer, busy_timeout_ms=0)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Reader]:
         """A connection for reads (one consistent snapshot on SQLite; autobegun on PostgreSQL)."""
         if self._inline is not None:
             with self._inline.connect() as conn, conn.begin():
-                yield _InlineReader(conn)
+                yield _Inline(conn)
             return
         async with self.engine.connect() as async_conn:
             # AsyncConnection.execute is overloaded; it satisfies Reader at run time.
@@ -117,14 +150,45 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction, committed on success, rolled back on error."""
-        async with self.engine.connect() as conn:
-            if self.sqlite:
-                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-            async with conn.begin():
-                yield conn
+        """A connection in a write transaction, committed on success, rolled back on error.
+
+        On SQLite it is an inline connection holding the database's write lock (see the module
+        docstring); it offers the subset of :class:`AsyncConnection` that the services use.
+        """
+        if self._inline_writer is not None:
+            with self._inline_writer.connect() as conn:
+                await self._begin_immediate(conn)
+                try:
+                    yield cast(AsyncConnection, _Inline(conn))
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            return
+        async with self.engine.connect() as async_conn, async_conn.begin():
+            yield async_conn
+
+    @staticmethod
+    async def _begin_immediate(conn: Connection) -> None:
+        """Take SQLite's write lock, waiting without blocking the loop while another process holds it."""
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        deadline = time.monotonic() + _SQLITE_LOCK_WAIT
+        delay = 0.0005
+        while True:
+            try:
+                conn.begin()
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                conn.rollback()
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._inline is not None:
-            self._inline.dispose()
+        for engine in (self._inline, self._inline_writer):
+            if engine is not None:
+                engine.dispose()
