@@ -33,7 +33,16 @@ def two_nodes(postgres_admin_url: str, tmp_path: Path) -> Iterator[tuple[Registr
                 )
                 for i in (1, 2)
             ]
-            nodes = [future.result() for future in futures]
+            nodes, errors = [], []
+            for future in futures:
+                try:
+                    nodes.append(future.result())
+                except Exception as exc:  # noqa: BLE001 - stop the node that did start, then fail
+                    errors.append(exc)
+        if errors:
+            for node in nodes:
+                node.stop()
+            raise errors[0]
         try:
             yield nodes[0], nodes[1]
         finally:

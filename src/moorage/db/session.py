@@ -23,8 +23,8 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Executable, create_engine, event
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = ["Database", "Reader", "async_url", "is_sqlite", "sync_url"]
