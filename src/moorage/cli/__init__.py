@@ -110,6 +110,27 @@ def db_current(config: ConfigOption = None) -> None:
     typer.echo(f"pending: {', '.join(sorted(missing)) or 'none'}")
 
 
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Verify the configuration against the live database, Redis and storage; non-zero on any failure."""
+    import asyncio
+
+    from moorage.checks import run_checks
+
+    settings = _settings(config)
+    results = asyncio.run(run_checks(settings))
+    # One unwrapped line per check (greppable in logs), the fix on the line below a failure.
+    for result in results:
+        typer.echo(f"{'pass' if result.ok else 'FAIL'}  {result.name}: {result.detail}")
+        if not result.ok:
+            typer.echo(f"      what to do: {result.fix}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(results)} checks failed[/red]")
+        raise typer.Exit(1)
+    err.print(f"all {len(results)} checks passed")
+
+
 uploads_app = typer.Typer(no_args_is_help=True, help="Upload sessions.")
 app.add_typer(uploads_app, name="uploads")
 

@@ -1,0 +1,5 @@
+"""``python -m moorage.cli``."""
+
+from moorage.cli import main
+
+main()
