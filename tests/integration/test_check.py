@@ -13,7 +13,7 @@ MOORAGE = [sys.executable, "-m", "moorage.cli"]
 def _check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MOORAGE_") or k.startswith("MOORAGE_TEST_")}
     environ.update({"MOORAGE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200", **env})
-    return subprocess.run([*MOORAGE, "check"], capture_output=True, text=True, env=environ, timeout=120)
+    return subprocess.run([*MOORAGE, "check"], check=False, capture_output=True, text=True, env=environ, timeout=120)
 
 
 def test_healthy_embedded_default_passes(tmp_path: Path) -> None:
