@@ -131,6 +131,36 @@ def check(config: ConfigOption = None) -> None:
     err.print(f"all {len(results)} checks passed")
 
 
+@app.command("import-distribution")
+def import_distribution(config: ConfigOption = None) -> None:
+    """Record an existing Distribution/Harbor storage tree in the database, without copying blobs.
+
+    Point the storage root at Distribution's ``docker/registry/v2`` directory (or bucket prefix)
+    first; running it again is safe.
+    """
+    import asyncio
+
+    from moorage.db.migrate import upgrade
+    from moorage.registry.importer import DistributionImporter
+    from moorage.services import Services
+
+    settings = _settings(config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+
+    async def run() -> str:
+        services = Services.from_settings(settings)
+        try:
+            report = await DistributionImporter(services.storage, services.manifests).run()
+        finally:
+            await services.aclose()
+        for line in report.skipped:
+            err.print(f"[yellow]skipped[/yellow] {line}")
+        return report.summary()
+
+    typer.echo(asyncio.run(run()))
+
+
 uploads_app = typer.Typer(no_args_is_help=True, help="Upload sessions.")
 app.add_typer(uploads_app, name="uploads")
 

@@ -105,9 +105,19 @@ class ManifestStore:
         return b"".join(parts)
 
     async def put(
-        self, repository: str, reference: Digest | str, payload: bytes, content_type: str | None
+        self,
+        repository: str,
+        reference: Digest | str,
+        payload: bytes,
+        content_type: str | None,
+        *,
+        store_payload: bool = True,
     ) -> tuple[Digest, ParsedManifest]:
-        """Validate and store a manifest, tagging it when ``reference`` is a tag."""
+        """Validate and store a manifest, tagging it when ``reference`` is a tag.
+
+        ``store_payload=False`` records a payload that storage already holds under its digest
+        (importing an existing Distribution tree).
+        """
         algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
         digest = Digest.of(payload, algorithm)
         if isinstance(reference, Digest) and digest != reference:
@@ -118,7 +128,8 @@ class ManifestStore:
             )
         parsed = parse_manifest(payload, content_type)
         await self._check_references(repository, parsed)
-        await self.storage.put(blob_path(digest), payload)
+        if store_payload:
+            await self.storage.put(blob_path(digest), payload)
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
         for attempt in range(3):
             try:
@@ -220,6 +231,30 @@ class ManifestStore:
                 f"manifest references {len(missing)} blob(s) or manifest(s) not in repository {repository} "
                 f"(first: {missing[0]}); push those first, then the manifest",
                 {"missing": missing},
+            )
+
+    async def tag(self, repository: str, tag: str, digest: Digest) -> None:
+        """Point ``tag`` at a manifest already in the repository (``MANIFEST_UNKNOWN`` otherwise)."""
+        validate_tag(tag)
+        async with self.db.write() as conn:
+            repository_id = await find_repository(conn, repository)
+            manifest_id = None
+            if repository_id is not None:
+                manifest_id = (
+                    await conn.execute(
+                        select(manifests.c.id).where(
+                            manifests.c.repository_id == repository_id, manifests.c.digest == str(digest)
+                        )
+                    )
+                ).scalar_one_or_none()
+            if repository_id is None or manifest_id is None:
+                raise _manifest_unknown(repository, str(digest))
+            await upsert(
+                conn,
+                tags,
+                {"repository_id": repository_id, "name": tag, "manifest_id": manifest_id, "updated_at": now()},
+                ["repository_id", "name"],
+                ["manifest_id", "updated_at"],
             )
 
     async def get(self, repository: str, reference: Digest | str) -> StoredManifest:
