@@ -12,8 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from moorage.api.health import health_routes
+from moorage.api.jobs import job_routes
 from moorage.api.oci.routes import OciApi
 from moorage.config import Settings, load_settings
+from moorage.jobs import JobRunner
 from moorage.logging import configure_logging
 from moorage.metrics import MetricsMiddleware, render_metrics
 from moorage.services import Services
@@ -45,9 +48,21 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             return
         built = Services.from_settings(settings)
         install(app, built)
+        runner: JobRunner | None = None
+        if settings.jobs.enabled:
+            runner = JobRunner(
+                built.jobs,
+                built.job_handlers,
+                concurrency=settings.jobs.concurrency,
+                poll_seconds=settings.jobs.poll_seconds,
+                periodic=built.periodic_jobs,
+            )
+            runner.start()
         try:
             yield
         finally:
+            if runner is not None:
+                await runner.stop()
             await built.aclose()
 
     async def oci(request: Request) -> Response:
@@ -61,6 +76,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     routes = [
         Route("/v2", oci, methods=_OCI_METHODS),
         Route("/v2/{path:path}", oci, methods=_OCI_METHODS),
+        # Before the REST sub-app: these must answer even when identity or the UI cannot.
+        *health_routes(lambda request: request.app.state.services.health),
+        *job_routes(lambda request: request.app.state.services.jobs),
     ]
     middleware = []
     if settings.metrics.enabled:

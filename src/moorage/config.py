@@ -37,6 +37,8 @@ __all__ = [
     "LimitsSettings",
     "LogSettings",
     "MetricsSettings",
+    "RedisClusterSettings",
+    "RedisSentinelSettings",
     "RedisSettings",
     "Settings",
     "StorageSettings",
@@ -213,14 +215,76 @@ class StorageSettings(BaseModel):
         return self._driver_settings
 
 
+def _check_addresses(addresses: list[str]) -> list[str]:
+    for address in addresses:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{address!r} must be HOST:PORT")
+    return addresses
+
+
+class RedisSentinelSettings(_Section):
+    """``redis.sentinel``: the Sentinels to ask, and the name of the master they watch."""
+
+    addresses: list[str] = Field(default_factory=list)
+    master: str = "mymaster"
+    #: Password of the Redis servers (``requirepass``); Sentinels' own password below.
+    password: str | None = None
+    sentinel_password: str | None = None
+    db: int = Field(default=0, ge=0)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return _check_addresses(value)
+
+
+class RedisClusterSettings(_Section):
+    """``redis.cluster``: any few nodes of the cluster; redis-py discovers the rest and follows MOVED/ASK."""
+
+    addresses: list[str] = Field(default_factory=list)
+    password: str | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return _check_addresses(value)
+
+
 class RedisSettings(_Section):
-    """``redis``: optional cache, rate limits and short locks. Losing it never breaks correctness."""
+    """``redis``: optional cache, rate limits and short locks. Losing it never breaks correctness.
+
+    At most one of ``url`` (a single server), ``sentinel.addresses`` or ``cluster.addresses``.
+    """
 
     url: str | None = None
-    #: Sentinel: ``sentinel.addresses: [host:port, ...]`` and ``sentinel.master``.
-    sentinel: dict[str, Any] = Field(default_factory=dict)
-    #: Redis Cluster: ``cluster.addresses: [host:port, ...]``.
-    cluster: dict[str, Any] = Field(default_factory=dict)
+    sentinel: RedisSentinelSettings = Field(default_factory=RedisSentinelSettings)
+    cluster: RedisClusterSettings = Field(default_factory=RedisClusterSettings)
+    #: Seconds one Redis command may take before the request goes on without the cache.
+    timeout: float = Field(default=0.5, gt=0, le=30)
+    #: Seconds a cached manifest or blob size lives (invalidation is explicit; this bounds memory).
+    ttl: int = Field(default=300, ge=1)
+    #: Seconds a node trusts the cache generation it last read from the database (see docs/operations.md).
+    fence_lease: float = Field(default=2.0, gt=0, le=60)
+    key_prefix: str = "moorage"
+
+    @property
+    def mode(self) -> Literal["none", "single", "sentinel", "cluster"]:
+        if self.cluster.addresses:
+            return "cluster"
+        if self.sentinel.addresses:
+            return "sentinel"
+        return "single" if self.url else "none"
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> RedisSettings:
+        chosen = [name for name, on in (("url", self.url), ("sentinel", self.sentinel.addresses),
+                                        ("cluster", self.cluster.addresses)) if on]
+        if len(chosen) > 1:
+            raise ValueError(f"configure one of url, sentinel.addresses, cluster.addresses; got {', '.join(chosen)}")
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("url must be a redis://, rediss:// or unix:// URL")
+        return self
 
 
 class AuthSettings(_Section):
@@ -240,8 +304,11 @@ class JobsSettings(_Section):
     """``jobs``: background job runner on every node."""
 
     enabled: bool = True
-    lease_seconds: int = Field(default=60, ge=5)
+    #: A job whose node stopped renewing its lease is run again this long after the last renewal.
+    lease_seconds: int = Field(default=60, ge=2)
     poll_seconds: float = Field(default=2.0, gt=0)
+    #: Jobs one node runs at the same time.
+    concurrency: int = Field(default=4, ge=1, le=64)
 
 
 class LogSettings(_Section):

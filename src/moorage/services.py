@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from moorage.api.http import UrlBuilder
+from moorage.api.health import HealthChecker
 from moorage.auth.access import AccessController, OpenAccess
+from moorage.cache import CachedBlobService, CachedManifestStore, RegistryCache, cache_from_settings
 from moorage.config import Settings
 from moorage.db.session import Database
+from moorage.jobs import HandlerRegistry, JobQueue, Periodic
+from moorage.jobs.builtin import register_builtin
 from moorage.registry.blobs import BlobService
 from moorage.registry.manifest_store import ManifestStore
 from moorage.registry.uploads import UploadService
@@ -27,6 +32,11 @@ class Services:
     manifests: ManifestStore
     access: AccessController
     urls: UrlBuilder
+    jobs: JobQueue
+    health: HealthChecker
+    cache: RegistryCache | None = None
+    job_handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
+    periodic_jobs: list[Periodic] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -40,21 +50,37 @@ class Services:
             redirect=not storage_settings.redirect.disable,
         )
         delete_enabled = storage_settings.delete.enabled
+        blobs = BlobService(
+            db, storage, delete_enabled=delete_enabled, redirect_expiry=storage_settings.redirect.expiry
+        )
+        manifests = ManifestStore(
+            db, storage, max_bytes=settings.limits.manifest_max_bytes, delete_enabled=delete_enabled
+        )
+        cache = cache_from_settings(settings.redis, db)
+        if cache is not None:
+            blobs = CachedBlobService(blobs, cache)
+            manifests = CachedManifestStore(manifests, cache)
+        uploads = UploadService(db, storage)
+        handlers = HandlerRegistry()
+        periodic = register_builtin(handlers, settings, uploads)
         return cls(
             settings=settings,
             db=db,
             storage=storage,
-            blobs=BlobService(
-                db, storage, delete_enabled=delete_enabled, redirect_expiry=storage_settings.redirect.expiry
-            ),
-            uploads=UploadService(db, storage),
-            manifests=ManifestStore(
-                db, storage, max_bytes=settings.limits.manifest_max_bytes, delete_enabled=delete_enabled
-            ),
+            blobs=blobs,
+            uploads=uploads,
+            manifests=manifests,
             access=OpenAccess(),
             urls=UrlBuilder(settings.http),
+            jobs=JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
+            health=HealthChecker(db, storage, cache),
+            cache=cache,
+            job_handlers=handlers,
+            periodic_jobs=periodic,
         )
 
     async def aclose(self) -> None:
+        if self.cache is not None:
+            await self.cache.aclose()
         await self.storage.aclose()
         await self.db.dispose()

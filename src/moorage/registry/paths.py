@@ -4,6 +4,7 @@
 blobs/<algorithm>/<first two hex>/<hex>/data     content-addressed bytes (layers, configs, manifests)
 uploads/<uuid>/data                              an unfinished upload (driver-specific pieces below it)
 uploads/<uuid>/verify                            a committed upload being re-read for a non-sha256 digest
+_health/<node>/probe                             each node's storage health probe (``/api/v2.0/health``)
 ```
 Repositories, tags and links live in the database, never in storage.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from moorage.registry.digests import Digest
 
-__all__ = ["blob_path", "upload_dir", "upload_path"]
+__all__ = ["blob_path", "health_probe_path", "upload_dir", "upload_path"]
 
 
 def blob_path(digest: Digest) -> str:
@@ -25,3 +26,8 @@ def upload_dir(upload_id: str) -> str:
 
 def upload_path(upload_id: str) -> str:
     return f"uploads/{upload_id}/data"
+
+
+def health_probe_path(node: str) -> str:
+    """A small key each node writes, reads and deletes to prove storage works for it."""
+    return f"_health/{node}/probe"

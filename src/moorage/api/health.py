@@ -1,0 +1,132 @@
+"""``/api/v2.0/ping`` and ``/api/v2.0/health``: may a load balancer send traffic to this node?
+
+``/api/v2.0/health`` checks each dependency with its own timeout and reports status and latency::
+
+    {"status": "healthy", "components": [
+        {"name": "database", "status": "healthy", "latency_ms": 1.2},
+        {"name": "storage",  "status": "healthy", "latency_ms": 0.8},
+        {"name": "redis",    "status": "unhealthy", "latency_ms": 500.3, "error": "..."}]}
+
+The database and storage are required: either failing answers 503, so the balancer takes the
+node out. Redis is optional by design (losing it only slows requests down), so by default a
+Redis failure makes the node ``degraded`` and still answers 200 — otherwise one Redis outage
+would take *every* node out at once and turn a slowdown into an outage. ``?strict=true``
+counts Redis as required (for monitoring that wants to page on it).
+
+The storage probe writes, reads back and deletes ``_health/<node>/probe``, so a read-only or
+full shared volume on one node is caught, not only an unreachable one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from moorage.db.session import Database
+from moorage.registry.paths import health_probe_path
+from moorage.storage import StorageDriver
+
+__all__ = ["ComponentHealth", "HealthChecker", "Pingable", "health_routes"]
+
+
+class Pingable(Protocol):
+    """What the health check needs of the Redis cache: one round trip that raises on failure."""
+
+    async def ping(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentHealth:
+    name: str
+    healthy: bool
+    required: bool
+    latency_ms: float
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": self.name,
+            "status": "healthy" if self.healthy else "unhealthy",
+            "required": self.required,
+            "latency_ms": round(self.latency_ms, 2),
+        }
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+class HealthChecker:
+    """Runs every dependency check concurrently, each bounded by ``timeout`` seconds."""
+
+    def __init__(
+        self, db: Database, storage: StorageDriver, redis: Pingable | None = None, *, timeout: float = 3.0
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.redis = redis
+        self.timeout = timeout
+        self.node = uuid.uuid4().hex
+
+    async def _database(self) -> None:
+        async with self.db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def _storage(self) -> None:
+        path = health_probe_path(self.node)
+        payload = str(time.time()).encode()
+        await self.storage.put(path, payload)
+        read = b"".join([chunk async for chunk in self.storage.read(path)])
+        if read != payload:
+            raise RuntimeError("the probe read back different bytes than were written")
+        await self.storage.delete(path)
+
+    async def _timed(self, name: str, required: bool, check: Callable[[], Awaitable[None]]) -> ComponentHealth:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(check(), self.timeout)
+        except Exception as exc:  # any failure is a finding, reported with its message
+            message = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                message = f"no answer within {self.timeout:g}s"
+            return ComponentHealth(name, False, required, (time.perf_counter() - started) * 1000, message[:500])
+        return ComponentHealth(name, True, required, (time.perf_counter() - started) * 1000)
+
+    async def check(self, *, strict: bool = False) -> list[ComponentHealth]:
+        """Every component's result; ``strict`` makes Redis required."""
+        checks = [self._timed("database", True, self._database), self._timed("storage", True, self._storage)]
+        if self.redis is not None:
+            checks.append(self._timed("redis", strict, self.redis.ping))
+        return list(await asyncio.gather(*checks))
+
+
+def health_routes(checker_of: Callable[[Request], HealthChecker]) -> list[Route]:
+    """The two routes over the checker that ``checker_of(request)`` returns."""
+
+    async def ping(request: Request) -> Response:
+        return PlainTextResponse("Pong")
+
+    async def health(request: Request) -> Response:
+        strict = request.query_params.get("strict", "").lower() in {"1", "true", "yes"}
+        results = await checker_of(request).check(strict=strict)
+        failed_required = any(not c.healthy and c.required for c in results)
+        failed_optional = any(not c.healthy and not c.required for c in results)
+        status = "unhealthy" if failed_required else "degraded" if failed_optional else "healthy"
+        return JSONResponse(
+            {"status": status, "components": [c.as_json() for c in results]},
+            status_code=503 if failed_required else 200,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return [
+        Route("/api/v2.0/ping", ping, methods=["GET", "HEAD"]),
+        Route("/api/v2.0/health", health, methods=["GET"]),
+    ]

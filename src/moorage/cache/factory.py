@@ -1,0 +1,20 @@
+"""``cache_from_settings``: the one place that turns ``redis:`` settings into a ``RegistryCache``."""
+
+from __future__ import annotations
+
+from moorage.cache.client import build_client
+from moorage.cache.fence import GenerationFence
+from moorage.cache.store import RegistryCache
+from moorage.config import RedisSettings
+from moorage.db.session import Database
+
+__all__ = ["cache_from_settings"]
+
+
+def cache_from_settings(settings: RedisSettings, db: Database) -> RegistryCache | None:
+    """The cache for ``settings``, or ``None`` when no Redis is configured."""
+    client = build_client(settings)
+    if client is None:
+        return None
+    fence = GenerationFence(db, lease=settings.fence_lease)
+    return RegistryCache(client, fence, prefix=settings.key_prefix, ttl=settings.ttl)

@@ -1,0 +1,50 @@
+"""Tables of the durable job queue and of the cache fence, on the shared ``metadata``.
+
+``jobs`` lives in the same database as everything else (DESIGN: "a job table in the same
+database, claimed with row locks, so any node may run any job"): a job is enqueued in the
+same place the event that caused it was committed, and every node can claim it.
+
+``cache_state`` holds one row: the cache *generation*. A node that could not invalidate a
+Redis entry after a delete bumps it, which makes every key written under the old generation
+unreachable on every node (see ``moorage.cache.fence``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
+
+from moorage.db.tables import TIMESTAMP, metadata
+
+__all__ = ["JOB_STATES", "cache_state", "jobs"]
+
+#: ``queued`` → ``running`` → ``succeeded`` | ``failed`` (or back to ``queued`` for a retry).
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(64), nullable=False),
+    # One event creates one job whatever number of nodes saw it: every node enqueues with the
+    # same key and the unique constraint keeps the first. NULL keys never conflict.
+    Column("dedup_key", String(255), nullable=True, unique=True),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_after", TIMESTAMP, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", TIMESTAMP, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", TIMESTAMP, nullable=False),
+    Column("updated_at", TIMESTAMP, nullable=False),
+    Column("finished_at", TIMESTAMP, nullable=True),
+    Index("ix_jobs_state_run_after", "state", "run_after"),
+)
+
+cache_state = Table(
+    "cache_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("generation", BigInteger, nullable=False),
+)
