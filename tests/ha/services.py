@@ -151,12 +151,32 @@ class RedisCluster:
             proc.stop()
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cluster_port() -> int:
+    """A free port P with P + 10000 free too (Cluster's bus port), below 55536 as Redis requires."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise ServiceError("no free port pair for a Redis Cluster node")
+
+
 def start_redis_cluster(workdir: Path, masters: int = 3) -> RedisCluster:
     """``masters`` cluster-enabled servers joined with ``redis-cli --cluster create`` (no replicas)."""
     nodes: list[tuple[ManagedProcess, int]] = []
     try:
         for index in range(masters):
-            port = free_port()
+            port = cluster_port()
             node_dir = workdir / f"cluster-{index}"
             node_dir.mkdir(parents=True, exist_ok=True)
             nodes.append(

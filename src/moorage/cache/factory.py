@@ -17,4 +17,6 @@ def cache_from_settings(settings: RedisSettings, db: Database) -> RegistryCache 
     if client is None:
         return None
     fence = GenerationFence(db, lease=settings.fence_lease)
-    return RegistryCache(client, fence, prefix=settings.key_prefix, ttl=settings.ttl)
+    return RegistryCache(
+        client, fence, prefix=settings.key_prefix, ttl=settings.ttl, deadline=settings.timeout * 3
+    )

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from moorage.cache.client import RedisClient
 from moorage.cache.fence import GenerationFence
@@ -75,12 +75,14 @@ class RegistryCache:
         prefix: str = "moorage",
         ttl: int = 300,
         retry_after: float = 1.0,
+        deadline: float = 2.0,
     ) -> None:
         self.client = client
         self.fence = fence
         self.prefix = prefix
         self.ttl = ttl
         self.retry_after = retry_after
+        self.deadline = deadline
         self._down_until = 0.0
         self._failed = False
 
@@ -89,8 +91,9 @@ class RegistryCache:
         if time.monotonic() < self._down_until:
             raise _Unavailable()
         try:
-            result = await op()
-        except (RedisError, OSError, TimeoutError) as exc:
+            # Bounded as a whole: a cluster client may retry discovery on several nodes.
+            result = await asyncio.wait_for(op(), self.deadline)
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
             if not self._failed:
                 log.warning("redis_unavailable", error=str(exc) or type(exc).__name__)
             self._failed = True
