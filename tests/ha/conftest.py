@@ -77,7 +77,7 @@ def start_nodes(
         for future in futures:
             try:
                 started.append(future.result())
-            except Exception as exc:  # stop the ones that did start, then report
+            except Exception as exc:  # noqa: BLE001 - stop the ones that did start, then report
                 errors.append(exc)
     if errors:
         for node in started:

@@ -121,7 +121,7 @@ def test_sigterm_finishes_the_upload_in_flight_and_takes_no_new_requests(
                 outcome["response"] = http.post(
                     f"{stopping.url}/v2/{name}/blobs/uploads/", params={"digest": digest}, content=slow_body()
                 )
-            except Exception as exc:  # reported by the assertions below
+            except Exception as exc:  # noqa: BLE001 - reported by the assertions below
                 outcome["error"] = exc
 
     thread = threading.Thread(target=upload)

@@ -22,7 +22,7 @@ async def test_killed_nodes_job_is_rerun_after_its_lease(postgres_admin_url: str
         upgrade(url)
         db = Database(url)
         marker = tmp_path / "claimed"
-        worker = subprocess.Popen(
+        worker = subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-m", "tests.ha.job_worker", url, "ha.kill", str(marker)],
             cwd=Path(__file__).resolve().parents[2], start_new_session=True,
         )

@@ -71,7 +71,7 @@ def test_location_headers_are_absolute_for_the_proxy_address(ha: Cluster) -> Non
 
 
 def test_relative_location_headers_through_the_proxy(
-    ha: Cluster, tmp_path_factory: "object"
+    ha: Cluster, tmp_path_factory: object
 ) -> None:
     from tests.ha.conftest import NGINX_TEMPLATE, start_nodes
     from tests.ha.services import start_nginx

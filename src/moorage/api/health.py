@@ -93,7 +93,7 @@ class HealthChecker:
         started = time.perf_counter()
         try:
             await asyncio.wait_for(check(), self.timeout)
-        except Exception as exc:  # any failure is a finding, reported with its message
+        except Exception as exc:  # noqa: BLE001 - any failure is a finding, reported with its message
             message = str(exc) or type(exc).__name__
             if isinstance(exc, TimeoutError):
                 message = f"no answer within {self.timeout:g}s"

@@ -46,7 +46,7 @@ def job_routes(queue_of: QueueGetter) -> list[Route]:
             )
         except ValueError as exc:
             return _bad_request(str(exc))
-        body = {"jobs": [job.as_json() for job in found], "counts": await queue.counts()}
+        body: dict[str, object] = {"jobs": [job.as_json() for job in found], "counts": await queue.counts()}
         if len(found) == int(limit_raw):
             body["next_before"] = found[-1].id
         return JSONResponse(body)

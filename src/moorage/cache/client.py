@@ -42,7 +42,7 @@ def build_client(settings: RedisSettings) -> RedisClient | None:
         return Redis.from_url(str(settings.url), **timeouts)
     if mode == "sentinel":
         sentinel = settings.sentinel
-        watcher = Sentinel(
+        watcher = Sentinel(  # type: ignore[no-untyped-call]
             [parse_address(a) for a in sentinel.addresses],
             sentinel_kwargs={**timeouts, "password": sentinel.sentinel_password},
             **timeouts,

@@ -46,7 +46,7 @@ class GenerationFence:
             try:
                 async with self.db.read() as conn:
                     value = (await conn.execute(select(cache_state.c.generation).where(cache_state.c.id == 1))).scalar()
-            except Exception:
+            except Exception:  # noqa: BLE001
                 return None  # the database is down: requests fail on their own queries anyway
             if value is None:
                 return None  # row missing (schema not migrated): run without the cache

@@ -127,7 +127,7 @@ class RegistryCache:
             return None, None
         keys = self._keys(generation, repository)
         try:
-            reply: Any = await self._call(lambda: self.client.eval(_LOOKUP, 2, *keys, field))  # type: ignore[arg-type]
+            reply: Any = await self._call(lambda: self.client.eval(_LOOKUP, 2, *keys, field))
         except _Unavailable:
             return None, None
         value, version = reply[0], reply[1]
@@ -142,7 +142,7 @@ class RegistryCache:
         keys = self._keys(int(generation), repository)
         try:
             await self._call(
-                lambda: self.client.eval(_FILL, 2, *keys, version, field, value, str(self.ttl))  # type: ignore[arg-type]
+                lambda: self.client.eval(_FILL, 2, *keys, version, field, value, str(self.ttl))
             )
         except _Unavailable:
             pass
@@ -163,7 +163,7 @@ class RegistryCache:
         token = secrets.token_hex(8)
         try:
             await self._call(
-                lambda: self.client.eval(_INVALIDATE, 2, *keys, token, str(self.ttl * 4 + 60))  # type: ignore[arg-type]
+                lambda: self.client.eval(_INVALIDATE, 2, *keys, token, str(self.ttl * 4 + 60))
             )
         except _Unavailable:
             await self._fence_after_failure(repository)
@@ -222,7 +222,7 @@ class RegistryCache:
         finally:
             if held:
                 try:
-                    await self._call(lambda: self.client.eval(_UNLOCK, 1, key, token))  # type: ignore[arg-type]
+                    await self._call(lambda: self.client.eval(_UNLOCK, 1, key, token))
                 except _Unavailable:
                     pass
 

@@ -59,9 +59,15 @@ class CachedManifestStore(ManifestStore):
         return manifest
 
     async def put(
-        self, repository: str, reference: Digest | str, payload: bytes, content_type: str | None
+        self,
+        repository: str,
+        reference: Digest | str,
+        payload: bytes,
+        content_type: str | None,
+        *,
+        store_payload: bool = True,
     ) -> tuple[Digest, ParsedManifest]:
-        result = await super().put(repository, reference, payload, content_type)
+        result = await super().put(repository, reference, payload, content_type, store_payload=store_payload)
         if isinstance(reference, str):  # a tag may have moved to another manifest
             await asyncio.shield(self.cache.invalidate(repository))
         return result

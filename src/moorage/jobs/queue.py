@@ -313,6 +313,6 @@ class JobQueue:
     async def counts(self) -> dict[str, int]:
         """Number of jobs in each state (every state present, zero when none)."""
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))).all()
-        found = {str(state): int(count) for state, count in rows}
+            result = await conn.execute(select(jobs.c.state, func.count().label("n")).group_by(jobs.c.state))
+            found = {str(row.state): int(row.n) for row in result}
         return {state: found.get(state, 0) for state in JOB_STATES}

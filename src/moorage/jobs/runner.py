@@ -122,7 +122,7 @@ class JobRunner:
             try:
                 await self._schedule_periodic()
                 started = await self.run_once()
-            except Exception as exc:  # the database may be briefly unavailable; keep polling
+            except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable; keep polling
                 log.warning("jobs_claim_failed", error=str(exc))
                 started = 0
             if started and len(self._running) < self.concurrency:
@@ -142,7 +142,7 @@ class JobRunner:
             ids = list(self._running)
             try:
                 held = await self.queue.heartbeat(self.owner, ids)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 log.warning("jobs_heartbeat_failed", error=str(exc))
                 continue
             for lost in set(ids) - held:
@@ -163,7 +163,7 @@ class JobRunner:
                 await handler(job)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 log.warning("job_failed", job=job.id, kind=job.kind, attempt=job.attempts, error=str(exc))
                 detail = "".join(traceback.format_exception_only(exc)).strip()
                 await self.queue.fail(self.owner, job.id, detail)
@@ -190,5 +190,5 @@ class JobRunner:
             await asyncio.gather(*unfinished.values(), return_exceptions=True)
             try:
                 await self.queue.release(self.owner, leftover)
-            except Exception as exc:  # the lease will expire and another node re-runs them
+            except Exception as exc:  # noqa: BLE001 - the lease will expire and another node re-runs them
                 log.warning("jobs_release_failed", error=str(exc), jobs=leftover)
