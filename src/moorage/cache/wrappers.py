@@ -76,6 +76,10 @@ class CachedManifestStore(ManifestStore):
         await super().delete(repository, reference)
         await asyncio.shield(self.cache.invalidate(repository))
 
+    async def tag(self, repository: str, tag: str, digest: Digest) -> None:
+        await super().tag(repository, tag, digest)  # the tag may have pointed elsewhere
+        await asyncio.shield(self.cache.invalidate(repository))
+
 
 class CachedBlobService(BlobService):
     """``BlobService`` whose size (existence) checks go through the repository's cache entries."""

@@ -1,0 +1,78 @@
+"""Every change that moves or removes something is seen through the Redis cache at once.
+
+Runs against the real Redis of the test environment (MOORAGE_TEST_REDIS_URL, started by
+scripts/test.sh when missing). The guard test fails when ManifestStore grows a mutating
+method that the cached wrapper does not override, the bug class this file was written for.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from moorage.app import create_app
+from moorage.cache.wrappers import CachedManifestStore
+from moorage.registry.digests import parse_digest
+from moorage.registry.manifest_store import ManifestStore
+from moorage.services import Services
+from tests.conftest import skip_or_fail
+from tests.integration.conftest import make_settings, unique_name
+from tests.integration.oci_client import push_image
+
+REDIS_URL = os.environ.get("MOORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: ManifestStore methods that change what a read returns.
+MUTATORS = {"put", "delete", "tag"}
+
+
+def test_the_cached_store_overrides_every_mutator() -> None:
+    public = {name for name, _ in inspect.getmembers(ManifestStore, inspect.iscoroutinefunction)}
+    readers = {"get", "tags", "catalog", "referrers", "read_payload"}
+    assert public - readers - {n for n in public if n.startswith("_")} == MUTATORS, (
+        "a new ManifestStore method: classify it here and, if it mutates, override it in CachedManifestStore"
+    )
+    for name in MUTATORS:
+        assert name in CachedManifestStore.__dict__, f"CachedManifestStore does not invalidate on {name}()"
+
+
+@pytest.fixture
+async def cached(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        skip_or_fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    settings = make_settings(database_url, tmp_path, MOORAGE_REDIS_URL=REDIS_URL)
+    services = Services.from_settings(settings)
+    assert isinstance(services.manifests, CachedManifestStore)
+    transport = httpx.ASGITransport(app=create_app(settings, services))
+    async with httpx.AsyncClient(transport=transport, base_url="http://r.test") as http:
+        yield http, services
+    await services.aclose()
+
+
+async def test_moving_a_tag_is_seen_at_once(cached: tuple[httpx.AsyncClient, Services]) -> None:
+    client, services = cached
+    name = unique_name()
+    first, _ = await push_image(client, name, "stable", [b"one"])
+    second, _ = await push_image(client, name, "next", [b"two"])
+    for _ in range(2):  # the second read is served from the cache
+        assert (await client.get(f"/v2/{name}/manifests/stable")).headers["docker-content-digest"] == first
+    await services.manifests.tag(name, "stable", parse_digest(second))
+    assert (await client.get(f"/v2/{name}/manifests/stable")).headers["docker-content-digest"] == second
+
+
+async def test_deleted_manifest_is_gone_at_once(cached: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = cached
+    name = unique_name()
+    digest, _ = await push_image(client, name, "t", [b"three"])
+    for _ in range(2):
+        assert (await client.get(f"/v2/{name}/manifests/{digest}")).status_code == 200
+    assert (await client.delete(f"/v2/{name}/manifests/{digest}")).status_code == 202
+    assert (await client.get(f"/v2/{name}/manifests/{digest}")).status_code == 404
+    assert (await client.get(f"/v2/{name}/manifests/t")).status_code == 404
