@@ -14,6 +14,9 @@ __all__ = ["DEFAULT_POSTGRES_ADMIN_URL", "in_ci", "postgres_admin_url", "skip_or
 
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+#: Session fixtures ``ceph_rgw`` and ``swift_saio``: the project's own object stores.
+pytest_plugins = ["tests.services.fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Registered here, not in tests/e2e/conftest.py: that module uses the mark at import time,

@@ -1,0 +1,1 @@
+"""Real object stores for the storage tests: starters (``*.sh``) and session fixtures."""
