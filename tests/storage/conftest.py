@@ -16,7 +16,7 @@ import pytest
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.drivers.filesystem import FilesystemDriver
 from moorage.storage.drivers.memory import MemoryDriver
-from tests.storage.objectstores import ensure_bucket, s3_settings, unique
+from tests.storage.objectstores import ensure_bucket, s3_settings, swift_settings, unique
 
 _BUCKETS: dict[str, str] = {}
 
@@ -28,7 +28,9 @@ def _bucket(kind: str) -> str:
     return _BUCKETS[kind]
 
 
-@pytest.fixture(params=["inmemory", "filesystem", "ceph-s3", "ceph-s3-https"])
+@pytest.fixture(
+    params=["inmemory", "filesystem", "ceph-s3", "ceph-s3-https", "ceph-swift", "openstack-swift"]
+)
 async def driver(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[CheckedDriver]:
@@ -38,6 +40,19 @@ async def driver(
         return
     if kind == "filesystem":
         yield CheckedDriver(FilesystemDriver(tmp_path / "storage"))
+        return
+    if kind.endswith("swift"):
+        from moorage.storage.drivers.swift import SwiftDriver
+
+        service = request.getfixturevalue("ceph_rgw" if kind == "ceph-swift" else "swift_saio")
+        # A small segment size, so the suite's 6 MiB append spans several segments.
+        swift = SwiftDriver(
+            swift_settings(service, _bucket(kind), prefix=unique("t"), chunksize=1024 * 1024), list_limit=7
+        )
+        try:
+            yield CheckedDriver(swift)
+        finally:
+            await swift.aclose()
         return
     from moorage.storage.drivers.s3 import S3Driver
 

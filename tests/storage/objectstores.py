@@ -14,9 +14,13 @@ import botocore.exceptions  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 
 from moorage.storage.drivers.s3_support import S3Settings
+from moorage.storage.drivers.swift_auth import SwiftSettings
 from tests.services.fixtures import Service
 
-__all__ = ["ensure_bucket", "raw_s3_client", "s3_settings", "unique"]
+__all__ = ["TEMPURL_KEY", "ensure_bucket", "raw_s3_client", "s3_settings", "swift_settings", "unique"]
+
+#: The TempURL key the Swift drivers of the tests set on their account.
+TEMPURL_KEY = "moorage-test-tempurl-key"
 
 
 def unique(prefix: str) -> str:
@@ -69,3 +73,16 @@ def ensure_bucket(settings: S3Settings) -> None:
             raise
     finally:
         client.close()
+
+
+def swift_settings(service: Service, container: str, **extra: Any) -> SwiftSettings:
+    """``storage.swift`` for a service's Swift API (v1 auth), with a TempURL key for redirects."""
+    values: dict[str, Any] = {
+        "authurl": service["SWIFT_AUTH_URL"],
+        "username": service["SWIFT_USER"],
+        "password": service["SWIFT_KEY"],
+        "container": container,
+        "secretkey": TEMPURL_KEY,
+    }
+    values.update(extra)
+    return SwiftSettings.model_validate(values)

@@ -1,0 +1,468 @@
+"""The ``swift`` driver: OpenStack Swift and Ceph RGW's Swift API, over httpx.
+
+Resumable writes use Static Large Objects, which both servers implement:
+
+* every append writes its bytes as segment objects ``<path>.segments/<random>`` of up to
+  ``chunksize`` bytes and records name, size and ETag in the returned state; the last,
+  short segment is read back and rewritten (under a new name) by the next append, so
+  segments stay large and a manifest stays far below Swift's 1000-segment limit;
+* fresh names mean an attempt whose state was never persisted cannot damage the segments an
+  older state points at; leftovers are removed at :meth:`SwiftDriver.commit` and by
+  :meth:`SwiftDriver.delete`;
+* :meth:`SwiftDriver.commit` PUTs the SLO manifest (``?multipart-manifest=put``) at the path
+  and deletes the segments the committed state does not name, so afterwards the listing of
+  ``<path>.segments/`` is exactly the manifest, in order (names start with the index);
+* :meth:`SwiftDriver.move` copies each segment server-side to ``<destination>.segments/``,
+  writes a manifest there and deletes the source. It cannot copy the manifest with one
+  ``X-Copy-From``: Swift would concatenate (and stop at 5 GiB), while RGW 16.2 copies the
+  manifest itself, still pointing at the source's segments, which the delete then removes
+  (seen on 16.2.15: the copy answers 404 NoSuchKey afterwards).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import json
+import ssl
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+import httpx
+
+from moorage.storage.driver import (
+    FileInfo,
+    InvalidOffsetError,
+    PathNotFoundError,
+    StorageError,
+    StorageUnavailableError,
+    WriteState,
+)
+from moorage.storage.drivers.swift_auth import SwiftAuth, SwiftSettings, authenticate
+
+__all__ = ["SwiftDriver"]
+
+_READ_CHUNK = 1 << 20
+_SEGMENTS = ".segments/"
+_LIST_LIMIT = 1000
+
+
+def _fix_storage_url(auth: SwiftAuth, exc: Exception) -> str:
+    return (
+        f"the Swift storage URL {auth.storage_url} is unreachable from this node ({exc!r}); the auth service "
+        f"advertised {auth.advertised_url}: behind a proxy set storage.swift.storageurl to the URL this node "
+        "should use"
+    )
+
+
+class SwiftDriver:
+    """Stores ``path`` at ``<storage URL>/<container>/<prefix>/<path>``."""
+
+    name = "swift"
+    Settings = SwiftSettings
+
+    def __init__(
+        self,
+        settings: SwiftSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        list_limit: int = _LIST_LIMIT,
+    ) -> None:
+        """``transport`` lets unit tests answer Keystone; ``list_limit`` forces listing pages in tests."""
+        self.settings = settings
+        self.container = settings.container
+        self.root = settings.prefix.strip("/")
+        self.segment_size = settings.chunksize
+        self.list_limit = list_limit
+        verify: ssl.SSLContext | bool = True
+        if settings.insecureskipverify:
+            verify = False
+        elif settings.cabundle:
+            verify = ssl.create_default_context(cafile=settings.cabundle)
+        self.http = httpx.AsyncClient(
+            verify=verify, timeout=httpx.Timeout(60, connect=10), transport=transport, follow_redirects=False
+        )
+        self._auth: SwiftAuth | None = None
+        self._auth_lock = anyio.Lock()
+        self._digest: str | None = None if settings.tempurldigest == "auto" else settings.tempurldigest
+
+    @classmethod
+    def from_config(cls, settings: SwiftSettings, data_dir: Path) -> SwiftDriver:
+        return cls(settings)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _key(self, path: str) -> str:
+        return f"{self.root}/{path}" if self.root else path
+
+    def _path(self, key: str) -> str:
+        return key[len(self.root) + 1 :] if self.root else key
+
+    async def _login(self, stale: SwiftAuth | None = None) -> SwiftAuth:
+        """Authenticate once per token; creates the container and the TempURL key on first login."""
+        async with self._auth_lock:
+            if self._auth is not None and self._auth is not stale:
+                return self._auth
+            auth = await authenticate(self.http, self.settings)
+            first = self._auth is None
+            self._auth = auth
+            if first:
+                await self._prepare(auth)
+            return auth
+
+    async def _prepare(self, auth: SwiftAuth) -> None:
+        response = await self._send(auth, "PUT", f"{auth.storage_url}/{quote(self.container)}", "")
+        if response.status_code not in (201, 202, 204):
+            raise StorageError(
+                f"cannot create Swift container {self.container!r}: {response.status_code} {response.text[:200]}",
+                driver=self.name,
+            )
+        if self.settings.secretkey:
+            target = auth.storage_url
+            header = "X-Account-Meta-Temp-URL-Key"
+            if self.settings.tempurlcontainerkey:
+                target, header = (
+                    f"{auth.storage_url}/{quote(self.container)}",
+                    "X-Container-Meta-Temp-URL-Key",
+                )
+            response = await self._send(auth, "POST", target, "", headers={header: self.settings.secretkey})
+            if not response.is_success:
+                raise StorageError(f"cannot set the TempURL key: {response.status_code}", driver=self.name)
+
+    async def _send(
+        self,
+        auth: SwiftAuth,
+        method: str,
+        url: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        request = self.http.build_request(
+            method,
+            url,
+            headers={"X-Auth-Token": auth.token, **(headers or {})},
+            content=content,
+            params=params,
+        )
+        try:
+            return await self.http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise StorageUnavailableError(_fix_storage_url(auth, exc), path=path, driver=self.name) from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        key: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """One request on ``<container>/<key>`` (the container itself when ``key`` is None).
+
+        A 401 means the token expired: log in again and retry once.
+        """
+        auth = await self._login()
+        for attempt in range(2):
+            url = f"{auth.storage_url}/{quote(self.container)}"
+            if key is not None:
+                url += "/" + quote(key)
+            response = await self._send(
+                auth, method, url, path, headers=headers, content=content, params=params, stream=stream
+            )
+            if response.status_code != 401 or attempt:
+                break
+            await response.aclose()
+            auth = await self._login(stale=auth)
+        if response.status_code == 404 and not stream:
+            raise PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
+        if response.status_code in (401, 403):
+            await response.aclose()
+            raise StorageUnavailableError(
+                f"Swift refused {method} on {path!r} ({response.status_code}); check storage.swift credentials "
+                "and the container's ACLs",
+                path=path,
+                driver=self.name,
+            )
+        if response.status_code >= 400 and response.status_code not in (404, 416):
+            if stream:
+                await response.aread()
+            raise StorageError(
+                f"Swift {method} of {path!r} failed: {response.status_code} {response.text[:300]}",
+                path=path,
+                driver=self.name,
+            )
+        return response
+
+    async def _list_keys(self, key_prefix: str, path: str) -> AsyncIterator[dict[str, Any]]:
+        """Container listing entries under ``key_prefix``, page by page (``marker``)."""
+        marker = ""
+        while True:
+            params = {"format": "json", "prefix": key_prefix, "limit": str(self.list_limit)}
+            if marker:
+                params["marker"] = marker
+            try:
+                response = await self._request("GET", path, None, params=params)
+            except PathNotFoundError:
+                return  # no container yet
+            entries: list[dict[str, Any]] = json.loads(response.content or b"[]")
+            for entry in entries:
+                if "name" in entry:
+                    yield entry
+            if len(entries) < self.list_limit:
+                return
+            marker = str(entries[-1].get("name", ""))
+
+    # -- reads -----------------------------------------------------------------------------------
+    async def _head(self, path: str) -> httpx.Response | None:
+        try:
+            return await self._request("HEAD", path, self._key(path))
+        except PathNotFoundError:
+            return None
+
+    async def stat(self, path: str) -> FileInfo:
+        head = await self._head(path)
+        if head is not None:
+            modified: datetime | None = None
+            if "last-modified" in head.headers:
+                modified = parsedate_to_datetime(head.headers["last-modified"])
+            return FileInfo(path, int(head.headers.get("content-length", 0)), modified)
+        async for _ in self._list_keys(self._key(path) + "/", path):
+            return FileInfo(path, 0, None, is_dir=True)
+        raise PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
+
+    async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        headers: dict[str, str] = {}
+        if offset > 0 or length is not None:
+            head = await self._head(path)
+            if head is None:
+                raise PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
+            size = int(head.headers.get("content-length", 0))
+            if offset > size:
+                raise InvalidOffsetError(f"offset {offset} beyond size {size}", path=path, driver=self.name)
+            if offset == size or length == 0:
+                return
+            end = "" if length is None else str(offset + length - 1)
+            headers["Range"] = f"bytes={offset}-{end}"
+        response = await self._request("GET", path, self._key(path), headers=headers, stream=True)
+        try:
+            if response.status_code == 404:
+                raise PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
+            try:
+                async for chunk in response.aiter_bytes(_READ_CHUNK):
+                    yield chunk
+            except httpx.HTTPError as exc:
+                raise StorageError(
+                    f"Swift read of {path!r} broke off: {exc!r}", path=path, driver=self.name
+                ) from None
+        finally:
+            await response.aclose()
+
+    async def list(self, prefix: str) -> AsyncIterator[FileInfo]:
+        key_prefix = self._key(prefix.rstrip("/")) + "/" if prefix else (self.root + "/" if self.root else "")
+        async for entry in self._list_keys(key_prefix, prefix):
+            name = str(entry["name"])
+            if _SEGMENTS in name:
+                continue  # pieces of an unfinished or large object, not objects of their own
+            yield FileInfo(self._path(name), int(entry.get("bytes", 0)), None)
+
+    # -- writes ----------------------------------------------------------------------------------
+    async def put(self, path: str, data: bytes) -> None:
+        await self._request("PUT", path, self._key(path), content=data)
+
+    async def _put_segment(self, path: str, index: int, data: bytes) -> builtins.list[Any]:
+        name = f"{self._key(path)}{_SEGMENTS}{index:08d}-{uuid.uuid4().hex}"
+        response = await self._request("PUT", path, name, content=data)
+        return [name, len(data), response.headers.get("etag", "").strip('"') or None]
+
+    async def append(self, path: str, state: WriteState | None, chunks: AsyncIterable[bytes]) -> WriteState:
+        segments: builtins.list[builtins.list[Any]] = [list(s) for s in (state or {}).get("segments", [])]
+        size = int((state or {}).get("size", 0))
+        buffer = bytearray()
+        received = 0
+        reopened = False
+        async for chunk in chunks:
+            if not reopened:
+                reopened = True
+                # Continue the short last segment instead of adding another short one.
+                if segments and segments[-1][1] < self.segment_size:
+                    last = segments.pop()
+                    buffer += b"".join([c async for c in self.read(self._path(last[0]))])[: last[1]]
+                    if len(buffer) != last[1]:
+                        raise InvalidOffsetError(f"segment {last[0]} is shorter than its state", path=path)
+            buffer += chunk
+            received += len(chunk)
+            while len(buffer) >= self.segment_size:
+                segments.append(
+                    await self._put_segment(path, len(segments), bytes(buffer[: self.segment_size]))
+                )
+                del buffer[: self.segment_size]
+        if buffer:
+            segments.append(await self._put_segment(path, len(segments), bytes(buffer)))
+        return {"size": size + received, "segments": segments}
+
+    async def commit(self, path: str, state: WriteState) -> None:
+        segments = [list(s) for s in state.get("segments", [])]
+        await self._put_manifest(path, segments)
+        keep = {s[0] for s in segments}
+        stale = [
+            e["name"]
+            async for e in self._list_keys(self._key(path) + _SEGMENTS, path)
+            if e["name"] not in keep
+        ]
+        await self._delete_names(stale, path)
+
+    async def _put_manifest(self, path: str, segments: builtins.list[builtins.list[Any]]) -> None:
+        if not segments:
+            await self.put(path, b"")
+            return
+        manifest = [
+            {"path": f"/{self.container}/{name}", "etag": etag, "size_bytes": size}
+            for name, size, etag in segments
+        ]
+        await self._request(
+            "PUT",
+            path,
+            self._key(path),
+            params={"multipart-manifest": "put"},
+            content=json.dumps(manifest).encode(),
+        )
+
+    async def _copy(self, source_key: str, destination_key: str, path: str) -> None:
+        copy_from = quote(f"/{self.container}/{source_key}")
+        await self._request("PUT", path, destination_key, headers={"X-Copy-From": copy_from}, content=b"")
+
+    async def move(self, source: str, destination: str) -> None:
+        if await self._head(source) is None:
+            raise PathNotFoundError(f"no object at {source!r}", path=source, driver=self.name)
+        source_prefix = self._key(source) + _SEGMENTS
+        pieces = [e async for e in self._list_keys(source_prefix, source)]
+        segments: builtins.list[builtins.list[Any]] = []
+        if not pieces:
+            await self._copy(self._key(source), self._key(destination), destination)
+        else:
+            for entry in pieces:
+                name = self._key(destination) + _SEGMENTS + str(entry["name"])[len(source_prefix) :]
+                await self._copy(str(entry["name"]), name, destination)
+                segments.append([name, int(entry.get("bytes", 0)), entry.get("hash")])
+            await self._put_manifest(destination, segments)
+        # A destination written before (same blob pushed twice) may hold segments of its own.
+        keep = {s[0] for s in segments} if pieces else set()
+        prefix = self._key(destination) + _SEGMENTS
+        stale = [e["name"] async for e in self._list_keys(prefix, destination) if e["name"] not in keep]
+        await self._delete_names(stale, destination)
+        await self._delete_tree(source, must_exist=False)
+
+    # -- deletes ---------------------------------------------------------------------------------
+    async def _delete_names(self, names: builtins.list[str], path: str) -> None:
+        for name in names:
+            try:
+                await self._request("DELETE", path, name)
+            except PathNotFoundError:
+                continue  # deleted concurrently
+
+    async def _delete_tree(self, path: str, *, must_exist: bool) -> None:
+        key = self._key(path)
+        names = [key] if await self._head(path) is not None else []
+        names += [str(e["name"]) async for e in self._list_keys(key + "/", path)]
+        names += [str(e["name"]) async for e in self._list_keys(key + _SEGMENTS, path)]
+        if not names and must_exist:
+            raise PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
+        # Manifests first: a reader never sees a manifest whose segments are gone.
+        names.sort(key=lambda name: _SEGMENTS in name)
+        await self._delete_names(names, path)
+
+    async def delete(self, path: str) -> None:
+        await self._delete_tree(path, must_exist=True)
+
+    # -- redirects ---------------------------------------------------------------------------------
+    async def _tempurl_digest(self, auth: SwiftAuth) -> str:
+        """``tempurldigest: auto``: the strongest digest ``/info`` allows; SHA-1 when it says nothing.
+
+        RGW Pacific's ``/swift/info`` lists no ``allowed_digests`` and its TempURL engine checks
+        only HMAC-SHA1 (a SHA-256 signature is 401/403 on 16.2.15, see docs/storage.md); Swift
+        ≥ 2.22 lists ``sha1 sha256 sha512`` and marks SHA-1 deprecated.
+        """
+        if self._digest is None:
+            parts = urlsplit(auth.storage_url)
+            base = parts.path.split("/v1", 1)[0]
+            digest = "sha1"
+            try:
+                response = await self.http.get(f"{parts.scheme}://{parts.netloc}{base}/info")
+                allowed = (
+                    response.json().get("tempurl", {}).get("allowed_digests", [])
+                    if response.is_success
+                    else []
+                )
+                digest = "sha256" if "sha256" in allowed else "sha1"
+            except (httpx.HTTPError, ValueError):
+                pass
+            self._digest = digest
+        return self._digest
+
+    async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
+        """A TempURL signed for ``method``; ``None`` without ``secretkey`` or for methods not in ``tempurlmethods``."""
+        if not self.settings.secretkey or method not in self.settings.tempurlmethods:
+            return None
+        auth = await self._login()
+        digest = await self._tempurl_digest(auth)
+        url = f"{auth.storage_url}/{quote(self.container)}/{quote(self._key(path))}"
+        object_path = urlsplit(url).path
+        expires = int(time.time()) + expires_in
+        body = f"{method}\n{expires}\n{object_path}".encode()
+        signature = hmac.new(self.settings.secretkey.encode(), body, getattr(hashlib, digest)).hexdigest()
+        if digest == "sha512":
+            signature = "sha512:" + signature  # Swift tells sha256 and sha1 apart by length
+        return f"{url}?temp_url_sig={signature}&temp_url_expires={expires}"
+
+    # -- moorage check -----------------------------------------------------------------------------
+    async def self_check(self) -> builtins.list[Any]:
+        """``moorage check``: the storage URL the auth service hands out answers from this node."""
+        from moorage.checks import CheckResult
+
+        try:
+            auth = await self._login()
+        except StorageError as exc:
+            return [
+                CheckResult(
+                    "swift auth", False, str(exc)[:400], "check storage.swift.authurl, username, password"
+                )
+            ]
+        try:
+            response = await self._send(auth, "HEAD", auth.storage_url, "")
+        except StorageUnavailableError as exc:
+            return [
+                CheckResult(
+                    "swift storage URL reachable",
+                    False,
+                    str(exc)[:400],
+                    f"set storage.swift.storageurl to the URL of {auth.advertised_url} as seen from this node",
+                )
+            ]
+        source = "storage.swift.storageurl" if self.settings.storageurl else "advertised by the auth service"
+        ok = response.is_success
+        return [
+            CheckResult("swift auth", True, auth.advertised_url),
+            CheckResult(
+                "swift storage URL reachable",
+                ok,
+                f"{auth.storage_url} ({source}) answered {response.status_code}",
+                "" if ok else "check storage.swift.storageurl and the account's permissions",
+            ),
+        ]
