@@ -9,6 +9,7 @@ Drivers may add their own checks (e.g. Swift's storage URL) by offering an async
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -147,7 +148,7 @@ async def check_redirects(settings: Settings, storage: StorageDriver, key: str) 
     if getattr(driver_settings, "insecureskipverify", False) or getattr(driver_settings, "skipverify", False):
         verify = False
     elif bundle:
-        verify = bundle
+        verify = ssl.create_default_context(cafile=bundle)  # httpx deprecates a path here
     async with httpx.AsyncClient(verify=verify, timeout=15) as http:
         for method in ("GET", "HEAD"):
             name = f"presigned {method}"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.clients import Skopeo, run
-from tests.e2e.images import OciLayout, verify_dir
+from tests.e2e.clients import ContainersTools, Skopeo, run
+from tests.e2e.images import OciLayout, sha256_file, verify_dir
 from tests.e2e.servers import RegistryProcess, free_port, moorage_command, start_moorage
 from tests.services.fixtures import Service
 from tests.storage.objectstores import TEMPURL_KEY, ensure_bucket, s3_settings, unique
@@ -109,6 +109,28 @@ def test_push_pull_and_curl_head_of_blobs(
         assert int(headers["content-length"]) == blob.size, out
         redirected = out.count("HTTP/") > 1
         assert redirected is not disable_redirect, out
+
+
+def test_podman_push_and_pull(object_registry: RegistryProcess, layout: OciLayout, tmp_path: Path) -> None:
+    """podman pushes to and pulls from each backend; every file of every layer hashes like the original."""
+    image = layout.add_image("v1", (6 * MIB + 3, 256 * 1024))
+    tools = ContainersTools(tmp_path / "containers", [object_registry.host])
+    try:
+        podman = tools.podman
+        loaded = podman("pull", "-q", image.ref).stdout.strip()
+        name = f"{object_registry.host}/e2e/podman:v1"
+        podman("tag", loaded, name)
+        podman("push", name)
+        podman("rmi", "--all", "--force")
+        podman("pull", "-q", name)
+        mountpoint = Path(podman("image", "mount", name).stdout.strip())
+        try:
+            for file_name, content_hash in image.files.items():
+                assert sha256_file(mountpoint / file_name) == f"sha256:{content_hash}", file_name
+        finally:
+            podman("image", "unmount", name)
+    finally:
+        tools.cleanup()
 
 
 def _check(env: dict[str, str], data_dir: Path) -> subprocess.CompletedProcess[str]:
