@@ -15,6 +15,8 @@ from starlette.routing import Route
 from moorage.api.health import health_routes
 from moorage.api.jobs import job_routes
 from moorage.api.oci.routes import OciApi
+from moorage.api.rest import rest_api
+from moorage.auth.token_endpoint import token_routes
 from moorage.config import Settings, load_settings
 from moorage.jobs import JobRunner
 from moorage.logging import configure_logging
@@ -39,6 +41,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             urls=built.urls,
             page_max=settings.limits.page_max,
             read_only=settings.storage.maintenance.readonly.enabled,
+            on_event=built.identity.oci_event if built.identity is not None else None,
         )
 
     @asynccontextmanager
@@ -48,6 +51,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             return
         built = Services.from_settings(settings)
         install(app, built)
+        if built.identity is not None:  # shared signing key and initial admin, before the first request
+            await built.identity.start()
         runner: JobRunner | None = None
         if settings.jobs.enabled:
             runner = JobRunner(
@@ -79,12 +84,15 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         # Before the REST sub-app: these must answer even when identity or the UI cannot.
         *health_routes(lambda request: request.app.state.services.health),
         *job_routes(lambda request: request.app.state.services.jobs),
+        *token_routes(lambda request: request.app.state.services.identity),
     ]
     middleware = []
     if settings.metrics.enabled:
         routes.append(Route("/metrics", metrics, methods=["GET"]))
         middleware.append(Middleware(MetricsMiddleware))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    # After /api/v2.0/ping, /health and /jobs above, so those answer without identity.
+    app.mount("/api/v2.0", rest_api(lambda: app.state.services))
     if services is not None:
         install(app, services)
     return app

@@ -298,6 +298,19 @@ class AuthSettings(_Section):
     token_expiry: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
     service: str = "moorage"
     anonymous_pull: bool = True
+    #: Login throttling (per user name and client address, shared by every node through the database).
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_window: int = Field(default=300, ge=1)
+    login_lockout: int = Field(default=300, ge=1)
+
+    @model_validator(mode="after")
+    def _token_mode_needs_secret(self) -> AuthSettings:
+        if self.mode == "token" and not self.secret_key:
+            raise ValueError(
+                "auth.secret_key (MOORAGE_SECRET_KEY) is required with auth.mode: token: it encrypts the "
+                "token-signing keys in the database; set the same random secret on every node"
+            )
+        return self
 
 
 class JobsSettings(_Section):

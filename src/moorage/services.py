@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from moorage.api.http import UrlBuilder
 from moorage.api.health import HealthChecker
+from moorage.api.http import UrlBuilder
 from moorage.auth.access import AccessController, OpenAccess
+from moorage.auth.service import IdentityService
+from moorage.auth.token_access import TokenAccess
 from moorage.cache import CachedBlobService, CachedManifestStore, RegistryCache, cache_from_settings
 from moorage.config import Settings
 from moorage.db.session import Database
@@ -37,6 +39,8 @@ class Services:
     cache: RegistryCache | None = None
     job_handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
     periodic_jobs: list[Periodic] = field(default_factory=list)
+    #: Users, projects, robots, tokens and the audit log; ``None`` with ``auth.mode: none``.
+    identity: IdentityService | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -63,6 +67,7 @@ class Services:
         uploads = UploadService(db, storage)
         handlers = HandlerRegistry()
         periodic = register_builtin(handlers, settings, uploads)
+        identity = IdentityService(db, settings.auth) if settings.auth.mode == "token" else None
         return cls(
             settings=settings,
             db=db,
@@ -70,13 +75,14 @@ class Services:
             blobs=blobs,
             uploads=uploads,
             manifests=manifests,
-            access=OpenAccess(),
+            access=TokenAccess(identity) if identity is not None else OpenAccess(),
             urls=UrlBuilder(settings.http),
             jobs=JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
             health=HealthChecker(db, storage, cache),
             cache=cache,
             job_handlers=handlers,
             periodic_jobs=periodic,
+            identity=identity,
         )
 
     async def aclose(self) -> None:

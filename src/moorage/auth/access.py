@@ -31,6 +31,8 @@ class AccessRequest:
     headers: Mapping[str, str]
     base_url: str
     client: str
+    #: The HTTP method: a refusal of a ``HEAD`` carries no body, so token mode answers it differently.
+    method: str = "GET"
 
 
 class AccessController(Protocol):

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from moorage.api.http import UrlBuilder, error_response
-from moorage.auth.access import AccessController, AccessRequest
+from moorage.auth.access import AccessController, AccessRequest, Principal
 from moorage.errors import RegistryError
 from moorage.registry.blobs import BlobService, parse_range
 from moorage.registry.digests import Digest, parse_digest
@@ -33,6 +33,8 @@ log = structlog.get_logger("moorage.oci")
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
+#: Audit hook: (principal, operation pull|push|delete, repository, reference, client address).
+EventHook = Callable[[Principal, str, str, str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,9 @@ class OciApi:
         urls: UrlBuilder,
         page_max: int,
         read_only: bool = False,
+        on_event: EventHook | None = None,
     ) -> None:
+        self.on_event = on_event
         self.blobs = blobs
         self.uploads = uploads
         self.manifests = manifests
@@ -161,10 +165,16 @@ class OciApi:
             headers=dict(request.headers),
             base_url=self.urls.base(request),
             client=request.client.host if request.client else "",
+            method=request.method,
         )
 
     async def _allow(self, request: Request, name: str, *actions: str) -> None:
-        await self.access.authorize(self._ctx(request), name, frozenset(actions))
+        request.state.principal = await self.access.authorize(self._ctx(request), name, frozenset(actions))
+
+    async def _event(self, request: Request, operation: str, name: str, reference: str) -> None:
+        if self.on_event is not None:
+            client = request.client.host if request.client else ""
+            await self.on_event(request.state.principal, operation, name, reference, client)
 
     # --- base and listings -------------------------------------------------------------
 
@@ -218,6 +228,8 @@ class OciApi:
             "Content-Length": str(manifest.size),
         }
         body = b"" if request.method == "HEAD" else manifest.payload
+        if request.method == "GET":
+            await self._event(request, "pull", name, params["reference"])
         return Response(body, headers=headers, media_type=manifest.media_type)
 
     async def put_manifest(self, request: Request, params: dict[str, str]) -> Response:
@@ -234,12 +246,14 @@ class OciApi:
         }
         if parsed.subject is not None:
             headers["OCI-Subject"] = str(parsed.subject.digest)
+        await self._event(request, "push", name, params["reference"])
         return Response(status_code=201, headers=headers)
 
     async def delete_manifest(self, request: Request, params: dict[str, str]) -> Response:
         name = params["name"]
         await self._allow(request, name, "delete")
         await self.manifests.delete(name, parse_reference(params["reference"]))
+        await self._event(request, "delete", name, params["reference"])
         return Response(status_code=202, headers={**API_VERSION, "Content-Length": "0"})
 
     async def referrers(self, request: Request, params: dict[str, str]) -> Response:
@@ -281,6 +295,7 @@ class OciApi:
         name = params["name"]
         await self._allow(request, name, "delete")
         await self.blobs.unlink(name, parse_digest(params["digest"]))
+        await self._event(request, "delete", name, params["digest"])
         return Response(status_code=202, headers={**API_VERSION, "Content-Length": "0"})
 
     # --- uploads -----------------------------------------------------------------------

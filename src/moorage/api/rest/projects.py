@@ -1,0 +1,252 @@
+"""``/projects``: projects (Harbor's fields, ``metadata.public`` as the string Harbor uses), members, logs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import exists, func, select
+
+from moorage.api.rest.common import ApiError, CallerDep, PageDep, paginate, role_id, visible_project
+from moorage.api.rest.logs import AuditLogItem, audit_items
+from moorage.auth.identity import IdentityError, Project
+from moorage.auth.roles import ROLE_NAMES, can_manage_members, can_see_members
+from moorage.db.tables import manifests, repositories
+
+router = APIRouter(tags=["project"])
+
+
+class ProjectMetadata(BaseModel):
+    public: str | None = Field(default=None, description="'true' or 'false' (Harbor sends strings)")
+
+
+class ProjectReq(BaseModel):
+    project_name: str = Field(min_length=1, max_length=255)
+    public: bool | None = None
+    metadata: ProjectMetadata | None = None
+    storage_limit: int | None = None
+
+
+class ProjectUpdate(BaseModel):
+    public: bool | None = None
+    metadata: ProjectMetadata | None = None
+
+
+class ProjectOut(BaseModel):
+    project_id: int
+    name: str
+    public: bool
+    owner_id: int | None
+    creation_time: datetime
+    update_time: datetime
+    repo_count: int
+    current_user_role_id: int | None
+    current_user_role_ids: list[int]
+    metadata: ProjectMetadata
+
+
+class MemberUser(BaseModel):
+    user_id: int | None = None
+    username: str | None = None
+
+
+class MemberReq(BaseModel):
+    role_id: int = Field(ge=1, le=5)
+    member_user: MemberUser
+
+
+class RoleReq(BaseModel):
+    role_id: int = Field(ge=1, le=5)
+
+
+class MemberOut(BaseModel):
+    id: int
+    project_id: int
+    entity_name: str
+    entity_type: str
+    entity_id: int
+    role_id: int
+    role_name: str
+
+
+def _public(flag: bool | None, metadata: ProjectMetadata | None) -> bool | None:
+    if flag is not None:
+        return flag
+    if metadata is not None and metadata.public is not None:
+        if metadata.public.lower() not in ("true", "false"):
+            raise ApiError(400, "metadata.public must be 'true' or 'false'")
+        return metadata.public.lower() == "true"
+    return None
+
+
+async def _repo_count(who: CallerDep, project: Project) -> int:
+    query = select(func.count()).select_from(repositories).where(
+        repositories.c.name.startswith(project.name + "/", autoescape=True),
+        exists().where(manifests.c.repository_id == repositories.c.id),
+    )
+    async with who.services.db.read() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def _out(who: CallerDep, project: Project, role: str | None) -> ProjectOut:
+    rid = role_id(role)
+    return ProjectOut(
+        project_id=project.id, name=project.name, public=project.public, owner_id=project.owner_id,
+        creation_time=project.created_at, update_time=project.updated_at,
+        repo_count=await _repo_count(who, project), current_user_role_id=rid,
+        current_user_role_ids=[rid] if rid else [],
+        metadata=ProjectMetadata(public="true" if project.public else "false"),
+    )
+
+
+def _manage(who: CallerDep, role: str | None, project: Project, what: str) -> None:
+    if not can_manage_members(role, who.subject.sysadmin):
+        raise ApiError(
+            403, f"{what} in project {project.name!r} needs the projectAdmin role; {who.subject.name!r} has "
+            f"{role or 'no role'}",
+        )
+
+
+@router.get("/projects", response_model=list[ProjectOut])
+async def list_projects(
+    request: Request, response: Response, who: CallerDep, page: PageDep,
+    name: Annotated[str | None, Query(max_length=255)] = None, public: bool | None = None,
+) -> list[ProjectOut]:
+    found, total = await who.identity.store.list_projects(who.subject, page.offset, page.page_size, name, public)
+    paginate(request, response, page, total)
+    return [await _out(who, p, await who.identity.store.role_of(who.subject, p)) for p in found]
+
+
+@router.head("/projects", status_code=200, responses={404: {"description": "no such project"}})
+async def project_exists(who: CallerDep, project_name: Annotated[str, Query(min_length=1, max_length=255)]) -> None:
+    who.require_login()
+    if await who.identity.store.project(project_name) is None:
+        raise ApiError(404, f"project {project_name!r} does not exist")
+
+
+@router.post("/projects", status_code=201, response_model=None)
+async def create_project(request: Request, response: Response, body: ProjectReq, who: CallerDep) -> None:
+    who.require_login()
+    if who.subject.kind == "robot":
+        raise ApiError(403, "robot accounts cannot create projects; use a user account")
+    try:
+        project = await who.identity.store.create_project(
+            body.project_name, bool(_public(body.public, body.metadata)), who.subject
+        )
+    except IdentityError as exc:
+        raise ApiError.of(exc) from None
+    await who.audit("create", "project", project.name, project.name)
+    response.headers["Location"] = f"{request.url.path}/{project.id}"
+
+
+@router.get("/projects/{project_name_or_id}", response_model=ProjectOut)
+async def get_project(project_name_or_id: str, who: CallerDep) -> ProjectOut:
+    project, role = await visible_project(who, project_name_or_id)
+    return await _out(who, project, role)
+
+
+@router.put("/projects/{project_name_or_id}", response_model=None)
+async def update_project(project_name_or_id: str, body: ProjectUpdate, who: CallerDep) -> None:
+    project, role = await visible_project(who, project_name_or_id)
+    _manage(who, role, project, "changing settings")
+    await who.identity.store.update_project(project.id, _public(body.public, body.metadata))
+    await who.audit("update", "project", project.name, project.name)
+
+
+@router.delete("/projects/{project_name_or_id}", response_model=None)
+async def delete_project(project_name_or_id: str, who: CallerDep) -> None:
+    project, role = await visible_project(who, project_name_or_id)
+    _manage(who, role, project, "deleting the project")
+    if await _repo_count(who, project):
+        raise ApiError(412, f"project {project.name!r} still has repositories; delete them first")
+    await who.identity.store.delete_project(project)
+    await who.audit("delete", "project", project.name, project.name)
+
+
+@router.get("/projects/{project_name_or_id}/members", response_model=list[MemberOut])
+async def list_members(
+    request: Request, response: Response, project_name_or_id: str, who: CallerDep, page: PageDep
+) -> list[MemberOut]:
+    project, role = await visible_project(who, project_name_or_id)
+    if not can_see_members(role, who.subject.sysadmin):
+        raise ApiError(403, f"listing members of {project.name!r} needs the guest role or above")
+    rows, total = await who.identity.store.members(project, page.offset, page.page_size)
+    paginate(request, response, page, total)
+    return [_member(row) for row in rows]
+
+
+def _member(row: dict[str, object]) -> MemberOut:
+    role = str(row["role"])
+    return MemberOut(
+        id=int(str(row["id"])), project_id=int(str(row["project_id"])), entity_name=str(row["username"]),
+        entity_type="u", entity_id=int(str(row["user_id"])), role_id=role_id(role) or 0, role_name=role,
+    )
+
+
+@router.post("/projects/{project_name_or_id}/members", status_code=201, response_model=None)
+async def add_member(
+    request: Request, response: Response, project_name_or_id: str, body: MemberReq, who: CallerDep
+) -> None:
+    project, role = await visible_project(who, project_name_or_id)
+    _manage(who, role, project, "adding members")
+    username = body.member_user.username
+    if username is None and body.member_user.user_id is not None:
+        try:
+            username = (await who.identity.store.user_by_id(body.member_user.user_id)).username
+        except IdentityError as exc:
+            raise ApiError.of(exc) from None
+    if not username:
+        raise ApiError(400, "member_user needs a username or a user_id")
+    try:
+        member_id = await who.identity.store.add_member(project, username, ROLE_NAMES[body.role_id])
+    except IdentityError as exc:
+        raise ApiError.of(exc) from None
+    await who.audit("create", "project_member", f"{project.name}:{username}", project.name)
+    response.headers["Location"] = f"{request.url.path}/{member_id}"
+
+
+@router.get("/projects/{project_name_or_id}/members/{mid}", response_model=MemberOut)
+async def get_member(project_name_or_id: str, mid: int, who: CallerDep) -> MemberOut:
+    project, role = await visible_project(who, project_name_or_id)
+    if not can_see_members(role, who.subject.sysadmin):
+        raise ApiError(403, f"reading members of {project.name!r} needs the guest role or above")
+    try:
+        return _member(await who.identity.store.member(project, mid))
+    except IdentityError as exc:
+        raise ApiError.of(exc) from None
+
+
+@router.put("/projects/{project_name_or_id}/members/{mid}", response_model=None)
+async def update_member(project_name_or_id: str, mid: int, body: RoleReq, who: CallerDep) -> None:
+    project, role = await visible_project(who, project_name_or_id)
+    _manage(who, role, project, "changing roles")
+    try:
+        await who.identity.store.set_member_role(project, mid, ROLE_NAMES[body.role_id])
+    except IdentityError as exc:
+        raise ApiError.of(exc) from None
+    await who.audit("update", "project_member", f"{project.name}:{mid}", project.name)
+
+
+@router.delete("/projects/{project_name_or_id}/members/{mid}", response_model=None)
+async def delete_member(project_name_or_id: str, mid: int, who: CallerDep) -> None:
+    project, role = await visible_project(who, project_name_or_id)
+    _manage(who, role, project, "removing members")
+    try:
+        member = await who.identity.store.remove_member(project, mid)
+    except IdentityError as exc:
+        raise ApiError.of(exc) from None
+    await who.audit("delete", "project_member", f"{project.name}:{member['username']}", project.name)
+
+
+@router.get("/projects/{project_name}/logs", response_model=list[AuditLogItem])
+async def project_logs(
+    request: Request, response: Response, project_name: str, who: CallerDep, page: PageDep
+) -> list[AuditLogItem]:
+    project, role = await visible_project(who, project_name)
+    if not can_see_members(role, who.subject.sysadmin):
+        raise ApiError(403, f"reading the logs of {project.name!r} needs the guest role or above")
+    entries, total = await who.identity.audit.query(page.offset, page.page_size, project=project.name)
+    paginate(request, response, page, total)
+    return audit_items(entries)

@@ -1,0 +1,418 @@
+"""Users, projects, members and credential checks: the domain behind tokens and the REST API.
+
+No HTTP types here: failures are :class:`IdentityError` with a ``kind`` (``not_found``,
+``conflict``, ``invalid``, ``forbidden``) that each API layer renders its own way, and a
+message that says what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from moorage.auth.passwords import (
+    PasswordPolicyError,
+    check_password_policy,
+    generate_secret,
+    hash_secret,
+    verify_secret,
+)
+from moorage.auth.roles import ROLE_ACTIONS
+from moorage.db.identity_tables import project_members, projects, users
+from moorage.db.session import Database
+
+__all__ = ["IdentityError", "IdentityStore", "Project", "Subject", "User"]
+
+log = structlog.get_logger("moorage.identity")
+
+_PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,254}$")
+
+
+class IdentityError(Exception):
+    """``kind``: not_found | conflict | invalid | forbidden | unauthorized | throttled."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    email: str | None
+    realname: str | None
+    comment: str | None
+    sysadmin: bool
+    password_hash: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: int
+    name: str
+    public: bool
+    owner_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """An authenticated caller: a user, a robot, or anonymous (``kind``).
+
+    ``robot_access`` maps a project name (or ``*`` for every project) to the robot's actions.
+    ``fingerprint`` is a stable digest of the credential (the password or secret hash), put in
+    refresh tokens so a password change or secret refresh revokes them on every node.
+    """
+
+    kind: str
+    name: str
+    user_id: int | None = None
+    robot_id: int | None = None
+    sysadmin: bool = False
+    robot_access: dict[str, frozenset[str]] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    @property
+    def anonymous(self) -> bool:
+        return self.kind == "anonymous"
+
+
+ANONYMOUS = Subject("anonymous", "anonymous")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def fingerprint_of(stored_hash: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
+
+
+def _user(row: Any) -> User:
+    return User(
+        row.id, row.username, row.email, row.realname, row.comment, bool(row.sysadmin), row.password_hash,
+        aware(row.created_at), aware(row.updated_at),
+    )
+
+
+def _project(row: Any) -> Project:
+    return Project(row.id, row.name, bool(row.public), row.owner_id, aware(row.created_at), aware(row.updated_at))
+
+
+def validate_project_name(name: str) -> None:
+    if len(name) > 255 or not _PROJECT_NAME.match(name):
+        raise IdentityError(
+            "invalid",
+            f"project name {name!r} is invalid: use lower-case letters, digits and single '.', '_' or '-' "
+            "between them (it is the first component of repository names)",
+        )
+
+
+class IdentityStore:
+    """CRUD on users, projects and members, and the checks that turn credentials into a :class:`Subject`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- users ---------------------------------------------------------------------------
+    async def bootstrap_admin(self, password: str | None) -> str | None:
+        """Create ``admin`` at the first start; returns the generated password when none was configured."""
+        async with self.db.read() as conn:
+            exists = (await conn.execute(select(users.c.id).where(users.c.username == "admin"))).first()
+        if exists is not None:
+            return None
+        generated = None
+        if not password:
+            password = generated = generate_secret(20)
+        now = utcnow()
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    insert(users).values(
+                        username="admin", email=None, realname="System administrator", comment=None,
+                        password_hash=hash_secret(password), sysadmin=True, created_at=now, updated_at=now,
+                    )
+                )
+        except IntegrityError:  # another node created it first
+            return None
+        return generated
+
+    async def create_user(
+        self, username: str, password: str, *, email: str | None = None, realname: str | None = None,
+        comment: str | None = None, sysadmin: bool = False,
+    ) -> User:
+        if not _USERNAME.match(username) or username.startswith("robot$") or "$" in username:
+            raise IdentityError(
+                "invalid",
+                f"username {username!r} is invalid: use letters, digits, '.', '_', '@' or '-' "
+                "(names starting with 'robot$' are reserved for robot accounts)",
+            )
+        self._policy(password)
+        now = utcnow()
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    insert(users).values(
+                        username=username, email=email, realname=realname, comment=comment,
+                        password_hash=hash_secret(password), sysadmin=sysadmin, created_at=now, updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            raise IdentityError("conflict", f"user {username!r} already exists; choose another name") from None
+        user = await self.user_by_name(username)
+        assert user is not None
+        return user
+
+    @staticmethod
+    def _policy(password: str) -> None:
+        try:
+            check_password_policy(password)
+        except PasswordPolicyError as exc:
+            raise IdentityError("invalid", str(exc)) from None
+
+    async def user_by_name(self, username: str) -> User | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+        return None if row is None else _user(row)
+
+    async def user_by_id(self, user_id: int) -> User:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        if row is None:
+            raise IdentityError("not_found", f"user {user_id} does not exist; list users with GET /api/v2.0/users")
+        return _user(row)
+
+    async def list_users(self, offset: int, limit: int, username: str | None = None) -> tuple[list[User], int]:
+        query = select(users)
+        count = select(func.count()).select_from(users)
+        if username:
+            query = query.where(users.c.username.contains(username))
+            count = count.where(users.c.username.contains(username))
+        async with self.db.read() as conn:
+            total = (await conn.execute(count)).scalar_one()
+            rows = (await conn.execute(query.order_by(users.c.id).offset(offset).limit(limit))).all()
+        return [_user(row) for row in rows], int(total)
+
+    async def update_user(self, user_id: int, **values: Any) -> User:
+        allowed = {key: value for key, value in values.items() if key in ("email", "realname", "comment", "sysadmin")}
+        await self.user_by_id(user_id)
+        if allowed:
+            async with self.db.write() as conn:
+                await conn.execute(update(users).where(users.c.id == user_id).values(**allowed, updated_at=utcnow()))
+        return await self.user_by_id(user_id)
+
+    async def set_password(self, user_id: int, new_password: str, old_password: str | None) -> None:
+        """Change a password; ``old_password`` is required unless an admin resets someone else's."""
+        user = await self.user_by_id(user_id)
+        if old_password is not None and not verify_secret(user.password_hash, old_password):
+            raise IdentityError("forbidden", "the old password is wrong; send the current password as old_password")
+        self._policy(new_password)
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(
+                    password_hash=hash_secret(new_password), updated_at=utcnow()
+                )
+            )
+
+    async def delete_user(self, user_id: int) -> User:
+        user = await self.user_by_id(user_id)
+        if user.username == "admin":
+            raise IdentityError("forbidden", "the built-in 'admin' user cannot be deleted; disable others instead")
+        async with self.db.write() as conn:
+            await conn.execute(delete(users).where(users.c.id == user_id))
+        return user
+
+    async def check_password(self, username: str, password: str) -> Subject | None:
+        """The user's subject when ``password`` is right, else ``None`` (throttling is the caller's)."""
+        user = await self.user_by_name(username)
+        if user is None or not verify_secret(user.password_hash, password):
+            return None
+        return self.user_subject(user)
+
+    @staticmethod
+    def user_subject(user: User) -> Subject:
+        return Subject("user", user.username, user_id=user.id, sysadmin=user.sysadmin,
+                       fingerprint=fingerprint_of(user.password_hash))
+
+    # -- projects ------------------------------------------------------------------------
+    async def create_project(self, name: str, public: bool, owner: Subject) -> Project:
+        validate_project_name(name)
+        now = utcnow()
+        try:
+            async with self.db.write() as conn:
+                result = await conn.execute(
+                    insert(projects).values(
+                        name=name, public=public, owner_id=owner.user_id, created_at=now, updated_at=now
+                    )
+                )
+                project_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+                if owner.user_id is not None and project_id is not None:
+                    await conn.execute(
+                        insert(project_members).values(
+                            project_id=project_id, user_id=owner.user_id, role="projectAdmin",
+                            created_at=now, updated_at=now,
+                        )
+                    )
+        except IntegrityError:
+            raise IdentityError("conflict", f"project {name!r} already exists; choose another name") from None
+        project = await self.project(name)
+        assert project is not None
+        return project
+
+    async def project(self, name_or_id: str | int) -> Project | None:
+        column = projects.c.id if isinstance(name_or_id, int) else projects.c.name
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(projects).where(column == name_or_id))).first()
+        return None if row is None else _project(row)
+
+    async def list_projects(
+        self, subject: Subject, offset: int, limit: int, name: str | None = None, public: bool | None = None
+    ) -> tuple[list[Project], int]:
+        """Projects ``subject`` may see: public ones, ones it is a member of, all for admins."""
+        query = select(projects)
+        if not subject.sysadmin:
+            visible: ColumnElement[bool] = projects.c.public.is_(True)
+            if subject.user_id is not None:
+                member_of = select(project_members.c.project_id).where(project_members.c.user_id == subject.user_id)
+                visible = visible | projects.c.id.in_(member_of)
+            if subject.kind == "robot" and "*" not in subject.robot_access:
+                visible = visible | projects.c.name.in_(list(subject.robot_access))
+            elif subject.kind == "robot":
+                visible = projects.c.id.is_not(None)
+            query = query.where(visible)
+        if name:
+            query = query.where(projects.c.name.contains(name))
+        if public is not None:
+            query = query.where(projects.c.public.is_(public))
+        async with self.db.read() as conn:
+            total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+            rows = (await conn.execute(query.order_by(projects.c.id).offset(offset).limit(limit))).all()
+        return [_project(row) for row in rows], int(total)
+
+    async def update_project(self, project_id: int, public: bool | None) -> Project:
+        if public is not None:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    update(projects).where(projects.c.id == project_id).values(public=public, updated_at=utcnow())
+                )
+        project = await self.project(project_id)
+        assert project is not None
+        return project
+
+    async def delete_project(self, project: Project) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(delete(projects).where(projects.c.id == project.id))
+
+    # -- members -------------------------------------------------------------------------
+    async def role_of(self, subject: Subject, project: Project) -> str | None:
+        if subject.user_id is None:
+            return None
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(project_members.c.role).where(
+                        project_members.c.project_id == project.id, project_members.c.user_id == subject.user_id
+                    )
+                )
+            ).first()
+        return None if row is None else str(row.role)
+
+    async def members(self, project: Project, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        query = (
+            select(project_members, users.c.username)
+            .join(users, users.c.id == project_members.c.user_id)
+            .where(project_members.c.project_id == project.id)
+        )
+        async with self.db.read() as conn:
+            total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+            rows = (await conn.execute(query.order_by(project_members.c.id).offset(offset).limit(limit))).all()
+        return [dict(row._mapping) for row in rows], int(total)
+
+    async def member(self, project: Project, member_id: int) -> dict[str, Any]:
+        query = (
+            select(project_members, users.c.username)
+            .join(users, users.c.id == project_members.c.user_id)
+            .where(project_members.c.project_id == project.id, project_members.c.id == member_id)
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise IdentityError(
+                "not_found",
+                f"member {member_id} is not in project {project.name!r}; list members with "
+                f"GET /api/v2.0/projects/{project.name}/members",
+            )
+        return dict(row._mapping)
+
+    async def add_member(self, project: Project, username: str, role: str) -> int:
+        if role not in ROLE_ACTIONS:
+            raise IdentityError("invalid", f"role {role!r} is unknown; use one of {', '.join(ROLE_ACTIONS)}")
+        user = await self.user_by_name(username)
+        if user is None:
+            raise IdentityError("not_found", f"user {username!r} does not exist; create it first (POST /api/v2.0/users)")
+        now = utcnow()
+        try:
+            async with self.db.write() as conn:
+                result = await conn.execute(
+                    insert(project_members).values(
+                        project_id=project.id, user_id=user.id, role=role, created_at=now, updated_at=now
+                    )
+                )
+        except IntegrityError:
+            raise IdentityError(
+                "conflict", f"user {username!r} is already a member of {project.name!r}; change the role with PUT"
+            ) from None
+        return int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0
+
+    async def set_member_role(self, project: Project, member_id: int, role: str) -> None:
+        if role not in ROLE_ACTIONS:
+            raise IdentityError("invalid", f"role {role!r} is unknown; use one of {', '.join(ROLE_ACTIONS)}")
+        await self.member(project, member_id)
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(project_members).where(project_members.c.id == member_id).values(role=role, updated_at=utcnow())
+            )
+
+    async def remove_member(self, project: Project, member_id: int) -> dict[str, Any]:
+        member = await self.member(project, member_id)
+        async with self.db.write() as conn:
+            await conn.execute(delete(project_members).where(project_members.c.id == member_id))
+        return member
+
+    # -- permissions ---------------------------------------------------------------------
+    async def actions_on(self, subject: Subject, project: Project | None, anonymous_pull: bool) -> frozenset[str]:
+        """What ``subject`` may do to repositories of ``project`` (empty when it does not exist)."""
+        if project is None:
+            return frozenset()
+        allowed: set[str] = set()
+        if project.public and (anonymous_pull or not subject.anonymous):
+            allowed.add("pull")
+        if subject.sysadmin:
+            return frozenset({"pull", "push", "delete"})
+        if subject.kind == "robot":
+            allowed |= subject.robot_access.get(project.name, frozenset())
+            allowed |= subject.robot_access.get("*", frozenset())
+            return frozenset(allowed)
+        role = await self.role_of(subject, project)
+        if role is not None:
+            allowed |= ROLE_ACTIONS.get(role, frozenset())
+        return frozenset(allowed)

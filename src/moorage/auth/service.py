@@ -1,0 +1,198 @@
+"""The identity facade one process holds in token mode: credentials → subject → grants → tokens.
+
+Built by :meth:`IdentityService.from_settings` (sync; nothing touches the database) and started
+lazily by :meth:`start` (creates the shared signing key and the initial admin once, whichever
+node comes first). Both the ``/v2`` access controller and the REST API use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from moorage.auth.audit import AuditLog
+from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Project, Subject
+from moorage.auth.keys import KeySet, SecretBox
+from moorage.auth.robots import PREFIX, RobotStore
+from moorage.auth.throttle import LoginThrottle
+from moorage.auth.tokens import REFRESH_LIFETIME, Scope, TokenError, TokenService
+from moorage.config import AuthSettings
+from moorage.db.session import Database
+
+__all__ = ["Credentials", "IdentityService", "parse_authorization"]
+
+log = structlog.get_logger("moorage.identity")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What an ``Authorization`` header carried: ``scheme`` is ``basic``, ``bearer`` or ``none``."""
+
+    scheme: str
+    username: str = ""
+    secret: str = ""
+
+
+def parse_authorization(header: str | None) -> Credentials:
+    if not header:
+        return Credentials("none")
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and value:
+        return Credentials("bearer", secret=value)
+    if scheme == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise IdentityError("unauthorized", "the Basic credentials are not valid base64 of 'user:password'") from None
+        username, sep, password = decoded.partition(":")
+        if not sep:
+            raise IdentityError("unauthorized", "the Basic credentials must be 'user:password' in base64")
+        return Credentials("basic", username, password)
+    raise IdentityError(
+        "unauthorized", f"the Authorization scheme {scheme!r} is not supported; send Basic or Bearer credentials"
+    )
+
+
+class IdentityService:
+    def __init__(self, db: Database, settings: AuthSettings) -> None:
+        if not settings.secret_key:
+            raise ValueError(
+                "auth.secret_key (MOORAGE_SECRET_KEY) is required with auth.mode: token; "
+                "set the same random secret on every node"
+            )
+        self.db = db
+        self.settings = settings
+        self.store = IdentityStore(db)
+        self.robots = RobotStore(db)
+        self.audit = AuditLog(db)
+        self.throttle = LoginThrottle(
+            db, max_failures=settings.login_max_failures, window=settings.login_window,
+            lockout=settings.login_lockout,
+        )
+        self.keys = KeySet(db, SecretBox(settings.secret_key), max(settings.token_expiry, REFRESH_LIFETIME))
+        self.tokens = TokenService(self.keys, service=settings.service, expiry=settings.token_expiry)
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Create the shared signing key and the initial admin unless another node already did."""
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.keys.ensure()
+            generated = await self.store.bootstrap_admin(self.settings.admin_password)
+            if generated is not None:
+                # Printed once: the row now exists, so no later start generates another.
+                log.warning(
+                    "initial_admin_created", username="admin", password=generated,
+                    hint="log in and change it (PUT /api/v2.0/users/1/password); it is not shown again",
+                )
+            self._started = True
+
+    # -- credentials -----------------------------------------------------------------------
+    async def login(self, username: str, password: str, client: str) -> Subject:
+        """Check a name and password or robot secret, throttled per (name, client) across nodes."""
+        await self.start()
+        until = await self.throttle.locked_until(username, client)
+        if until is not None:
+            raise IdentityError(
+                "throttled",
+                f"too many failed logins for {username!r} from {client}; try again after "
+                f"{until:%H:%M:%S} UTC or ask an administrator to reset the password",
+            )
+        if username.startswith(PREFIX):
+            subject = await self.robots.check(username, password)
+        else:
+            subject = await self.store.check_password(username, password)
+        if subject is None:
+            await self.throttle.failed(username, client)
+            raise IdentityError(
+                "unauthorized",
+                f"invalid username or password for {username!r}; check them (robot accounts log in as "
+                "'robot$<name>' or 'robot$<project>+<name>' with their secret)",
+            )
+        await self.throttle.succeeded(username, client)
+        return subject
+
+    async def subject_of(self, name: str, kind: str) -> Subject:
+        """The current subject named in a token (re-read: roles and disables apply at once)."""
+        if kind == "anonymous":
+            return ANONYMOUS
+        if kind == "robot":
+            robot = await self.robots.by_name(name)
+            if robot is None or robot.disabled or robot.expired:
+                raise IdentityError("unauthorized", f"robot account {name!r} no longer exists, is disabled or expired")
+            return self.robots.subject(robot)
+        user = await self.store.user_by_name(name)
+        if user is None:
+            raise IdentityError("unauthorized", f"user {name!r} no longer exists; log in as another user")
+        return self.store.user_subject(user)
+
+    async def from_refresh_token(self, token: str) -> Subject:
+        try:
+            claims = await self.tokens.verify(token, refresh=True)
+        except TokenError as exc:
+            raise IdentityError("unauthorized", f"refresh token rejected: {exc}") from None
+        subject = await self.subject_of(str(claims["sub"]), str(claims.get("kind", "user")))
+        if subject.fingerprint != claims.get("fpr"):
+            raise IdentityError(
+                "unauthorized", "the refresh token was revoked by a password or secret change; log in again"
+            )
+        return subject
+
+    async def from_credentials(self, credentials: Credentials, client: str) -> Subject:
+        """The subject of Basic or Bearer credentials on a REST or ``/v2`` request."""
+        if credentials.scheme == "none":
+            return ANONYMOUS
+        if credentials.scheme == "basic":
+            return await self.login(credentials.username, credentials.secret, client)
+        await self.start()
+        try:
+            claims = await self.tokens.verify(credentials.secret)
+        except TokenError as exc:
+            raise IdentityError("unauthorized", str(exc)) from None
+        return await self.subject_of(str(claims["sub"]), str(claims.get("kind", "user")))
+
+    # -- grants ----------------------------------------------------------------------------
+    async def project_of(self, repository: str) -> tuple[str, Project | None]:
+        project_name = repository.split("/", 1)[0]
+        return project_name, await self.store.project(project_name)
+
+    async def allowed(self, subject: Subject, repository: str) -> frozenset[str]:
+        _, project = await self.project_of(repository)
+        return await self.store.actions_on(subject, project, self.settings.anonymous_pull)
+
+    async def grant(self, subject: Subject, scopes: list[Scope]) -> list[dict[str, Any]]:
+        """The intersection of requested and allowed actions, per scope (empty grants are left out)."""
+        access: list[dict[str, Any]] = []
+        for scope in scopes:
+            if scope.type == "repository" and "/" in scope.name:
+                allowed = await self.allowed(subject, scope.name)
+                requested = set(scope.actions)
+                if "*" in requested:
+                    requested = {"pull", "push", "delete"}
+                granted = sorted(requested & allowed)
+            elif scope.type == "registry" and scope.name == "catalog":
+                granted = ["*"] if subject.sysadmin else []
+            else:
+                granted = []
+            if granted:
+                access.append({"type": scope.type, "name": scope.name, "actions": granted})
+        return access
+
+    async def oci_event(self, principal: Any, operation: str, repository: str, reference: str, client: str) -> None:
+        """Audit hook of the ``/v2`` routes: every manifest pull, push and delete (blob deletes too)."""
+        await self.audit.record(
+            getattr(principal, "name", "anonymous"), operation, "artifact", f"{repository}:{reference}"
+            if not reference.startswith("sha256:") else f"{repository}@{reference}",
+            project=repository.split("/", 1)[0], client=client,
+        )

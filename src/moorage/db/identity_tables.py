@@ -1,0 +1,122 @@
+"""Identity tables on the shared ``metadata``: users, projects, members, robots, keys, audit, throttling.
+
+Everything that decides who may do what lives in the shared database (DESIGN: "the database is
+the source of truth for … users, projects"), so any node answers any request the same way:
+the token-signing keys (``signing_keys``) and the failed-login counters (``login_failures``)
+included, which is what makes ``docker login`` on node A valid on node B and keeps password
+guessing throttled however a load balancer spreads the attempts.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, Table, Text
+
+from moorage.db.tables import TIMESTAMP, metadata
+
+__all__ = [
+    "audit_log",
+    "login_failures",
+    "project_members",
+    "projects",
+    "robots",
+    "signing_keys",
+    "users",
+]
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(255), nullable=False, unique=True),
+    Column("email", String(255), nullable=True),
+    Column("realname", String(255), nullable=True),
+    Column("comment", Text, nullable=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("sysadmin", Boolean, nullable=False),
+    Column("created_at", TIMESTAMP, nullable=False),
+    Column("updated_at", TIMESTAMP, nullable=False),
+)
+
+#: A project owns every repository named ``<project>/…``.
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("public", Boolean, nullable=False),
+    Column("owner_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", TIMESTAMP, nullable=False),
+    Column("updated_at", TIMESTAMP, nullable=False),
+)
+
+project_members = Table(
+    "project_members",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("created_at", TIMESTAMP, nullable=False),
+    Column("updated_at", TIMESTAMP, nullable=False),
+    Index("uq_project_members_project_user", "project_id", "user_id", unique=True),
+    Index("ix_project_members_user_id", "user_id"),
+)
+
+#: ``name`` is the full login name (``robot$ci`` or ``robot$<project>+ci``); ``permissions`` is JSON.
+robots = Table(
+    "robots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    Column("level", String(16), nullable=False),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    Column("secret_hash", String(255), nullable=False),
+    Column("permissions", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("expires_at", TIMESTAMP, nullable=True),
+    Column("created_at", TIMESTAMP, nullable=False),
+    Column("updated_at", TIMESTAMP, nullable=False),
+)
+
+#: Token-signing keys, private halves Fernet-encrypted with ``auth.secret_key``.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("public_key", Text, nullable=False),
+    # The key that signs new tokens is the newest non-retired one; a retired key still verifies
+    # until ``retired_at`` + the longest token lifetime has passed.
+    Column("created_at", TIMESTAMP, nullable=False),
+    Column("retired_at", TIMESTAMP, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("op_time", TIMESTAMP, nullable=False),
+    Column("username", String(255), nullable=False),
+    Column("operation", String(32), nullable=False),
+    Column("resource_type", String(32), nullable=False),
+    Column("resource", String(512), nullable=False),
+    Column("project", String(255), nullable=True),
+    Column("client", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Index("ix_audit_log_op_time", "op_time"),
+    Index("ix_audit_log_project", "project", "op_time"),
+)
+
+#: One row per (login name, client address): failures inside the window, and the lock-out end.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("username", String(255), nullable=False),
+    Column("client", String(64), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("window_start", TIMESTAMP, nullable=False),
+    Column("locked_until", TIMESTAMP, nullable=True),
+    PrimaryKeyConstraint("username", "client"),
+)
