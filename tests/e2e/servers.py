@@ -221,9 +221,18 @@ def start_moorage(
 
 
 def start_reference(
-    workdir: Path, *, label: str = "reference", ready_timeout: float = 30, port: int | None = None
+    workdir: Path,
+    *,
+    label: str = "reference",
+    ready_timeout: float = 30,
+    port: int | None = None,
+    storage_yaml: str | None = None,
 ) -> RegistryProcess:
-    """Run Debian's ``docker-registry`` with filesystem storage and deletes enabled."""
+    """Run Debian's ``docker-registry`` with deletes enabled, on filesystem storage by default.
+
+    ``storage_yaml`` replaces the driver section (indented under ``storage:``), e.g. an ``s3:``
+    block so the benchmark can run the reference on the same bucket as Moorage.
+    """
     binary = shutil.which("docker-registry")
     if binary is None:
         raise ServerStartError("`docker-registry` is not installed (apt-get install docker-registry)")
@@ -232,17 +241,21 @@ def start_reference(
     data_dir = workdir / f"{label}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     config = workdir / f"{label}-config.yml"
+    driver = storage_yaml or f"  filesystem:\n    rootdirectory: {data_dir}\n"
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {data_dir}\n"
+        f"storage:\n{driver}"
         "  delete:\n    enabled: true\n"
         "  cache:\n    blobdescriptor: inmemory\n"
         f"http:\n  addr: {host}\n"
     )
     # Debian's unit runs it as `docker-registry serve <config>`; OTEL-free 2.8 needs nothing else.
+    # Its aws-sdk-go panics on AWS_CA_BUNDLE with a custom transport ("LoadCustomCABundleError:
+    # HTTPClient's transport unsupported type"); an empty value is ignored by the SDK.
     return _spawn(
-        "reference", label, [binary, "serve", str(config)], host, data_dir, {}, workdir, ready_timeout
+        "reference", label, [binary, "serve", str(config)], host, data_dir, {"AWS_CA_BUNDLE": ""}, workdir,
+        ready_timeout,
     )
 
 
