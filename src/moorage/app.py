@@ -15,7 +15,7 @@ from starlette.routing import Route
 from moorage.api.health import health_routes
 from moorage.api.jobs import job_routes
 from moorage.api.oci.routes import OciApi
-from moorage.api.rest import rest_api
+from moorage.api.rest import rest_mount
 from moorage.auth.token_endpoint import token_routes
 from moorage.config import Settings, load_settings
 from moorage.jobs import JobRunner
@@ -92,7 +92,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         middleware.append(Middleware(MetricsMiddleware))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     # After /api/v2.0/ping, /health and /jobs above, so those answer without identity.
-    app.mount("/api/v2.0", rest_api(lambda: app.state.services))
+    app.router.routes.append(rest_mount(lambda: app.state.services))
     if services is not None:
         install(app, services)
     return app

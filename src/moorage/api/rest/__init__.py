@@ -6,17 +6,20 @@ routes; its OpenAPI document (``/api/v2.0/openapi.json``) is the contract schema
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Mount
 
 from moorage.api.rest import artifacts, logs, projects, robots, users
 from moorage.api.rest.common import ERROR_RESPONSES, ApiError
 from moorage.services import Services
 
-__all__ = ["rest_api"]
+__all__ = ["rest_api", "rest_mount"]
 
 
 def rest_api(get_services: Callable[[], Services]) -> FastAPI:
@@ -44,6 +47,25 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
             parts.append(f"{location}: {error.get('msg', 'invalid')}")
         return ApiError(400, "invalid request: " + "; ".join(parts)).response()
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # Routing misses (404, 405) in Harbor's envelope too, so every answer matches the document.
+        hint = "; see /api/v2.0/openapi.json for the paths and methods" if exc.status_code in (404, 405) else ""
+        error = ApiError(exc.status_code, f"{exc.detail}{hint}", dict(exc.headers or {}))
+        return error.response()
+
     for module in (projects, users, robots, artifacts, logs):
         app.include_router(module.router)
     return app
+
+
+def rest_mount(get_services: Callable[[], Services]) -> Mount:
+    """``/api/v2.0`` → :func:`rest_api`, matching paths with any character.
+
+    Starlette's mount pattern ``.*`` stops at a newline, so ``/api/v2.0/projects/a%0A`` would fall
+    through to the outer app's plain-text 404; with DOTALL every such path reaches the API and
+    gets its JSON error.
+    """
+    mount = Mount("/api/v2.0", app=rest_api(get_services))
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount

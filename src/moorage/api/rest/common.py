@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -26,6 +27,7 @@ __all__ = [
     "ERROR_RESPONSES",
     "ApiError",
     "Caller",
+    "Id",
     "Page",
     "caller",
     "paginate",
@@ -38,7 +40,7 @@ STATUS = {
 }
 CODES = {
     401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT", 400: "BAD_REQUEST",
-    429: "TOO_MANY_REQUESTS", 412: "PRECONDITION", 501: "UNSUPPORTED",
+    429: "TOO_MANY_REQUESTS", 412: "PRECONDITION", 501: "UNSUPPORTED", 405: "METHOD_NOT_ALLOWED",
 }
 
 
@@ -54,7 +56,8 @@ class Errors(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Errors, "description": CODES[status]} for status in (400, 401, 403, 404, 409, 412, 429, 501)
+    status: {"model": Errors, "description": CODES[status]}
+    for status in (400, 401, 403, 404, 405, 409, 412, 429, 501)
 }
 
 
@@ -125,6 +128,8 @@ async def caller(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
+#: A database id in a path: 32-bit, so PostgreSQL never sees an out-of-range integer.
+Id = Annotated[int, PathParam(ge=1, le=2_147_483_647)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +168,9 @@ def paginate(request: Request, response: Response, page: Page, total: int) -> No
 
 async def visible_project(who: Caller, name_or_id: str) -> tuple[Project, str | None]:
     """The project and the caller's role in it, or 404/401 without saying whether a private one exists."""
-    key: str | int = int(name_or_id) if name_or_id.isdigit() else name_or_id
+    # isascii: str.isdigit() is true for '²' and other digits int() refuses; ids are 32-bit columns.
+    numeric = name_or_id.isascii() and name_or_id.isdigit() and len(name_or_id) < 10
+    key: str | int = int(name_or_id) if numeric else name_or_id
     project = await who.identity.store.project(key)
     role = None if project is None else await who.identity.store.role_of(who.subject, project)
     robot_sees = project is not None and who.subject.kind == "robot" and (

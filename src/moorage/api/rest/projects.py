@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import exists, func, select
 
-from moorage.api.rest.common import ApiError, CallerDep, PageDep, paginate, role_id, visible_project
+from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, role_id, visible_project
 from moorage.api.rest.logs import AuditLogItem, audit_items
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.roles import ROLE_NAMES, can_manage_members, can_see_members
@@ -48,8 +48,8 @@ class ProjectOut(BaseModel):
 
 
 class MemberUser(BaseModel):
-    user_id: int | None = None
-    username: str | None = None
+    user_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    username: str | None = Field(default=None, max_length=255)
 
 
 class MemberReq(BaseModel):
@@ -208,7 +208,7 @@ async def add_member(
 
 
 @router.get("/projects/{project_name_or_id}/members/{mid}", response_model=MemberOut)
-async def get_member(project_name_or_id: str, mid: int, who: CallerDep) -> MemberOut:
+async def get_member(project_name_or_id: str, mid: Id, who: CallerDep) -> MemberOut:
     project, role = await visible_project(who, project_name_or_id)
     if not can_see_members(role, who.subject.sysadmin):
         raise ApiError(403, f"reading members of {project.name!r} needs the guest role or above")
@@ -219,7 +219,7 @@ async def get_member(project_name_or_id: str, mid: int, who: CallerDep) -> Membe
 
 
 @router.put("/projects/{project_name_or_id}/members/{mid}", response_model=None)
-async def update_member(project_name_or_id: str, mid: int, body: RoleReq, who: CallerDep) -> None:
+async def update_member(project_name_or_id: str, mid: Id, body: RoleReq, who: CallerDep) -> None:
     project, role = await visible_project(who, project_name_or_id)
     _manage(who, role, project, "changing roles")
     try:
@@ -230,7 +230,7 @@ async def update_member(project_name_or_id: str, mid: int, body: RoleReq, who: C
 
 
 @router.delete("/projects/{project_name_or_id}/members/{mid}", response_model=None)
-async def delete_member(project_name_or_id: str, mid: int, who: CallerDep) -> None:
+async def delete_member(project_name_or_id: str, mid: Id, who: CallerDep) -> None:
     project, role = await visible_project(who, project_name_or_id)
     _manage(who, role, project, "removing members")
     try:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from moorage.api.rest.common import ApiError, Caller, CallerDep, PageDep, paginate
+from moorage.api.rest.common import ApiError, Caller, CallerDep, Id, PageDep, paginate
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.robots import Robot, parse_permissions
 from moorage.auth.roles import can_manage_robots
@@ -100,7 +100,7 @@ async def _may_manage(who: Caller, level: str, project: Project | None) -> None:
         )
 
 
-async def _robot(who: Caller, robot_id: int) -> tuple[Robot, Project | None]:
+async def _robot(who: Caller, robot_id: Id) -> tuple[Robot, Project | None]:
     try:
         robot = await who.identity.robots.get(robot_id)
     except IdentityError as exc:
@@ -159,13 +159,13 @@ async def create_robot(request: Request, response: Response, body: RobotCreate, 
 
 
 @router.get("/robots/{robot_id}", response_model=RobotOut)
-async def get_robot(robot_id: int, who: CallerDep) -> RobotOut:
+async def get_robot(robot_id: Id, who: CallerDep) -> RobotOut:
     robot, _ = await _robot(who, robot_id)
     return _out(robot)
 
 
 @router.put("/robots/{robot_id}", response_model=None)
-async def update_robot(robot_id: int, body: RobotUpdate, who: CallerDep) -> None:
+async def update_robot(robot_id: Id, body: RobotUpdate, who: CallerDep) -> None:
     robot, project = await _robot(who, robot_id)
     permissions = None if body.permissions is None else _permissions(body.permissions)
     try:
@@ -177,7 +177,7 @@ async def update_robot(robot_id: int, body: RobotUpdate, who: CallerDep) -> None
 
 
 @router.patch("/robots/{robot_id}", response_model=RobotSec)
-async def refresh_secret(robot_id: int, body: RobotSec, who: CallerDep) -> RobotSec:
+async def refresh_secret(robot_id: Id, body: RobotSec, who: CallerDep) -> RobotSec:
     """Harbor's "refresh secret": a given secret, or a generated one returned here once."""
     robot, project = await _robot(who, robot_id)
     try:
@@ -189,7 +189,7 @@ async def refresh_secret(robot_id: int, body: RobotSec, who: CallerDep) -> Robot
 
 
 @router.delete("/robots/{robot_id}", response_model=None)
-async def delete_robot(robot_id: int, who: CallerDep) -> None:
+async def delete_robot(robot_id: Id, who: CallerDep) -> None:
     robot, project = await _robot(who, robot_id)
     await who.identity.robots.delete(robot)
     await who.audit("delete", "robot", robot.name, project.name if project else None)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from moorage.api.rest.common import ApiError, Caller, CallerDep, PageDep, paginate
+from moorage.api.rest.common import ApiError, Caller, CallerDep, Id, PageDep, paginate
 from moorage.auth.identity import IdentityError, User
 
 router = APIRouter(tags=["user"])
@@ -72,7 +72,7 @@ def _self_or_admin(who: Caller, user_id: int, what: str) -> None:
         raise ApiError(403, f"{what} of another user needs the system administrator role")
 
 
-async def _user(who: Caller, user_id: int) -> User:
+async def _user(who: Caller, user_id: Id) -> User:
     try:
         return await who.identity.store.user_by_id(user_id)
     except IdentityError as exc:
@@ -121,13 +121,13 @@ async def create_user(request: Request, response: Response, body: UserCreationRe
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
-async def get_user(user_id: int, who: CallerDep) -> UserOut:
+async def get_user(user_id: Id, who: CallerDep) -> UserOut:
     _self_or_admin(who, user_id, "reading the profile")
     return _out(await _user(who, user_id))
 
 
 @router.put("/users/{user_id}", response_model=None)
-async def update_user(user_id: int, body: UserProfile, who: CallerDep) -> None:
+async def update_user(user_id: Id, body: UserProfile, who: CallerDep) -> None:
     _self_or_admin(who, user_id, "changing the profile")
     user = await _user(who, user_id)
     await who.identity.store.update_user(user_id, **body.model_dump(exclude_none=True))
@@ -135,7 +135,7 @@ async def update_user(user_id: int, body: UserProfile, who: CallerDep) -> None:
 
 
 @router.delete("/users/{user_id}", response_model=None)
-async def delete_user(user_id: int, who: CallerDep) -> None:
+async def delete_user(user_id: Id, who: CallerDep) -> None:
     who.require_admin("deleting users")
     try:
         user = await who.identity.store.delete_user(user_id)
@@ -145,7 +145,7 @@ async def delete_user(user_id: int, who: CallerDep) -> None:
 
 
 @router.put("/users/{user_id}/password", response_model=None)
-async def change_password(user_id: int, body: PasswordReq, who: CallerDep) -> None:
+async def change_password(user_id: Id, body: PasswordReq, who: CallerDep) -> None:
     """Users change their own password with ``old_password``; an admin resets another's without it."""
     _self_or_admin(who, user_id, "changing the password")
     user = await _user(who, user_id)
@@ -160,7 +160,7 @@ async def change_password(user_id: int, body: PasswordReq, who: CallerDep) -> No
 
 
 @router.put("/users/{user_id}/sysadmin", response_model=None)
-async def set_sysadmin(user_id: int, body: SysAdminFlag, who: CallerDep) -> None:
+async def set_sysadmin(user_id: Id, body: SysAdminFlag, who: CallerDep) -> None:
     who.require_admin("granting or revoking the administrator role")
     user = await _user(who, user_id)
     if user.username == "admin" and not body.sysadmin_flag:
