@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.images import sha256_file
+
 __all__ = [
     "ClientError",
     "ContainersTools",
@@ -194,6 +196,18 @@ class ContainersTools:
         """Run ``buildah`` with the private storage (and the private policy for push/pull)."""
         argv = ["buildah", *self._storage_flags(), *args]
         return run(argv, env={**self.env, "BUILDAH_ISOLATION": "chroot"}, check=check)
+
+    def assert_files_match(self, name: str, files: Mapping[str, str]) -> None:
+        """Mount the pulled image ``name``: every file of every layer must hash like the original.
+
+        ``files`` maps a path inside the image to the hex SHA-256 of its content.
+        """
+        mountpoint = Path(self.podman("image", "mount", name).stdout.strip())
+        try:
+            for file_name, content_hash in files.items():
+                assert sha256_file(mountpoint / file_name) == f"sha256:{content_hash}", file_name
+        finally:
+            self.podman("image", "unmount", name)
 
     def cleanup(self) -> None:
         """Unmount whatever the tools left mounted and remove the private storage.

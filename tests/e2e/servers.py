@@ -19,7 +19,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "moorage_command",
     "start_moorage",
     "start_reference",
+    "start_together",
     "throwaway_postgres_database",
 ]
 
@@ -257,6 +259,27 @@ def start_reference(
         "reference", label, [binary, "serve", str(config)], host, data_dir, {"AWS_CA_BUNDLE": ""}, workdir,
         ready_timeout,
     )
+
+
+def start_together(starts: Sequence[Callable[[], RegistryProcess]]) -> list[RegistryProcess]:
+    """Start several registries at the same moment (e.g. to race their migrations).
+
+    If any fails to start, the ones that did are stopped and the first error is raised.
+    """
+    with ThreadPoolExecutor(len(starts)) as pool:
+        futures = [pool.submit(start) for start in starts]
+        started: list[RegistryProcess] = []
+        errors: list[BaseException] = []
+        for future in futures:
+            try:
+                started.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - collected, the others stopped, then re-raised
+                errors.append(exc)
+    if errors:
+        for node in started:
+            node.stop()
+        raise errors[0]
+    return started
 
 
 @contextmanager

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.servers import RegistryProcess, start_moorage, throwaway_postgres_database
+from tests.e2e.servers import RegistryProcess, start_moorage, start_together, throwaway_postgres_database
 
 
 @pytest.fixture
@@ -25,24 +25,15 @@ def two_nodes(postgres_admin_url: str, tmp_path: Path) -> Iterator[tuple[Registr
     shared.mkdir()
     with throwaway_postgres_database(postgres_admin_url) as url:
         # Both start at the same moment on an empty database: one migrates, the other waits.
-        with ThreadPoolExecutor(2) as pool:
-            futures = [
-                pool.submit(
+        nodes = start_together(
+            [
+                partial(
                     start_moorage, tmp_path, database_url=url, label=f"node{i}",
                     extra_env={"MOORAGE_DATA_DIR": str(shared)},
                 )
                 for i in (1, 2)
             ]
-            nodes, errors = [], []
-            for future in futures:
-                try:
-                    nodes.append(future.result())
-                except Exception as exc:  # noqa: BLE001 - stop the node that did start, then fail
-                    errors.append(exc)
-        if errors:
-            for node in nodes:
-                node.stop()
-            raise errors[0]
+        )
         try:
             yield nodes[0], nodes[1]
         finally:

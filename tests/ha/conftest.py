@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import skip_or_fail
 from tests.e2e.clients import Skopeo
-from tests.e2e.servers import RegistryProcess, start_moorage, throwaway_postgres_database
+from tests.e2e.servers import RegistryProcess, start_moorage, start_together, throwaway_postgres_database
 from tests.ha.services import (
     NginxProxy,
     ensure_debian_package,
@@ -68,22 +68,12 @@ def start_nodes(
     """``count`` nodes started at the same moment (one migrates, the others wait on its lock)."""
     shared_dir.mkdir(parents=True, exist_ok=True)
     node_env = {**NODE_ENV, **(env or {}), "MOORAGE_DATA_DIR": str(shared_dir)}
-    with ThreadPoolExecutor(count) as pool:
-        futures = [
-            pool.submit(start_moorage, workdir, database_url=database_url, label=f"{prefix}{i}", extra_env=node_env)
+    return start_together(
+        [
+            partial(start_moorage, workdir, database_url=database_url, label=f"{prefix}{i}", extra_env=node_env)
             for i in range(count)
         ]
-        started, errors = [], []
-        for future in futures:
-            try:
-                started.append(future.result())
-            except Exception as exc:  # noqa: BLE001 - stop the ones that did start, then report
-                errors.append(exc)
-    if errors:
-        for node in started:
-            node.stop()
-        raise errors[0]
-    return started
+    )
 
 
 @pytest.fixture(scope="session")

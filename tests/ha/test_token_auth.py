@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ import pytest
 from tests.e2e.clients import ContainersTools, Skopeo
 from tests.e2e.identity_helpers import ADMIN_PASSWORD, PASSWORD, AdminApi, basic, start_token_moorage
 from tests.e2e.images import OciLayout, verify_dir
-from tests.e2e.servers import RegistryProcess, throwaway_postgres_database
+from tests.e2e.servers import RegistryProcess, start_together, throwaway_postgres_database
 from tests.ha.conftest import NGINX_TEMPLATE
 from tests.ha.services import NginxProxy, start_nginx
 
@@ -40,21 +40,14 @@ def token_cluster(
     with throwaway_postgres_database(postgres_admin_url, prefix="moorage_ha_token") as url:
         env = {"MOORAGE_DATA_DIR": str(shared), "MOORAGE_HTTP__WORKERS": "1"}
         # All three start at once: one migrates and creates the signing key set, the others wait.
-        with ThreadPoolExecutor(3) as pool:
-            futures = [
-                pool.submit(start_token_moorage, workdir, label=f"tnode{i}", database_url=url, extra_env=env)
+        nodes = start_together(
+            [
+                partial(start_token_moorage, workdir, label=f"tnode{i}", database_url=url, extra_env=env)
                 for i in range(3)
             ]
-            nodes, errors = [], []
-            for future in futures:
-                try:
-                    nodes.append(future.result())
-                except Exception as exc:  # noqa: BLE001 - stop the ones that started, then fail
-                    errors.append(exc)
+        )
         proxy: NginxProxy | None = None
         try:
-            if errors:
-                raise errors[0]
             proxy = start_nginx(NGINX_TEMPLATE, [n.host for n in nodes], workdir / "nginx")
             yield nodes, proxy
         finally:
@@ -73,16 +66,21 @@ def _proxy_as_registry(proxy: NginxProxy, nodes: list[RegistryProcess]) -> Regis
     return RegistryProcess("moorage", _host(proxy), nodes[0].data_dir, nodes[0].log_path, nodes[0].process, "proxy")
 
 
+def _developer(nodes: list[RegistryProcess], proxy: NginxProxy) -> tuple[str, str]:
+    """A fresh project and a developer of it, created through the proxy's REST API as admin."""
+    api = AdminApi(_proxy_as_registry(proxy, nodes))
+    try:
+        project = api.project()
+        return project, api.user(project, DEVELOPER_ROLE)
+    finally:
+        api.close()
+
+
 def test_login_push_pull_through_nginx_never_401(
     token_cluster: tuple[list[RegistryProcess], NginxProxy], ha_skopeo: Skopeo, tmp_path: Path
 ) -> None:
     nodes, proxy = token_cluster
-    api = AdminApi(_proxy_as_registry(proxy, nodes))
-    try:
-        project = api.project()
-        user = api.user(project, DEVELOPER_ROLE)
-    finally:
-        api.close()
+    project, user = _developer(nodes, proxy)
     layout = OciLayout(tmp_path / "layout")
     image = layout.add_image("v1", (256 * 1024, 64 * 1024))
     creds = f"{user}:{PASSWORD}"
@@ -106,14 +104,9 @@ def test_login_push_pull_through_nginx_never_401(
 def test_a_token_from_any_node_works_on_every_node(
     token_cluster: tuple[list[RegistryProcess], NginxProxy],
 ) -> None:
-    """The raw loop: token from node i (direct), manifest list on node i+1 (direct), many times."""
+    """The raw loop: token from node i (direct), an upload started on node i+1 (direct), many times."""
     nodes, proxy = token_cluster
-    api = AdminApi(_proxy_as_registry(proxy, nodes))
-    try:
-        project = api.project()
-        user = api.user(project, DEVELOPER_ROLE)
-    finally:
-        api.close()
+    project, user = _developer(nodes, proxy)
     repository = f"{project}/raw-{uuid.uuid4().hex[:6]}"
     failures: list[str] = []
     with httpx.Client(timeout=30) as http:
