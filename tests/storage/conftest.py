@@ -2,8 +2,11 @@
 
 The object-store variants start their service once per session (``tests/services``) and give
 each test its own ``rootdirectory``/``prefix`` in a per-session bucket or container, so tests
-never see each other's keys. The Ceph drivers list with a page size of 7 keys, so the suite's
-listing test crosses several pages on a real server.
+never see each other's keys. The object-store drivers list with a page size of 7 keys, so the
+suite's listing test crosses several pages on a real server.
+
+``swift-s3api`` runs the ``s3`` driver against OpenStack Swift's S3 emulation (s3api): a second,
+independent S3 implementation besides RGW, with its own quirks (Content-MD5 on DeleteObjects).
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ def _bucket(kind: str) -> str:
 
 
 @pytest.fixture(
-    params=["inmemory", "filesystem", "ceph-s3", "ceph-s3-https", "ceph-swift", "openstack-swift"]
+    params=[
+        "inmemory",
+        "filesystem",
+        "ceph-s3",
+        "ceph-s3-https",
+        "ceph-swift",
+        "openstack-swift",
+        "swift-s3api",
+    ]
 )
 async def driver(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -56,7 +67,7 @@ async def driver(
         return
     from moorage.storage.drivers.s3 import S3Driver
 
-    service = request.getfixturevalue("ceph_rgw")
+    service = request.getfixturevalue("swift_saio" if kind == "swift-s3api" else "ceph_rgw")
     tls = kind.endswith("https")
     settings = s3_settings(service, _bucket(kind), tls=tls, rootdirectory=unique("t"))
     ensure_bucket(settings)

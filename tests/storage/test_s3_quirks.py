@@ -12,10 +12,10 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
-import botocore.exceptions
+import botocore.exceptions  # type: ignore[import-untyped]
 import httpx
 import pytest
-from botocore.config import Config
+from botocore.config import Config  # type: ignore[import-untyped]
 
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.drivers.s3 import S3Driver
@@ -116,7 +116,7 @@ async def test_boto3_streaming_checksums_over_https(ceph_rgw: Service) -> None:
     """boto3 ≥ 1.36 defaults send aws-chunked trailers that RGW over HTTPS answers with 411."""
     settings = s3_settings(ceph_rgw, "quirks", tls=True, rootdirectory=unique("tls"))
     ensure_bucket(settings)
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     default = boto3.client(
         "s3",
@@ -170,5 +170,48 @@ async def test_delete_objects_on_swift_s3api_sends_content_md5(swift_saio: Servi
         await s3.commit("big/data", state)
         await s3.move("big/data", "moved/data")
         assert (await s3.stat("moved/data")).size == 5 * 1024 * 1024 + 1
+    finally:
+        await s3.aclose()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param("ceph_rgw", marks=pytest.mark.ceph), pytest.param("swift_saio", marks=pytest.mark.swift)],
+)
+async def test_move_above_the_copy_threshold_uses_multipart_copy(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    """CopyObject stops at 5 GiB; above ``multipartcopythresholdsize`` a move copies in parts.
+
+    quay's ``storage/cloud.py`` skips multipart copy on RadosGW ("RadosGW does not support
+    multipart copy", https://github.com/ceph/ceph/pull/5139, Ceph 0.94). Pacific has
+    UploadPartCopy, and so has Swift's s3api: the threshold is lowered to its 5 MiB minimum
+    here so an 11 MiB move really goes through UploadPartCopy on both servers.
+    """
+    service: Service = request.getfixturevalue(name)
+    five = 5 * 1024 * 1024
+    settings = s3_settings(
+        service,
+        "quirks" if name == "ceph_rgw" else unique("s3api"),
+        rootdirectory=unique("mpcopy"),
+        multipartcopythresholdsize=five,
+        multipartcopychunksize=five,
+    )
+    ensure_bucket(settings)
+    s3 = S3Driver(settings)
+    copied: list[str] = []
+    s3.client.meta.events.register(
+        "before-parameter-build.s3.UploadPartCopy",
+        lambda params, **_: copied.append(params["CopySourceRange"]),
+    )
+    try:
+        data = os.urandom(2 * five + 3)
+        await s3.put("src/data", data)
+        await s3.move("src/data", "dst/data")
+        assert sorted(copied) == sorted(
+            [f"bytes=0-{five - 1}", f"bytes={five}-{2 * five - 1}", f"bytes={2 * five}-{2 * five + 2}"]
+        )
+        assert await _read(s3, "dst/data") == data
+        assert [info.path async for info in s3.list("src")] == []
     finally:
         await s3.aclose()

@@ -44,6 +44,7 @@ from moorage.storage.driver import (
     InvalidOffsetError,
     PathNotFoundError,
     StorageError,
+    UnsupportedMethodError,
     WriteState,
 )
 from moorage.storage.drivers.s3_support import (
@@ -199,7 +200,11 @@ class S3Driver:
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
         """Presign for exactly ``method``: a HEAD sent to a GET-signed URL is 403 on RGW."""
-        operation = {"GET": "get_object", "HEAD": "head_object"}[method]
+        operation = {"GET": "get_object", "HEAD": "head_object"}.get(method)
+        if operation is None:
+            raise UnsupportedMethodError(
+                f"cannot presign {method} for {path!r}: only GET and HEAD", path=path, driver=self.name
+            )
         try:
             url: str = self.client.generate_presigned_url(
                 operation, Params={"Bucket": self.bucket, "Key": self._key(path)}, ExpiresIn=expires_in
