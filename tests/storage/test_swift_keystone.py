@@ -1,16 +1,21 @@
-"""Keystone v3 auth of the Swift driver: a unit test against a recorded token answer.
+"""Keystone v3 auth of the Swift driver, against a local HTTP server that answers like Keystone.
 
 No Keystone runs in this project's CI, so this is the one part of the Swift driver that is
-not proven on a real service (docs/storage.md says so). The answer's shape follows the
-Identity v3 API reference (POST /v3/auth/tokens, token in X-Subject-Token).
+not proven on a real service (docs/storage.md says so). The server below is a real HTTP
+server on 127.0.0.1 (aiohttp.web), so the driver's own HTTP stack sends and parses every
+byte; only the answer's content is ours. Its shape follows the Identity v3 API reference
+(POST /v3/auth/tokens, token in X-Subject-Token, ``token.catalog`` in the body).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+from aiohttp import web
 
 from moorage.storage.driver import StorageUnavailableError
 from moorage.storage.drivers.swift_auth import SwiftSettings, authenticate
@@ -28,21 +33,43 @@ CATALOG = [
 ]
 
 
-def _keystone(seen: list[dict[str, object]]) -> httpx.MockTransport:
-    def answer(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/v3/auth/tokens"
-        body = json.loads(request.content)
-        seen.append(body)
+class Keystone:
+    """``POST /v3/auth/tokens`` that accepts the password ``right`` and records each request body."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.url = ""
+
+    async def tokens(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.seen.append(body)
         if body["auth"]["identity"]["password"]["user"]["password"] != "right":
-            return httpx.Response(401)
-        return httpx.Response(201, headers={"X-Subject-Token": "tok"}, json={"token": {"catalog": CATALOG}})
+            return web.json_response({"error": {"code": 401}}, status=401)
+        return web.json_response(
+            {"token": {"catalog": CATALOG}}, status=201, headers={"X-Subject-Token": "tok"}
+        )
 
-    return httpx.MockTransport(answer)
+
+@pytest.fixture
+async def keystone() -> AsyncIterator[Keystone]:
+    fake = Keystone()
+    app = web.Application()
+    app.router.add_post("/v3/auth/tokens", fake.tokens)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    fake.url = f"http://127.0.0.1:{port}/v3"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
 
 
-def _settings(**extra: object) -> SwiftSettings:
+def _settings(keystone: Keystone, **extra: object) -> SwiftSettings:
     values: dict[str, object] = {
-        "authurl": "http://ks/v3",
+        "authurl": keystone.url,
         "username": "u",
         "password": "right",
         "container": "c",
@@ -62,18 +89,19 @@ def _settings(**extra: object) -> SwiftSettings:
         ({"region": "r1", "storageurl": "https://proxy/v1/AUTH_p"}, "https://proxy/v1/AUTH_p"),
     ],
 )
-async def test_v3_token_and_catalog(extra: dict[str, object], expected: str) -> None:
-    seen: list[dict[str, object]] = []
-    async with httpx.AsyncClient(transport=_keystone(seen)) as client:
-        auth = await authenticate(client, _settings(**extra))
+async def test_v3_token_and_catalog(keystone: Keystone, extra: dict[str, object], expected: str) -> None:
+    async with aiohttp.ClientSession() as client:
+        auth = await authenticate(client, _settings(keystone, **extra))
     assert auth.token == "tok" and auth.storage_url == expected
-    scope = seen[0]["auth"]["scope"]  # type: ignore[index]
-    assert scope == {"project": {"name": "proj", "domain": {"name": "dom"}}}
+    assert keystone.seen[0]["auth"]["scope"] == {"project": {"name": "proj", "domain": {"name": "dom"}}}
+    assert json.dumps(keystone.seen[0]["auth"]["identity"]["methods"]) == '["password"]'
 
 
-async def test_v3_errors_name_the_settings() -> None:
-    async with httpx.AsyncClient(transport=_keystone([])) as client:
+async def test_v3_errors_name_the_settings(keystone: Keystone) -> None:
+    async with aiohttp.ClientSession() as client:
         with pytest.raises(StorageUnavailableError, match="password"):
-            await authenticate(client, _settings(password="wrong"))
+            await authenticate(client, _settings(keystone, password="wrong"))
         with pytest.raises(StorageUnavailableError, match="region"):
-            await authenticate(client, _settings(region="nowhere"))
+            await authenticate(client, _settings(keystone, region="nowhere"))
+        with pytest.raises(StorageUnavailableError, match="cannot reach Keystone"):
+            await authenticate(client, _settings(keystone, authurl="http://127.0.0.1:9/v3"))

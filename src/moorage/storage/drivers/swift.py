@@ -1,4 +1,8 @@
-"""The ``swift`` driver: OpenStack Swift and Ceph RGW's Swift API, over httpx.
+"""The ``swift`` driver: OpenStack Swift and Ceph RGW's Swift API, over aiohttp.
+
+Client: aiohttp, chosen by measurement (docs/storage.md): on 4 KiB PUTs and HEADs it did 3-6
+times the requests per second of httpx at a tenth of the CPU, and beat python-swiftclient in
+threads too, with the same bulk throughput.
 
 Resumable writes use Static Large Objects, which both servers implement:
 
@@ -24,19 +28,22 @@ from __future__ import annotations
 import builtins
 import hashlib
 import hmac
+import io
 import json
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import aiohttp
 import anyio
-import httpx
+from yarl import URL
 
 from moorage.storage.driver import (
     FileInfo,
@@ -46,16 +53,33 @@ from moorage.storage.driver import (
     StorageUnavailableError,
     WriteState,
 )
-from moorage.storage.drivers.swift_auth import SwiftAuth, SwiftSettings, authenticate
+from moorage.storage.drivers.swift_auth import HTTP_ERRORS, SwiftAuth, SwiftSettings, authenticate
 
 __all__ = ["SwiftDriver"]
 
 _READ_CHUNK = 1 << 20
 _SEGMENTS = ".segments/"
 _LIST_LIMIT = 1000
+_RAW_BODY_LIMIT = 1 << 20
 
 
-def _fix_storage_url(auth: SwiftAuth, exc: Exception) -> str:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A fully read response (everything but blob reads is small)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def text(self, limit: int = 300) -> str:
+        return self.body[:limit].decode(errors="replace")
+
+
+def _fix_storage_url(auth: SwiftAuth, exc: BaseException) -> str:
     return (
         f"the Swift storage URL {auth.storage_url} is unreachable from this node ({exc!r}); the auth service "
         f"advertised {auth.advertised_url}: behind a proxy set storage.swift.storageurl to the URL this node "
@@ -69,27 +93,20 @@ class SwiftDriver:
     name = "swift"
     Settings = SwiftSettings
 
-    def __init__(
-        self,
-        settings: SwiftSettings,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        list_limit: int = _LIST_LIMIT,
-    ) -> None:
-        """``transport`` lets unit tests answer Keystone; ``list_limit`` forces listing pages in tests."""
+    def __init__(self, settings: SwiftSettings, *, list_limit: int = _LIST_LIMIT) -> None:
+        """``list_limit`` forces listing pages in tests. No I/O here: the HTTP session is made on
+        first use, inside the event loop (aiohttp binds a session to its loop)."""
         self.settings = settings
         self.container = settings.container
         self.root = settings.prefix.strip("/")
         self.segment_size = settings.chunksize
         self.list_limit = list_limit
-        verify: ssl.SSLContext | bool = True
+        self._ssl: ssl.SSLContext | bool = True
         if settings.insecureskipverify:
-            verify = False
+            self._ssl = False
         elif settings.cabundle:
-            verify = ssl.create_default_context(cafile=settings.cabundle)
-        self.http = httpx.AsyncClient(
-            verify=verify, timeout=httpx.Timeout(60, connect=10), transport=transport, follow_redirects=False
-        )
+            self._ssl = ssl.create_default_context(cafile=settings.cabundle)
+        self._session: aiohttp.ClientSession | None = None
         self._auth: SwiftAuth | None = None
         self._auth_lock = anyio.Lock()
         self._digest: str | None = None if settings.tempurldigest == "auto" else settings.tempurldigest
@@ -99,7 +116,20 @@ class SwiftDriver:
         return cls(settings)
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The connection pool (64 connections, like the s3 driver's)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, ssl=self._ssl),
+                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60),
+                auto_decompress=False,
+            )
+        return self._session
 
     # -- plumbing --------------------------------------------------------------------------------
     def _key(self, path: str) -> str:
@@ -121,10 +151,10 @@ class SwiftDriver:
             return auth
 
     async def _prepare(self, auth: SwiftAuth) -> None:
-        response = await self._send(auth, "PUT", f"{auth.storage_url}/{quote(self.container)}", "")
-        if response.status_code not in (201, 202, 204):
+        answer = await self._send(auth, "PUT", f"{auth.storage_url}/{quote(self.container)}", "")
+        if answer.status not in (201, 202, 204):
             raise StorageError(
-                f"cannot create Swift container {self.container!r}: {response.status_code} {response.text[:200]}",
+                f"cannot create Swift container {self.container!r}: {answer.status} {answer.text(200)}",
                 driver=self.name,
             )
         if self.settings.secretkey:
@@ -135,9 +165,50 @@ class SwiftDriver:
                     f"{auth.storage_url}/{quote(self.container)}",
                     "X-Container-Meta-Temp-URL-Key",
                 )
-            response = await self._send(auth, "POST", target, "", headers={header: self.settings.secretkey})
-            if not response.is_success:
-                raise StorageError(f"cannot set the TempURL key: {response.status_code}", driver=self.name)
+            answer = await self._send(auth, "POST", target, "", headers={header: self.settings.secretkey})
+            if not answer.ok:
+                raise StorageError(f"cannot set the TempURL key: {answer.status}", driver=self.name)
+
+    async def _open(
+        self,
+        auth: SwiftAuth,
+        method: str,
+        url: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send one request and return the response with its body unread (the caller releases it)."""
+        if content is None and method in ("PUT", "POST"):
+            content = b""  # Swift answers 411 to a PUT without Content-Length
+        target = URL(url, encoded=True)
+        if params:
+            target = target.update_query(params)
+        for attempt in range(2):
+            try:
+                # Bodies above 1 MiB as a stream: aiohttp warns that raw bytes that large are
+                # written in one go, holding the event loop.
+                data: bytes | io.BytesIO | None = content
+                if content is not None and len(content) > _RAW_BODY_LIMIT:
+                    data = io.BytesIO(content)
+                return await self.http.request(
+                    method, target, headers={"X-Auth-Token": auth.token, **(headers or {})}, data=data
+                )
+            except aiohttp.ServerDisconnectedError:
+                # A pooled keep-alive connection the server closed meanwhile: one fresh try.
+                if attempt:
+                    raise StorageUnavailableError(
+                        f"the Swift server at {auth.storage_url} keeps closing connections",
+                        path=path,
+                        driver=self.name,
+                    ) from None
+            except HTTP_ERRORS as exc:
+                raise StorageUnavailableError(
+                    _fix_storage_url(auth, exc), path=path, driver=self.name
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _send(
         self,
@@ -149,19 +220,39 @@ class SwiftDriver:
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
         params: dict[str, str] | None = None,
-        stream: bool = False,
-    ) -> httpx.Response:
-        request = self.http.build_request(
-            method,
-            url,
-            headers={"X-Auth-Token": auth.token, **(headers or {})},
-            content=content,
-            params=params,
-        )
+    ) -> _Answer:
+        response = await self._open(auth, method, url, path, headers=headers, content=content, params=params)
         try:
-            return await self.http.send(request, stream=stream)
-        except httpx.HTTPError as exc:
-            raise StorageUnavailableError(_fix_storage_url(auth, exc), path=path, driver=self.name) from None
+            body = await response.read()
+        except HTTP_ERRORS as exc:
+            raise StorageError(
+                f"Swift {method} of {path!r} broke off: {exc!r}", path=path, driver=self.name
+            ) from None
+        finally:
+            response.release()
+        return _Answer(response.status, response.headers, body)
+
+    def _url(self, auth: SwiftAuth, key: str | None) -> str:
+        url = f"{auth.storage_url}/{quote(self.container)}"
+        return url if key is None else f"{url}/{quote(key)}"
+
+    def _check(self, status: int, method: str, path: str, detail: str) -> None:
+        """Raise the driver error for a failed status (404 → :class:`PathNotFoundError`)."""
+        if status == 404:
+            raise PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
+        if status in (401, 403):
+            raise StorageUnavailableError(
+                f"Swift refused {method} on {path!r} ({status}); check storage.swift credentials "
+                "and the container's ACLs",
+                path=path,
+                driver=self.name,
+            )
+        if status == 416:
+            raise InvalidOffsetError(f"range outside of {path!r}", path=path, driver=self.name)
+        if status >= 400:
+            raise StorageError(
+                f"Swift {method} of {path!r} failed: {status} {detail}", path=path, driver=self.name
+            )
 
     async def _request(
         self,
@@ -172,42 +263,39 @@ class SwiftDriver:
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
         params: dict[str, str] | None = None,
-        stream: bool = False,
-    ) -> httpx.Response:
+    ) -> _Answer:
         """One request on ``<container>/<key>`` (the container itself when ``key`` is None).
 
         A 401 means the token expired: log in again and retry once.
         """
         auth = await self._login()
-        for attempt in range(2):
-            url = f"{auth.storage_url}/{quote(self.container)}"
-            if key is not None:
-                url += "/" + quote(key)
-            response = await self._send(
-                auth, method, url, path, headers=headers, content=content, params=params, stream=stream
-            )
-            if response.status_code != 401 or attempt:
-                break
-            await response.aclose()
+        answer = await self._send(
+            auth, method, self._url(auth, key), path, headers=headers, content=content, params=params
+        )
+        if answer.status == 401:
             auth = await self._login(stale=auth)
-        if response.status_code == 404 and not stream:
-            raise PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
-        if response.status_code in (401, 403):
-            await response.aclose()
-            raise StorageUnavailableError(
-                f"Swift refused {method} on {path!r} ({response.status_code}); check storage.swift credentials "
-                "and the container's ACLs",
-                path=path,
-                driver=self.name,
+            answer = await self._send(
+                auth, method, self._url(auth, key), path, headers=headers, content=content, params=params
             )
-        if response.status_code >= 400 and response.status_code not in (404, 416):
-            if stream:
-                await response.aread()
-            raise StorageError(
-                f"Swift {method} of {path!r} failed: {response.status_code} {response.text[:300]}",
-                path=path,
-                driver=self.name,
-            )
+        self._check(answer.status, method, path, answer.text())
+        return answer
+
+    async def _stream(self, path: str, key: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """GET with the body left unread, for blob reads; same token refresh as :meth:`_request`."""
+        auth = await self._login()
+        response = await self._open(auth, "GET", self._url(auth, key), path, headers=headers)
+        if response.status == 401:
+            response.release()
+            auth = await self._login(stale=auth)
+            response = await self._open(auth, "GET", self._url(auth, key), path, headers=headers)
+        if response.status >= 400:
+            try:
+                detail = (await response.read())[:300].decode(errors="replace")
+            except HTTP_ERRORS:
+                detail = ""
+            finally:
+                response.release()
+            self._check(response.status, "GET", path, detail)
         return response
 
     async def _list_keys(self, key_prefix: str, path: str) -> AsyncIterator[dict[str, Any]]:
@@ -221,7 +309,7 @@ class SwiftDriver:
                 response = await self._request("GET", path, None, params=params)
             except PathNotFoundError:
                 return  # no container yet
-            entries: list[dict[str, Any]] = json.loads(response.content or b"[]")
+            entries: list[dict[str, Any]] = json.loads(response.body or b"[]")
             for entry in entries:
                 if "name" in entry:
                     yield entry
@@ -230,7 +318,7 @@ class SwiftDriver:
             marker = str(entries[-1].get("name", ""))
 
     # -- reads -----------------------------------------------------------------------------------
-    async def _head(self, path: str) -> httpx.Response | None:
+    async def _head(self, path: str) -> _Answer | None:
         try:
             return await self._request("HEAD", path, self._key(path))
         except PathNotFoundError:
@@ -260,19 +348,17 @@ class SwiftDriver:
                 return
             end = "" if length is None else str(offset + length - 1)
             headers["Range"] = f"bytes={offset}-{end}"
-        response = await self._request("GET", path, self._key(path), headers=headers, stream=True)
+        response = await self._stream(path, self._key(path), headers)
         try:
-            if response.status_code == 404:
-                raise PathNotFoundError(f"no object at {path!r}", path=path, driver=self.name)
             try:
-                async for chunk in response.aiter_bytes(_READ_CHUNK):
+                async for chunk in response.content.iter_chunked(_READ_CHUNK):
                     yield chunk
-            except httpx.HTTPError as exc:
+            except HTTP_ERRORS as exc:
                 raise StorageError(
                     f"Swift read of {path!r} broke off: {exc!r}", path=path, driver=self.name
                 ) from None
         finally:
-            await response.aclose()
+            response.release()  # closes the connection instead when the body was not read to the end
 
     async def list(self, prefix: str) -> AsyncIterator[FileInfo]:
         key_prefix = self._key(prefix.rstrip("/")) + "/" if prefix else (self.root + "/" if self.root else "")
@@ -288,8 +374,8 @@ class SwiftDriver:
 
     async def _put_segment(self, path: str, index: int, data: bytes) -> builtins.list[Any]:
         name = f"{self._key(path)}{_SEGMENTS}{index:08d}-{uuid.uuid4().hex}"
-        response = await self._request("PUT", path, name, content=data)
-        return [name, len(data), response.headers.get("etag", "").strip('"') or None]
+        answer = await self._request("PUT", path, name, content=data)
+        return [name, len(data), answer.headers.get("Etag", "").strip('"') or None]
 
     async def append(self, path: str, state: WriteState | None, chunks: AsyncIterable[bytes]) -> WriteState:
         segments: builtins.list[builtins.list[Any]] = [list(s) for s in (state or {}).get("segments", [])]
@@ -404,14 +490,11 @@ class SwiftDriver:
             base = parts.path.split("/v1", 1)[0]
             digest = "sha1"
             try:
-                response = await self.http.get(f"{parts.scheme}://{parts.netloc}{base}/info")
-                allowed = (
-                    response.json().get("tempurl", {}).get("allowed_digests", [])
-                    if response.is_success
-                    else []
-                )
+                async with self.http.get(f"{parts.scheme}://{parts.netloc}{base}/info") as response:
+                    info = await response.json(content_type=None) if response.status == 200 else {}
+                allowed = info.get("tempurl", {}).get("allowed_digests", []) if isinstance(info, dict) else []
                 digest = "sha256" if "sha256" in allowed else "sha1"
-            except (httpx.HTTPError, ValueError):
+            except (*HTTP_ERRORS, ValueError):
                 pass
             self._digest = digest
         return self._digest
@@ -445,7 +528,7 @@ class SwiftDriver:
                 )
             ]
         try:
-            response = await self._send(auth, "HEAD", auth.storage_url, "")
+            answer = await self._send(auth, "HEAD", auth.storage_url, "")
         except StorageUnavailableError as exc:
             return [
                 CheckResult(
@@ -456,13 +539,13 @@ class SwiftDriver:
                 )
             ]
         source = "storage.swift.storageurl" if self.settings.storageurl else "advertised by the auth service"
-        ok = response.is_success
+        ok = answer.ok
         return [
             CheckResult("swift auth", True, auth.advertised_url),
             CheckResult(
                 "swift storage URL reachable",
                 ok,
-                f"{auth.storage_url} ({source}) answered {response.status_code}",
+                f"{auth.storage_url} ({source}) answered {answer.status}",
                 "" if ok else "check storage.swift.storageurl and the account's permissions",
             ),
         ]
