@@ -84,7 +84,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         # Before the REST sub-app: these must answer even when identity or the UI cannot.
         *health_routes(lambda request: request.app.state.services.health),
         *job_routes(lambda request: request.app.state.services.jobs),
-        *token_routes(lambda request: request.app.state.services.identity),
+        *token_routes(lambda request: request.app.state.services.identity, settings.http.trusted_proxies),
     ]
     middleware = []
     if settings.metrics.enabled:

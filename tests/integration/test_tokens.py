@@ -176,3 +176,26 @@ async def test_key_rotation_keeps_old_tokens_valid(idp: Idp) -> None:
     assert jwt.get_unverified_header(new)["kid"] == new_kid != old_kid
     for token in (old, new):
         assert (await idp.http.get("/v2/", headers=bearer(token))).status_code == 200
+
+
+async def test_a_rotation_on_one_node_is_honoured_at_once_by_another(idp: Idp) -> None:
+    """Node B loaded the key set before node A rotated: B must verify A's new tokens at once, and
+    sign with the new key after its periodic reload (its old-key tokens stay valid meanwhile)."""
+    from moorage.auth.service import IdentityService
+    from moorage.db.session import Database
+
+    a = idp.services.identity
+    assert a is not None
+    b = IdentityService(Database(idp.settings.database_url), idp.settings.auth)
+    try:
+        await b.start()
+        before, _, _ = await b.tokens.issue_access("admin", "user", [])
+        new_kid = await a.keys.rotate()
+        token, _, _ = await a.tokens.issue_access("admin", "user", [])
+        assert jwt.get_unverified_header(token)["kid"] == new_kid
+        assert (await b.tokens.verify(token))["sub"] == "admin"  # unknown kid → re-read → known
+        assert (await a.tokens.verify(before))["sub"] == "admin"  # the retired key still verifies
+        await b.keys.reload()  # what B does every RELOAD_SECONDS
+        assert (await b.keys.signing_key()).kid == new_kid
+    finally:
+        await b.db.dispose()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 
+from moorage.auth.clients import client_address, is_trusted
 from moorage.auth.identity import IdentityError
 from moorage.auth.passwords import (
     PasswordPolicyError,
@@ -13,6 +15,7 @@ from moorage.auth.passwords import (
     generate_secret,
     hash_secret,
     verify_secret,
+    verify_secret_async,
 )
 from moorage.auth.robots import parse_permissions
 from moorage.auth.roles import ROLE_ACTIONS, ROLE_IDS, ROLE_NAMES, minimum_role_for
@@ -80,3 +83,38 @@ def test_robot_permissions_parse_harbor_format() -> None:
         parse_permissions([{"namespace": "p", "access": [{"resource": "scan", "action": "create"}]}])
     with pytest.raises(IdentityError, match="namespace"):
         parse_permissions([{"access": []}])
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("127.0.0.1", None, "127.0.0.1"),  # no proxy header: the peer
+        ("127.0.0.1", "203.0.113.5", "203.0.113.5"),  # a trusted proxy vouches for its client
+        ("127.0.0.1", "10.0.0.9, 203.0.113.5", "203.0.113.5"),  # a forged left-most hop is not believed
+        ("127.0.0.1", "203.0.113.5, 10.1.2.3", "203.0.113.5"),  # trusted inner proxies are skipped
+        ("192.0.2.1", "203.0.113.5", "192.0.2.1"),  # an untrusted peer's header is ignored
+        ("127.0.0.1", "not-an-ip", "not-an-ip"),  # garbage from a trusted proxy is still its client
+        ("127.0.0.1", " , ", "127.0.0.1"),
+    ],
+)
+def test_client_address_behind_trusted_proxies(peer: str, forwarded: str | None, expected: str) -> None:
+    assert client_address(peer, forwarded, ["127.0.0.1", "10.0.0.0/8"]) == expected
+
+
+def test_trusted_proxy_entries() -> None:
+    assert is_trusted("10.4.5.6", ["10.0.0.0/8"]) and is_trusted("::1", ["::1"]) and is_trusted("x", ["*"])
+    assert not is_trusted("11.0.0.1", ["10.0.0.0/8", "not-a-network"]) and not is_trusted("", ["127.0.0.1"])
+
+
+async def test_unknown_account_costs_an_argon2_check_and_is_refused() -> None:
+    """The refusal of a name that does not exist runs argon2 too (no user-enumeration by timing)."""
+    stored = hash_secret("Right-passw0rd")
+    await verify_secret_async(None, "warm-up")  # the dummy hash is made once per process
+    started = time.perf_counter()
+    assert await verify_secret_async(None, "Right-passw0rd") is False
+    unknown = time.perf_counter() - started
+    started = time.perf_counter()
+    assert await verify_secret_async(stored, "Wrong-passw0rd") is False
+    wrong = time.perf_counter() - started
+    assert unknown > wrong / 4, (unknown, wrong)
+    assert await verify_secret_async(stored, "Right-passw0rd") is True

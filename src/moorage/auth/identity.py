@@ -20,8 +20,9 @@ from moorage.auth.passwords import (
     PasswordPolicyError,
     check_password_policy,
     generate_secret,
-    hash_secret,
-    verify_secret,
+    hash_secret_async,
+    recently_verified,
+    verify_secret_async,
 )
 from moorage.auth.roles import ROLE_ACTIONS
 from moorage.db.identity_tables import project_members, projects, users
@@ -144,12 +145,13 @@ class IdentityStore:
         if not password:
             password = generated = generate_secret(20)
         now = utcnow()
+        password_hash = await hash_secret_async(password)  # before the write lock, off the event loop
         try:
             async with self.db.write() as conn:
                 await conn.execute(
                     insert(users).values(
                         username="admin", email=None, realname="System administrator", comment=None,
-                        password_hash=hash_secret(password), sysadmin=True, created_at=now, updated_at=now,
+                        password_hash=password_hash, sysadmin=True, created_at=now, updated_at=now,
                     )
                 )
         except IntegrityError:  # another node created it first
@@ -168,18 +170,20 @@ class IdentityStore:
             )
         self._policy(password)
         now = utcnow()
+        password_hash = await hash_secret_async(password)
         try:
             async with self.db.write() as conn:
                 await conn.execute(
                     insert(users).values(
                         username=username, email=email, realname=realname, comment=comment,
-                        password_hash=hash_secret(password), sysadmin=sysadmin, created_at=now, updated_at=now,
+                        password_hash=password_hash, sysadmin=sysadmin, created_at=now, updated_at=now,
                     )
                 )
         except IntegrityError:
             raise IdentityError("conflict", f"user {username!r} already exists; choose another name") from None
         user = await self.user_by_name(username)
-        assert user is not None
+        if user is None:  # deleted by a concurrent request between the insert and this read
+            raise IdentityError("not_found", f"user {username!r} was deleted while being created; create it again")
         return user
 
     @staticmethod
@@ -223,14 +227,13 @@ class IdentityStore:
     async def set_password(self, user_id: int, new_password: str, old_password: str | None) -> None:
         """Change a password; ``old_password`` is required unless an admin resets someone else's."""
         user = await self.user_by_id(user_id)
-        if old_password is not None and not verify_secret(user.password_hash, old_password):
+        if old_password is not None and not await verify_secret_async(user.password_hash, old_password):
             raise IdentityError("forbidden", "the old password is wrong; send the current password as old_password")
         self._policy(new_password)
+        password_hash = await hash_secret_async(new_password)
         async with self.db.write() as conn:
             await conn.execute(
-                update(users).where(users.c.id == user_id).values(
-                    password_hash=hash_secret(new_password), updated_at=utcnow()
-                )
+                update(users).where(users.c.id == user_id).values(password_hash=password_hash, updated_at=utcnow())
             )
 
     async def delete_user(self, user_id: int) -> User:
@@ -241,12 +244,18 @@ class IdentityStore:
             await conn.execute(delete(users).where(users.c.id == user_id))
         return user
 
-    async def check_password(self, username: str, password: str) -> Subject | None:
-        """The user's subject when ``password`` is right, else ``None`` (throttling is the caller's)."""
+    async def check_password(self, username: str, password: str, *, cached_only: bool = False) -> Subject | None:
+        """The user's subject when ``password`` is right, else ``None`` (throttling is the caller's).
+
+        ``cached_only`` answers from the verification cache alone (``None`` means "not known to be
+        right", not "wrong"): the caller then reserves a throttled attempt before the argon2 check.
+        """
         user = await self.user_by_name(username)
-        if user is None or not verify_secret(user.password_hash, password):
-            return None
-        return self.user_subject(user)
+        if cached_only:
+            ok = user is not None and recently_verified(user.password_hash, password)
+        else:
+            ok = await verify_secret_async(user.password_hash if user is not None else None, password)
+        return self.user_subject(user) if ok and user is not None else None
 
     @staticmethod
     def user_subject(user: User) -> Subject:
@@ -275,7 +284,8 @@ class IdentityStore:
         except IntegrityError:
             raise IdentityError("conflict", f"project {name!r} already exists; choose another name") from None
         project = await self.project(name)
-        assert project is not None
+        if project is None:  # deleted by a concurrent request between the insert and this read
+            raise IdentityError("not_found", f"project {name!r} was deleted while being created; create it again")
         return project
 
     async def project(self, name_or_id: str | int) -> Project | None:
@@ -315,7 +325,8 @@ class IdentityStore:
                     update(projects).where(projects.c.id == project_id).values(public=public, updated_at=utcnow())
                 )
         project = await self.project(project_id)
-        assert project is not None
+        if project is None:
+            raise IdentityError("not_found", f"project {project_id} was deleted; list projects with GET /api/v2.0/projects")
         return project
 
     async def delete_project(self, project: Project) -> None:

@@ -110,7 +110,10 @@ class KeySet:
         keys: dict[str, SigningKey] = {}
         for row in rows:
             private = serialization.load_pem_private_key(self.box.open(row["private_key"]), password=None)
-            assert isinstance(private, ec.EllipticCurvePrivateKey)
+            if not isinstance(private, ec.EllipticCurvePrivateKey):
+                raise TypeError(
+                    f"signing key {row['kid']!r} in the database is not an EC key; delete that row and restart"
+                )
             keys[row["kid"]] = SigningKey(
                 row["kid"], private, private.public_key(), _aware(row["created_at"]), _aware_or_none(row["retired_at"])
             )
@@ -140,9 +143,15 @@ class KeySet:
         await self._fresh()
         key = self._keys.get(kid)
         if key is None:
-            async with self._lock:
-                await self.reload()
-            key = self._keys.get(kid)
+            # One indexed read (as cheap as the subject read every valid token costs), and the
+            # decrypting reload only when the kid exists: made-up kids cannot make it expensive.
+            async with self.db.read() as conn:
+                known = (await conn.execute(select(signing_keys.c.kid).where(signing_keys.c.kid == kid))).first()
+            if known is not None:
+                async with self._lock:
+                    if kid not in self._keys:
+                        await self.reload()
+                key = self._keys.get(kid)
         if key is None:
             return None
         if key.retired_at is not None:

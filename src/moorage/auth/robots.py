@@ -22,8 +22,9 @@ from moorage.auth.passwords import (
     PasswordPolicyError,
     check_password_policy,
     generate_secret,
-    hash_secret,
-    verify_secret,
+    hash_secret_async,
+    recently_verified,
+    verify_secret_async,
 )
 from moorage.db.identity_tables import projects, robots
 from moorage.db.session import Database
@@ -131,12 +132,13 @@ class RobotStore:
         now = utcnow()
         expires = None if duration_days == -1 else now + timedelta(days=duration_days)
         secret = generate_secret()
+        secret_hash = await hash_secret_async(secret)  # before the write lock, off the event loop
         try:
             async with self.db.write() as conn:
                 await conn.execute(
                     insert(robots).values(
                         name=full, description=description, level=level,
-                        project_id=project.id if project is not None else None, secret_hash=hash_secret(secret),
+                        project_id=project.id if project is not None else None, secret_hash=secret_hash,
                         permissions=json.dumps({ns: sorted(a) for ns, a in permissions.items()}),
                         disabled=disabled, expires_at=expires, created_at=now, updated_at=now,
                     )
@@ -144,7 +146,8 @@ class RobotStore:
         except IntegrityError:
             raise IdentityError("conflict", f"robot account {full!r} already exists; choose another name") from None
         robot = await self.by_name(full)
-        assert robot is not None
+        if robot is None:  # deleted by a concurrent request between the insert and this read
+            raise IdentityError("not_found", f"robot account {full!r} was deleted while being created; create it again")
         return robot, secret
 
     async def by_name(self, full_name: str) -> Robot | None:
@@ -198,11 +201,10 @@ class RobotStore:
             except PasswordPolicyError as exc:
                 raise IdentityError("invalid", f"the new secret is too weak: {exc}") from None
         secret = secret or generate_secret()
+        secret_hash = await hash_secret_async(secret)
         async with self.db.write() as conn:
             await conn.execute(
-                update(robots).where(robots.c.id == robot.id).values(
-                    secret_hash=hash_secret(secret), updated_at=utcnow()
-                )
+                update(robots).where(robots.c.id == robot.id).values(secret_hash=secret_hash, updated_at=utcnow())
             )
         return secret
 
@@ -210,10 +212,17 @@ class RobotStore:
         async with self.db.write() as conn:
             await conn.execute(delete(robots).where(robots.c.id == robot.id))
 
-    async def check(self, full_name: str, secret: str) -> Subject | None:
-        """The robot's subject when the secret is right and the robot is enabled and not expired."""
+    async def check(self, full_name: str, secret: str, *, cached_only: bool = False) -> Subject | None:
+        """The robot's subject when the secret is right and the robot is enabled and not expired.
+
+        ``cached_only``: as :meth:`IdentityStore.check_password` (``None`` means "not known to be right").
+        """
         robot = await self.by_name(full_name)
-        if robot is None or not verify_secret(robot.secret_hash, secret):
+        if cached_only:
+            ok = robot is not None and recently_verified(robot.secret_hash, secret)
+        else:
+            ok = await verify_secret_async(robot.secret_hash if robot is not None else None, secret)
+        if not ok or robot is None:
             return None
         if robot.disabled:
             raise IdentityError(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -27,6 +29,9 @@ from moorage.db.session import Database
 __all__ = ["Credentials", "IdentityService", "parse_authorization"]
 
 log = structlog.get_logger("moorage.identity")
+
+#: How long a login waits for the tries in flight (other checks of the same name and client) to end.
+RESERVE_WAIT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,19 +105,44 @@ class IdentityService:
 
     # -- credentials -----------------------------------------------------------------------
     async def login(self, username: str, password: str, client: str) -> Subject:
-        """Check a name and password or robot secret, throttled per (name, client) across nodes."""
+        """Check a name and password or robot secret, throttled per (name, client) across nodes.
+
+        A password this process verified within a minute is accepted without a write (Basic auth
+        on every ``/v2`` request stays cheap); any other attempt first reserves one of the
+        ``auth.login_max_failures`` tries (see :mod:`moorage.auth.throttle`), so parallel guesses
+        get no more tries than serial ones.
+        """
         await self.start()
-        until = await self.throttle.locked_until(username, client)
+        until, counted = await self.throttle.state(username, client)
         if until is not None:
-            raise IdentityError(
-                "throttled",
-                f"too many failed logins for {username!r} from {client}; try again after "
-                f"{until:%H:%M:%S} UTC or ask an administrator to reset the password",
-            )
-        if username.startswith(PREFIX):
-            subject = await self.robots.check(username, password)
-        else:
-            subject = await self.store.check_password(username, password)
+            raise self._throttled(username, client, until)
+        subject = await self._check(username, password, cached_only=True)
+        if subject is not None:
+            if counted:
+                await self.throttle.succeeded(username, client)
+            return subject
+        deadline = time.monotonic() + RESERVE_WAIT
+        while True:
+            reserved, until = await self.throttle.reserve(username, client)
+            if reserved:
+                break
+            if until is not None:
+                raise self._throttled(username, client, until)
+            if time.monotonic() > deadline:
+                raise IdentityError(
+                    "throttled",
+                    f"too many logins for {username!r} from {client} are being checked at once; try again in a "
+                    "few seconds",
+                )
+            await asyncio.sleep(0.05)  # the tries left are in flight: wait for them to end
+            subject = await self._check(username, password, cached_only=True)
+            if subject is not None:  # one of them verified this very password in this process
+                return subject
+        try:
+            subject = await self._check(username, password, cached_only=False)
+        except IdentityError:  # right secret, but a disabled or expired robot: not a guess
+            await self.throttle.succeeded(username, client)
+            raise
         if subject is None:
             await self.throttle.failed(username, client)
             raise IdentityError(
@@ -122,6 +152,19 @@ class IdentityService:
             )
         await self.throttle.succeeded(username, client)
         return subject
+
+    async def _check(self, username: str, password: str, *, cached_only: bool) -> Subject | None:
+        if username.startswith(PREFIX):
+            return await self.robots.check(username, password, cached_only=cached_only)
+        return await self.store.check_password(username, password, cached_only=cached_only)
+
+    @staticmethod
+    def _throttled(username: str, client: str, until: datetime) -> IdentityError:
+        return IdentityError(
+            "throttled",
+            f"too many failed logins for {username!r} from {client}; try again after "
+            f"{until:%H:%M:%S} UTC or ask an administrator to reset the password",
+        )
 
     async def subject_of(self, name: str, kind: str) -> Subject:
         """The current subject named in a token (re-read: roles and disables apply at once)."""

@@ -13,7 +13,7 @@ endpoint cannot know which operation the client meant).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from moorage.auth.clients import client_of
 from moorage.auth.identity import ANONYMOUS, IdentityError, Subject
 from moorage.auth.service import IdentityService, parse_authorization
 from moorage.auth.tokens import parse_scope
@@ -45,10 +46,6 @@ def _error(exc: IdentityError, oauth: bool = False) -> Response:
     return _json(body, status, headers)
 
 
-def _client(request: Request) -> str:
-    return request.client.host if request.client else ""
-
-
 async def _issue(identity: IdentityService, subject: Subject, raw_scopes: list[str],
                  offline: bool) -> dict[str, Any]:
     scopes = [scope for raw in raw_scopes if (scope := parse_scope(raw)) is not None]
@@ -65,8 +62,16 @@ async def _issue(identity: IdentityService, subject: Subject, raw_scopes: list[s
     return body
 
 
-def token_routes(identity_of: Callable[[Request], IdentityService | None]) -> list[Route]:
-    """The token endpoint's routes; ``identity_of`` finds the process's identity service (None: mode none)."""
+def token_routes(identity_of: Callable[[Request], IdentityService | None],
+                 trusted_proxies: Sequence[str] = ("127.0.0.1", "::1")) -> list[Route]:
+    """The token endpoint's routes; ``identity_of`` finds the process's identity service (None: mode none).
+
+    ``trusted_proxies`` (``http.trusted_proxies``): whose ``X-Forwarded-For`` names the client that
+    login throttling counts against.
+    """
+
+    def _client(request: Request) -> str:
+        return client_of(request, trusted_proxies)
 
     async def unavailable() -> Response:
         return _json(

@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from moorage.api.http import UrlBuilder, error_response
 from moorage.auth.access import AccessController, AccessRequest, Principal
+from moorage.auth.clients import client_of
 from moorage.errors import RegistryError
 from moorage.registry.blobs import BlobService, parse_range
 from moorage.registry.digests import Digest, parse_digest
@@ -164,7 +165,7 @@ class OciApi:
         return AccessRequest(
             headers=dict(request.headers),
             base_url=self.urls.base(request),
-            client=request.client.host if request.client else "",
+            client=client_of(request, self.urls.settings.trusted_proxies),
             method=request.method,
         )
 
@@ -173,7 +174,7 @@ class OciApi:
 
     async def _event(self, request: Request, operation: str, name: str, reference: str) -> None:
         if self.on_event is not None:
-            client = request.client.host if request.client else ""
+            client = client_of(request, self.urls.settings.trusted_proxies)
             await self.on_event(request.state.principal, operation, name, reference, client)
 
     # --- base and listings -------------------------------------------------------------

@@ -18,6 +18,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from moorage.auth.clients import client_of
 from moorage.auth.identity import IdentityError, Project, Subject
 from moorage.auth.roles import ROLE_IDS
 from moorage.auth.service import IdentityService, parse_authorization
@@ -118,7 +119,7 @@ class Caller:
 
 async def caller(request: Request) -> Caller:
     identity = identity_of(request)
-    client = request.client.host if request.client else ""
+    client = client_of(request, services_of(request).settings.http.trusted_proxies)
     try:
         credentials = parse_authorization(request.headers.get("authorization"))
         subject = await identity.from_credentials(credentials, client)
