@@ -49,6 +49,8 @@ async def test_wrong_advertised_storage_url_names_the_fix(request: pytest.Fixtur
             checks = await broken.self_check()
             failed = [c for c in checks if not c.ok]
             assert failed and "storageurl" in failed[0].fix
+            # `moorage check` prints the detail shortened to 400 characters: the fix must survive.
+            assert dead in failed[0].detail and "storage.swift.storageurl" in failed[0].detail
         finally:
             await broken.aclose()
 

@@ -53,7 +53,7 @@ from moorage.storage.driver import (
     StorageUnavailableError,
     WriteState,
 )
-from moorage.storage.drivers.swift_auth import HTTP_ERRORS, SwiftAuth, SwiftSettings, authenticate
+from moorage.storage.drivers.swift_auth import HTTP_ERRORS, SwiftAuth, SwiftSettings, authenticate, describe
 
 __all__ = ["SwiftDriver"]
 
@@ -80,10 +80,11 @@ class _Answer:
 
 
 def _fix_storage_url(auth: SwiftAuth, exc: BaseException) -> str:
+    # The fix comes before the exception text: `moorage check` shortens long details.
     return (
-        f"the Swift storage URL {auth.storage_url} is unreachable from this node ({exc!r}); the auth service "
-        f"advertised {auth.advertised_url}: behind a proxy set storage.swift.storageurl to the URL this node "
-        "should use"
+        f"the Swift storage URL {auth.storage_url} is unreachable from this node; behind a proxy set "
+        f"storage.swift.storageurl to the URL this node should use (the auth service advertised "
+        f"{auth.advertised_url}): {describe(exc)}"
     )
 
 
@@ -226,7 +227,7 @@ class SwiftDriver:
             body = await response.read()
         except HTTP_ERRORS as exc:
             raise StorageError(
-                f"Swift {method} of {path!r} broke off: {exc!r}", path=path, driver=self.name
+                f"Swift {method} of {path!r} broke off: {describe(exc)}", path=path, driver=self.name
             ) from None
         finally:
             response.release()
@@ -355,7 +356,7 @@ class SwiftDriver:
                     yield chunk
             except HTTP_ERRORS as exc:
                 raise StorageError(
-                    f"Swift read of {path!r} broke off: {exc!r}", path=path, driver=self.name
+                    f"Swift read of {path!r} broke off: {describe(exc)}", path=path, driver=self.name
                 ) from None
         finally:
             response.release()  # closes the connection instead when the body was not read to the end

@@ -28,10 +28,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moorage.storage.driver import StorageUnavailableError
 
-__all__ = ["HTTP_ERRORS", "SwiftAuth", "SwiftSettings", "authenticate"]
+__all__ = ["HTTP_ERRORS", "SwiftAuth", "SwiftSettings", "authenticate", "describe"]
 
 #: What aiohttp raises when a request does not get an answer (refused, reset, timed out).
 HTTP_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    """One short line for an aiohttp error (its repr spells out the whole connection key)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class SwiftSettings(BaseModel):
@@ -117,7 +124,7 @@ async def _v1(client: aiohttp.ClientSession, settings: SwiftSettings) -> tuple[s
                 storage_url = response.headers.get("X-Storage-Url")
         except HTTP_ERRORS as exc:
             raise _unavailable(
-                f"cannot reach the Swift auth URL {url}: {exc!r}; check storage.swift.authurl"
+                f"cannot reach the Swift auth URL {url}: {describe(exc)}; check storage.swift.authurl"
             ) from None
         if status in (401, 403):
             raise _unavailable(
@@ -178,7 +185,9 @@ async def _v3(client: aiohttp.ClientSession, settings: SwiftSettings) -> tuple[s
             token = response.headers.get("X-Subject-Token")
             body = await response.read()
     except HTTP_ERRORS as exc:
-        raise _unavailable(f"cannot reach Keystone at {url}: {exc!r}; check storage.swift.authurl") from None
+        raise _unavailable(
+            f"cannot reach Keystone at {url}: {describe(exc)}; check storage.swift.authurl"
+        ) from None
     if status in (401, 403):
         raise _unavailable(
             f"Keystone refused the credentials ({status}); check storage.swift.username, "
