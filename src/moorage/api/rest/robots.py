@@ -131,6 +131,9 @@ async def list_robots(
 @router.post("/robots", status_code=201, response_model=RobotCreated)
 async def create_robot(request: Request, response: Response, body: RobotCreate, who: CallerDep) -> RobotCreated:
     """The secret is in this answer only; it is stored hashed."""
+    # Authorization before existence checks: otherwise the 404/403 difference tells anonymous
+    # callers and non-members which private projects exist.
+    who.require_login()
     permissions = _permissions(body.permissions)
     project = None
     if body.level == "project":
@@ -138,9 +141,15 @@ async def create_robot(request: Request, response: Response, body: RobotCreate, 
             raise ApiError(400, "a project robot needs exactly one permission entry whose namespace is its project")
         name = next(iter(permissions))
         project = await who.identity.store.project(name)
-        if project is None:
-            raise ApiError(404, f"project {name!r} does not exist; create it first (POST /api/v2.0/projects)")
+        if project is None or not (
+            who.subject.sysadmin or project.public or await who.identity.store.role_of(who.subject, project)
+        ):
+            raise ApiError(
+                404, f"project {name!r} does not exist, or it is private and {who.subject.name!r} is not a member; "
+                "check the name (create projects with POST /api/v2.0/projects)",
+            )
     else:
+        await _may_manage(who, "system", None)
         for namespace in permissions:
             if namespace != "*" and await who.identity.store.project(namespace) is None:
                 raise ApiError(404, f"project {namespace!r} does not exist; create it first or use '*'")
