@@ -93,3 +93,17 @@ async def test_the_audit_log_records_the_forwarded_client(idp: Idp) -> None:
         assert r.status_code == 201, r.text
     logs = (await idp.api("GET", "/audit-logs", idp.admin, params={"resource": project, "page_size": 100})).json()
     assert any(entry["client"] == "203.0.113.77" for entry in logs), logs
+
+
+async def test_a_released_try_can_be_used_again(idp: Idp) -> None:
+    """A check that was cancelled gives its try back: it is neither a failure nor held in flight."""
+    identity = idp.services.identity
+    assert identity is not None
+    name = (await idp.user())[0]
+    throttle = identity.throttle
+    for _ in range(3):
+        assert await throttle.reserve(name, "192.0.2.50") == (True, None)
+    assert await throttle.reserve(name, "192.0.2.50") == (False, None)  # all three in flight
+    await throttle.release(name, "192.0.2.50")
+    assert await throttle.reserve(name, "192.0.2.50") == (True, None)
+    await throttle.succeeded(name, "192.0.2.50")

@@ -143,6 +143,9 @@ class IdentityService:
         except IdentityError:  # right secret, but a disabled or expired robot: not a guess
             await self.throttle.succeeded(username, client)
             raise
+        except BaseException:  # cancelled (client gone) or a database error: neither a guess nor a login
+            await asyncio.shield(self.throttle.release(username, client))
+            raise
         if subject is None:
             await self.throttle.failed(username, client)
             raise IdentityError(

@@ -89,6 +89,18 @@ class LoginThrottle:
             return False, None
         return False, aware(row.locked_until)
 
+    async def release(self, username: str, client: str) -> None:
+        """Give a reserved try back unjudged (the check was cancelled or crashed, e.g. the client hung up).
+
+        Without it, three cancelled logins would hold all the tries "in flight" until the window
+        ends, and the right password would wait and then be refused.
+        """
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(login_failures).where(*self._key(username, client), login_failures.c.failures > 0)
+                .values(failures=login_failures.c.failures - 1)
+            )
+
     async def failed(self, username: str, client: str) -> None:
         """The reserved attempt failed: lock the name for this client once the limit is reached."""
         now = utcnow()
