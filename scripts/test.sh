@@ -106,7 +106,12 @@ log "running pytest (CI=${CI:-unset})"
 rc=0
 .venv/bin/python -m pytest -p no:cacheprovider -ra --timeout=600 --durations=15 tests "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then
-    echo "pytest collected no tests: that is a failure, not a pass" >&2
+    echo "==> FAILED: pytest collected no tests: that is a failure, not a pass" >&2
     exit 1
+fi
+if [ "$rc" -ne 0 ]; then
+    # The last word of the run: pytest's summary above says which tests failed (or, under
+    # CI=true, which ones skipped); this line says the run as a whole did not pass.
+    echo "==> FAILED: pytest exited with status $rc; see the FAILED/ERROR lines and the summary above" >&2
 fi
 exit "$rc"
