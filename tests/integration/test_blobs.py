@@ -42,11 +42,33 @@ async def test_range_requests(client: httpx.AsyncClient) -> None:
         assert response.content == expected
         assert response.headers["content-range"] == content_range
         assert int(response.headers["content-length"]) == len(expected)
-    for bad in ("bytes=10000-", "bytes=5-2", "bytes=0-1,5-6", "items=0-1", "bytes=x-y", "bytes=-0"):
-        response = await client.get(url, headers={"Range": bad})
+    # Header values travel as latin-1: '²' (0xB2) is str.isdigit() but not a digit int() reads.
+    for bad in ("bytes=10000-", "bytes=5-2", "bytes=0-1,5-6", "bytes=x-y", "bytes=-0", "bytes=1_0-2_0",
+                "bytes=-1_0", "bytes=²-³", "bytes=+1-2", "bytes= 1 - 2"):
+        response = await client.get(url, headers={"Range": bad.encode("latin-1")})
         assert response.status_code == 416, bad
         assert error_code(response) == "RANGE_INVALID"
         assert response.headers["content-range"] == "bytes */10000"
+    # RFC 9110 §14.2: a Range in a unit the server does not understand is ignored.
+    other_unit = await client.get(url, headers={"Range": "items=0-1"})
+    assert other_unit.status_code == 200 and other_unit.content == data
+
+
+async def test_suffix_ranges_on_empty_and_shorter_blobs(client: httpx.AsyncClient) -> None:
+    """RFC 9110 §14.1: a suffix longer than the blob is the whole blob; the empty blob has no byte to send."""
+    name = unique_name()
+    empty = await push_blob(client, name, b"")
+    for header in ("bytes=-5", "bytes=0-", "bytes=0-0"):
+        response = await client.get(f"/v2/{name}/blobs/{empty}", headers={"Range": header})
+        assert response.status_code == 416, header
+        assert error_code(response) == "RANGE_INVALID"
+        assert response.headers["content-range"] == "bytes */0"
+    whole = await client.get(f"/v2/{name}/blobs/{empty}")
+    assert whole.status_code == 200 and whole.content == b""
+    short = await push_blob(client, name, b"abc")
+    clipped = await client.get(f"/v2/{name}/blobs/{short}", headers={"Range": "bytes=-5"})
+    assert clipped.status_code == 206 and clipped.content == b"abc"
+    assert clipped.headers["content-range"] == "bytes 0-2/3" and clipped.headers["content-length"] == "3"
 
 
 async def test_unknown_blob_and_blob_of_another_repository(client: httpx.AsyncClient) -> None:
@@ -116,3 +138,37 @@ async def test_read_only_mode_refuses_writes_and_serves_reads(database_url: str,
         assert "read-only" in response.json()["errors"][0]["message"]
     finally:
         await built.aclose()
+
+
+async def test_numbers_in_headers_queries_and_paths_are_ascii_digits(client: httpx.AsyncClient) -> None:
+    """``int()`` reads ``1_0``, ``+5`` and ``١٢`` as numbers; HTTP and our queries do not."""
+    name = unique_name()
+    data = os.urandom(10)
+    digest = digest_of(data)
+    # Header values travel as latin-1: '²' (0xB2) is str.isdigit() but int() refuses it (it was a 500).
+    for length in ("1_0", "+10", "²", " 1 0"):
+        response = await client.post(
+            f"/v2/{name}/blobs/uploads/", params={"digest": digest}, content=data,
+            headers={"Content-Length": length.encode("latin-1")},
+        )
+        assert response.status_code == 400 and error_code(response) == "SIZE_INVALID", length
+    assert (await client.head(f"/v2/{name}/blobs/{digest}")).status_code == 404  # nothing was stored
+    started = await client.post(f"/v2/{name}/blobs/uploads/")
+    location = started.headers["location"]
+    for content_range in ("0-9_0", "0-+9", "0-9/1_0", "0-²", "¹-9"):
+        response = await client.patch(
+            location, content=data, headers={"Content-Range": content_range.encode("latin-1")}
+        )
+        assert response.status_code == 416 and error_code(response) == "RANGE_INVALID", content_range
+    assert (await client.get(location)).headers["range"] == "0-0"  # no chunk was accepted
+    accepted = await client.patch(location, content=data, headers={"Content-Range": "bytes 0-9/*"})
+    assert accepted.status_code == 202 and accepted.headers["range"] == "0-9"
+    await push_blob(client, name, data)
+    for n in ("1_0", "+1", "١", "²", "9" * 30):
+        response = await client.get(f"/v2/{name}/tags/list", params={"n": n})
+        assert response.status_code == 400 and error_code(response) == "PAGINATION_NUMBER_INVALID", n
+    for query in ({"limit": "1_0"}, {"limit": "²"}, {"before": "1_0"}, {"before": "٣"}, {"before": "9" * 12}):
+        jobs = await client.get("/api/v2.0/jobs", params=query)
+        assert jobs.status_code == 400, query
+    for job_id in ("1_0", "²", "٣", "9" * 30):
+        assert (await client.get(f"/api/v2.0/jobs/{job_id}")).status_code == 404, job_id

@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from moorage.db.session import Database
 from moorage.db.tables import blobs, repository_blobs
 from moorage.errors import RegistryError
+from moorage.numbers import parse_decimal
 from moorage.registry.digests import Digest
 from moorage.registry.paths import blob_path
 from moorage.registry.repositories import ensure_repository, find_repository, link_blob, linked_blob_size
@@ -29,34 +30,43 @@ class ByteRange:
 
 
 def parse_range(header: str, size: int) -> ByteRange | None:
-    """A single ``bytes=start-end`` / ``bytes=start-`` / ``bytes=-suffix`` range within ``size``.
+    """The one ``bytes=`` range of a ``Range`` header within a blob of ``size`` bytes (RFC 9110 §14).
 
-    Returns ``None`` for no header; raises ``RANGE_INVALID`` (416) when unsatisfiable or malformed.
+    ``None`` means "send the whole blob": no header, or a range unit other than ``bytes``
+    (RFC 9110 §14.2: a server MUST ignore a unit it does not understand). ``bytes=-N`` asks for
+    the last ``N`` bytes: on a blob shorter than ``N`` that is the whole blob (§14.1.3), on the
+    empty blob nothing can be sent as a 206 (its ``Content-Range`` cannot name a byte), so every
+    range on an empty blob is refused. Positions are ASCII digits only (:func:`parse_decimal`).
+
+    Raises ``RANGE_INVALID`` (416 with ``Content-Range: bytes */<size>``) when the range is
+    malformed, unsatisfiable, or asks for several ranges (we send single-part responses only).
     """
     if not header:
         return None
-    unit, _, spec = header.partition("=")
+    unit, equals, spec = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
     invalid = RegistryError(
         "RANGE_INVALID",
-        f"Range {header!r} cannot be served for a blob of {size} bytes; send one 'bytes=START-END' range "
-        "within the blob",
+        f"Range {header[:100]!r} cannot be served for a blob of {size} bytes; send one 'bytes=START-END' "
+        "range (ASCII digits) that starts inside the blob",
         {"size": size},
         headers={"Content-Range": f"bytes */{size}"},
     )
-    if unit.strip().lower() != "bytes" or "," in spec:
+    first, dash, last = spec.strip().partition("-")
+    if not equals or "," in spec or not dash or size <= 0:
         raise invalid
-    first, _, last = spec.strip().partition("-")
     try:
         if first == "":
-            suffix = int(last)
-            if suffix <= 0:
+            suffix = parse_decimal(last)
+            if suffix == 0:
                 raise invalid
             return ByteRange(max(0, size - suffix), size - 1)
-        start = int(first)
-        end = int(last) if last else size - 1
+        start = parse_decimal(first)
+        end = parse_decimal(last) if last else size - 1
     except ValueError:
         raise invalid from None
-    if start < 0 or start >= size or end < start:
+    if start >= size or end < start:
         raise invalid
     return ByteRange(start, min(end, size - 1))
 

@@ -21,6 +21,7 @@ from moorage.api.http import UrlBuilder, error_response
 from moorage.auth.access import AccessController, AccessRequest, Principal
 from moorage.auth.clients import client_of
 from moorage.errors import RegistryError
+from moorage.numbers import parse_decimal
 from moorage.registry.blobs import BlobService, parse_range
 from moorage.registry.digests import Digest, parse_digest
 from moorage.registry.manifest_store import ManifestStore, parse_reference
@@ -64,34 +65,56 @@ _ROUTES = (
 
 
 def _content_range(header: str | None) -> tuple[int, int] | None:
-    """``Content-Range: <start>-<end>`` (Docker's form; ``bytes `` prefix and ``/total`` tolerated)."""
+    """``Content-Range: <start>-<end>`` of a chunk (Docker's form; ``bytes `` prefix and ``/total`` tolerated).
+
+    Positions are ASCII digits only (:func:`parse_decimal`); raises ``RANGE_INVALID`` otherwise.
+    """
     if not header:
         return None
-    match = re.fullmatch(r"\s*(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?\s*", header)
-    if not match or int(match[2]) < int(match[1]):
-        raise RegistryError(
-            "RANGE_INVALID",
-            f"Content-Range {header!r} is malformed; send '<start>-<end>' with end >= start",
-        )
-    return int(match[1]), int(match[2])
+    invalid = RegistryError(
+        "RANGE_INVALID",
+        f"Content-Range {header[:100]!r} is malformed; send '<start>-<end>' (ASCII digits) with end >= start",
+    )
+    value = header.strip(" \t")
+    for prefix in ("bytes ", "bytes="):
+        if value.startswith(prefix):
+            value = value[len(prefix) :]
+            break
+    positions, slash, total = value.partition("/")
+    first, _, last = positions.partition("-")
+    try:
+        if slash and total != "*":
+            parse_decimal(total)
+        start, end = parse_decimal(first), parse_decimal(last)
+    except ValueError:
+        raise invalid from None
+    if end < start:
+        raise invalid
+    return start, end
 
 
 def _content_length(request: Request) -> int | None:
+    """The declared body length, ASCII digits only (``Content-Length = 1*DIGIT``); ``SIZE_INVALID`` otherwise."""
     value = request.headers.get("content-length")
     if value is None:
         return None
-    if not value.isdigit():
-        raise RegistryError("SIZE_INVALID", f"Content-Length {value!r} is not a number")
-    return int(value)
+    try:
+        return parse_decimal(value.strip(" \t"))
+    except ValueError as error:
+        raise RegistryError("SIZE_INVALID", f"Content-Length: {error}") from None
 
 
 def _page_size(request: Request, page_max: int) -> int:
+    """``n=`` of a listing, capped at ``page_max``; ``PAGINATION_NUMBER_INVALID`` unless ASCII digits."""
     raw = request.query_params.get("n")
     if raw is None:
         return page_max
-    if not raw.isdigit():
-        raise RegistryError("PAGINATION_NUMBER_INVALID", f"n={raw!r} must be a non-negative integer")
-    return min(int(raw), page_max)
+    try:
+        return min(parse_decimal(raw), page_max)
+    except ValueError as error:
+        raise RegistryError(
+            "PAGINATION_NUMBER_INVALID", f"n must be a non-negative integer in ASCII digits: {error}"
+        ) from None
 
 
 class OciApi:
