@@ -6,6 +6,7 @@ fixture; a new driver joins by adding a parameter there, never by copying tests.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import ssl
@@ -168,3 +169,44 @@ async def test_url_for_is_signed_for_the_method(driver: StorageDriver) -> None:
         head = await client.head(head_url)
         assert head.status_code == 200, head.text
         assert int(head.headers["content-length"]) == len(data)
+
+
+async def _uploaded(driver: StorageDriver, data: bytes) -> str:
+    """A committed upload of ``data`` at a fresh path, appended in two calls like a chunked push."""
+    path = _key("upload", "data")
+    half = len(data) // 2
+    state = await driver.append(path, None, _chunks(data[:half]))
+    state = await driver.append(path, state, _chunks(data[half:]))
+    await driver.commit(path, state)
+    return path
+
+
+async def test_concurrent_moves_to_one_key_leave_one_whole_object(driver: StorageDriver) -> None:
+    """Two pushes of one blob completing together (two nodes) must both succeed and leave the
+    whole object; a later third push of it is a no-op that still removes its own upload.
+
+    On Swift each move used to delete the segments under the destination that its own manifest
+    did not name, i.e. the other writer's fresh ones, leaving a manifest whose segments were gone.
+    """
+    data = os.urandom(2 * 1024 * 1024 + 4099)  # several Swift segments in the suite's set-up
+    final = _key("blob", "data")
+    sources = [await _uploaded(driver, data) for _ in range(2)]
+    await asyncio.gather(*(driver.move(source, final) for source in sources))
+    expected = hashlib.sha256(data).hexdigest()
+    assert hashlib.sha256(await _read_all(driver, final)).hexdigest() == expected
+    third = await _uploaded(driver, data)
+    await driver.move(third, final)
+    assert hashlib.sha256(await _read_all(driver, final)).hexdigest() == expected
+    for source in (*sources, third):
+        with pytest.raises(PathNotFoundError):
+            await driver.stat(source)
+    assert {info.path async for info in driver.list(final.rsplit("/", 1)[0])} == {final}
+
+
+async def test_move_replaces_an_object_of_another_size(driver: StorageDriver) -> None:
+    """Only an object of the same size counts as already published; anything else is damage to repair."""
+    data = os.urandom(1024 * 1024 + 7)
+    final = _key("damaged", "data")
+    await driver.put(final, data[:100])
+    await driver.move(await _uploaded(driver, data), final)
+    assert await _read_all(driver, final) == data

@@ -124,6 +124,12 @@ class StorageDriver(Protocol):
 
         Used to publish a verified upload under its content-addressed key; readers see either
         nothing or the whole object at ``destination``. Raises :class:`PathNotFoundError`.
+
+        Idempotent and safe under concurrency: when ``destination`` already holds an object of
+        the same size the move keeps it and only removes ``source`` (callers move only to
+        content-addressed keys, where the same size means the same bytes; a different size is a
+        damaged object, which the move replaces). Two moves of the same bytes to one key at once
+        both succeed and leave the whole object; neither may delete what the other wrote.
         """
         ...
 

@@ -208,6 +208,11 @@ class FilesystemDriver:
         try:
             if not src.is_file():
                 raise self._not_found(source)
+            if dst.is_file() and dst.stat().st_size == src.stat().st_size:
+                # Published before, or right now by another writer: keep it, drop this upload.
+                src.unlink()
+                self._flush_dir(src.parent)
+                return
             self._make_parents(dst.parent)
             os.replace(src, dst)
             self._flush_dir(dst.parent)

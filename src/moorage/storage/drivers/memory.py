@@ -78,7 +78,10 @@ class MemoryDriver:
     async def move(self, source: str, destination: str) -> None:
         if source not in self._objects:
             raise PathNotFoundError(f"no object at {source!r}", path=source, driver=self.name)
-        self._objects[destination] = self._objects.pop(source)
+        moved = self._objects.pop(source)
+        kept = self._objects.get(destination)
+        if kept is None or len(kept[0]) != len(moved[0]):
+            self._objects[destination] = moved
 
     async def list(self, prefix: str) -> AsyncIterator[FileInfo]:
         start = prefix.rstrip("/") + "/" if prefix else ""

@@ -350,7 +350,10 @@ class S3Driver:
             raise PathNotFoundError(f"no object at {source!r}", path=source, driver=self.name)
         size = int(head["ContentLength"])
         copy_source = {"Bucket": self.bucket, "Key": self._key(source)}
-        if size <= self.settings.multipartcopythresholdsize:
+        existing = await self._head(destination)
+        if existing is not None and int(existing["ContentLength"]) == size:
+            pass  # published before, or right now by another node: keep it, drop this upload
+        elif size <= self.settings.multipartcopythresholdsize:
             await self._call(
                 source,
                 "CopyObject",

@@ -16,8 +16,10 @@ Resumable writes use Static Large Objects, which both servers implement:
 * :meth:`SwiftDriver.commit` PUTs the SLO manifest (``?multipart-manifest=put``) at the path
   and deletes the segments the committed state does not name, so afterwards the listing of
   ``<path>.segments/`` is exactly the manifest, in order (names start with the index);
-* :meth:`SwiftDriver.move` copies each segment server-side to ``<destination>.segments/``,
-  writes a manifest there and deletes the source. It cannot copy the manifest with one
+* :meth:`SwiftDriver.move` copies each segment server-side to ``<destination>.segments/``
+  under a name made of its index and MD5, writes a manifest there and deletes the source;
+  onto an object of the same size it only deletes the source (publishing is idempotent and
+  concurrent moves of one blob cannot delete each other's segments). It cannot copy the manifest with one
   ``X-Copy-From``: Swift would concatenate (and stop at 5 GiB), while RGW 16.2 copies the
   manifest itself, still pointing at the source's segments, which the delete then removes
   (seen on 16.2.15: the copy answers 404 NoSuchKey afterwards).
@@ -436,25 +438,48 @@ class SwiftDriver:
         await self._request("PUT", path, destination_key, headers={"X-Copy-From": copy_from}, content=b"")
 
     async def move(self, source: str, destination: str) -> None:
-        if await self._head(source) is None:
+        head = await self._head(source)
+        if head is None:
             raise PathNotFoundError(f"no object at {source!r}", path=source, driver=self.name)
+        size = int(head.headers.get("content-length", 0))
+        existing = await self._head(destination)
+        if existing is None or int(existing.headers.get("content-length", -1)) != size:
+            await self._place(source, destination, size)
+        # Otherwise the same blob was published before (or is being published right now by
+        # another node): keep it, and only remove this writer's upload.
+        await self._delete_tree(source, must_exist=False)
+
+    async def _place(self, source: str, destination: str, size: int) -> None:
+        """Copy ``source`` to ``destination`` without deleting anything a concurrent move may need.
+
+        Destination segments are named after their index and MD5 (``<index>-<etag>``): two moves
+        of the same bytes write the same segment objects with the same bytes, so neither can
+        damage the other's manifest, whichever manifest PUT lands last. No segment under the
+        destination is ever deleted here: deciding which ones are stale would race with the other
+        writer (that cleanup deleted a concurrent writer's fresh segments, leaving a manifest whose
+        segments were gone). Segments of a replaced manifest stay until :meth:`delete`.
+        """
         source_prefix = self._key(source) + _SEGMENTS
         pieces = [e async for e in self._list_keys(source_prefix, source)]
-        segments: builtins.list[builtins.list[Any]] = []
         if not pieces:
             await self._copy(self._key(source), self._key(destination), destination)
-        else:
-            for entry in pieces:
-                name = self._key(destination) + _SEGMENTS + str(entry["name"])[len(source_prefix) :]
-                await self._copy(str(entry["name"]), name, destination)
-                segments.append([name, int(entry.get("bytes", 0)), entry.get("hash")])
-            await self._put_manifest(destination, segments)
-        # A destination written before (same blob pushed twice) may hold segments of its own.
-        keep = {s[0] for s in segments} if pieces else set()
-        prefix = self._key(destination) + _SEGMENTS
-        stale = [e["name"] async for e in self._list_keys(prefix, destination) if e["name"] not in keep]
-        await self._delete_names(stale, destination)
-        await self._delete_tree(source, must_exist=False)
+            return
+        listed = sum(int(e.get("bytes", 0)) for e in pieces)
+        if listed != size:
+            # Container listings are eventually consistent; never publish a manifest from a stale one.
+            raise StorageError(
+                f"the segments listed for {source!r} hold {listed} bytes, its manifest {size}; "
+                "the container listing is lagging, retry the request",
+                path=source,
+                driver=self.name,
+            )
+        segments: builtins.list[builtins.list[Any]] = []
+        for index, entry in enumerate(pieces):
+            etag = str(entry.get("hash") or uuid.uuid4().hex)
+            name = f"{self._key(destination)}{_SEGMENTS}{index:08d}-{etag}"
+            await self._copy(str(entry["name"]), name, destination)
+            segments.append([name, int(entry.get("bytes", 0)), entry.get("hash")])
+        await self._put_manifest(destination, segments)
 
     # -- deletes ---------------------------------------------------------------------------------
     async def _delete_names(self, names: builtins.list[str], path: str) -> None:
