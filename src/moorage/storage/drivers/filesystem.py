@@ -36,6 +36,32 @@ __all__ = ["FilesystemDriver"]
 _READ_CHUNK = 1 << 20
 _WRITE_BATCH = 1 << 20
 _PARTIAL = ".partial"
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 1024
+
+
+def _write_all(fd: int, buffers: list[bytes]) -> int:
+    """Write every byte of ``buffers`` at ``fd``'s position with as few ``writev`` calls as possible.
+
+    ``writev`` may write less than asked (a disk that fills up or a file-size limit cuts the
+    write short and only the next call fails; a signal may interrupt it) and refuses more than
+    ``IOV_MAX`` (1024 on Linux) buffers with EINVAL, which a client sending many small chunks
+    reaches. Ignoring the count would record bytes that were never written, and the commit's
+    ``ftruncate`` would then publish zeros under a digest that was computed over the real bytes.
+    Raises :class:`OSError` when the system refuses to write more.
+    """
+    views = [memoryview(b) for b in buffers if b]
+    total = 0
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        if written <= 0:
+            raise OSError(errno.EIO, "writev wrote nothing")
+        total += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
+    return total
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -169,12 +195,19 @@ class FilesystemDriver:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= _WRITE_BATCH:
-                    await anyio.to_thread.run_sync(os.writev, fd, batch)
-                    size += batched
+                    size += await anyio.to_thread.run_sync(_write_all, fd, batch)
                     batch, batched = [], 0
             if batch:
-                await anyio.to_thread.run_sync(os.writev, fd, batch)
-                size += batched
+                size += await anyio.to_thread.run_sync(_write_all, fd, batch)
+            stored = os.fstat(fd).st_size
+            if stored != size:
+                # A driver that cannot promise what it stored checks it: the cheap check is the size.
+                raise StorageError(
+                    f"{stored} bytes stored at {path!r} where {size} were written; check the disk and "
+                    "retry the chunk",
+                    path=path,
+                    driver=self.name,
+                )
         except OSError as exc:
             raise self._error(exc, path) from None
         finally:
