@@ -88,6 +88,8 @@ class S3Driver:
             config=botocore_config(settings),
         )
         self.client.meta.events.register("before-sign.s3.DeleteObjects", add_content_md5)
+        #: Server-side encryption and storage class: sent on every request that creates an object
+        #: (PutObject, CreateMultipartUpload, CopyObject), blob tails included.
         self._extra: dict[str, str] = {}
         if settings.storageclass != "NONE":
             self._extra["StorageClass"] = settings.storageclass
@@ -297,7 +299,13 @@ class S3Driver:
             if buffer:
                 tail = f"{key}{_TAIL}{uuid.uuid4().hex}"
                 await self._call(
-                    path, "PUT", self.client.put_object, Bucket=self.bucket, Key=tail, Body=bytes(buffer)
+                    path,
+                    "PUT",
+                    self.client.put_object,
+                    Bucket=self.bucket,
+                    Key=tail,
+                    Body=bytes(buffer),
+                    **self._extra,  # a tail holds blob bytes at rest: encrypted like the blob
                 )
         return {
             "size": int(state.get("size", 0)) + received,
@@ -381,6 +389,7 @@ class S3Driver:
             self.client.create_multipart_upload,
             Bucket=self.bucket,
             Key=key,
+            **self._extra,
         )
         upload_id = str(created["UploadId"])
         limiter = anyio.Semaphore(self.settings.multipartcopymaxconcurrency)
