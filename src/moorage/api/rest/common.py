@@ -16,17 +16,19 @@ from urllib.parse import urlencode
 from fastapi import Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from moorage.auth.clients import client_of
 from moorage.auth.identity import IdentityError, Project, Subject
 from moorage.auth.roles import ROLE_IDS
 from moorage.auth.service import IdentityService, parse_authorization
+from moorage.numbers import parse_decimal
 from moorage.services import Services
 
 __all__ = [
     "ERROR_RESPONSES",
     "ApiError",
+    "AsciiDigits",
     "Caller",
     "Id",
     "Page",
@@ -129,8 +131,17 @@ async def caller(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def _ascii_digits(value: Any) -> Any:
+    """Query/path text must be ASCII digits (pydantic alone reads '1_0', '+5', ' 5' and '5.0' as ints)."""
+    return parse_decimal(value) if isinstance(value, str) else value
+
+
+#: Put on every integer query/path parameter: the one rule of :mod:`moorage.numbers`.
+AsciiDigits = BeforeValidator(_ascii_digits)
 #: A database id in a path: 32-bit, so PostgreSQL never sees an out-of-range integer.
-Id = Annotated[int, PathParam(ge=1, le=2_147_483_647)]
+Id = Annotated[int, PathParam(ge=1, le=2_147_483_647), AsciiDigits]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +155,8 @@ class Page:
 
 
 def page_params(
-    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")] = 1,
-    page_size: Annotated[int, Query(ge=1, le=100, description="Items per page (at most 100)")] = 10,
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1"), AsciiDigits] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100, description="Items per page (at most 100)"), AsciiDigits] = 10,
 ) -> Page:
     return Page(page, page_size)
 
@@ -169,9 +180,11 @@ def paginate(request: Request, response: Response, page: Page, total: int) -> No
 
 async def visible_project(who: Caller, name_or_id: str) -> tuple[Project, str | None]:
     """The project and the caller's role in it, or 404/401 without saying whether a private one exists."""
-    # isascii: str.isdigit() is true for '²' and other digits int() refuses; ids are 32-bit columns.
-    numeric = name_or_id.isascii() and name_or_id.isdigit() and len(name_or_id) < 10
-    key: str | int = int(name_or_id) if numeric else name_or_id
+    # Ids are 32-bit columns; anything that is not ASCII digits within that range is a name.
+    try:
+        key: str | int = parse_decimal(name_or_id, maximum=2_147_483_647)
+    except ValueError:
+        key = name_or_id
     project = await who.identity.store.project(key)
     role = None if project is None else await who.identity.store.role_of(who.subject, project)
     robot_sees = project is not None and who.subject.kind == "robot" and (

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from moorage.api.rest.common import ApiError, Caller, CallerDep, Id, PageDep, paginate
+from moorage.api.rest.common import ApiError, AsciiDigits, Caller, CallerDep, Id, PageDep, paginate
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.robots import Robot, parse_permissions
 from moorage.auth.roles import can_manage_robots
@@ -113,7 +113,7 @@ async def _robot(who: Caller, robot_id: Id) -> tuple[Robot, Project | None]:
 @router.get("/robots", response_model=list[RobotOut])
 async def list_robots(
     request: Request, response: Response, who: CallerDep, page: PageDep,
-    project_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    project_id: Annotated[int | None, Query(ge=1, le=2**31 - 1), AsciiDigits] = None,
 ) -> list[RobotOut]:
     """All robots for admins; with ``project_id`` the robots of that project (maintainer or above)."""
     who.require_login()
