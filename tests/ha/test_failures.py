@@ -24,14 +24,32 @@ from tests.ha.conftest import start_nodes
 
 
 @pytest.fixture
-def two_nodes(tmp_path: Path, postgres_admin_url: str) -> Iterator[list[RegistryProcess]]:
+def two_nodes_database(postgres_admin_url: str) -> Iterator[str]:
+    """The throwaway PostgreSQL database the two nodes share."""
     with throwaway_postgres_database(postgres_admin_url, prefix="moorage_ha") as url:
-        nodes = start_nodes(tmp_path, url, tmp_path / "shared", 2)
-        try:
-            yield nodes
-        finally:
-            for node in nodes:
-                node.stop()
+        yield url
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path, two_nodes_database: str) -> Iterator[list[RegistryProcess]]:
+    nodes = start_nodes(tmp_path, two_nodes_database, tmp_path / "shared", 2)
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def _wait_for_lease(database_url: str, upload_id: str) -> None:
+    """Block until a node holds the write lease of ``upload_id`` (it is streaming a chunk)."""
+    import psycopg
+
+    deadline = time.monotonic() + 60
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while conn.execute("SELECT lease_token FROM uploads WHERE id = %s", (upload_id,)).fetchone() in (None, (None,)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no node took the lease of upload {upload_id}")
+            time.sleep(0.02)
 
 
 def _refused(host: str) -> bool:
@@ -96,7 +114,7 @@ def test_kill_9_mid_chunk_then_resume_on_another_node(two_nodes: list[RegistryPr
 
 
 def test_sigterm_finishes_the_upload_in_flight_and_takes_no_new_requests(
-    two_nodes: list[RegistryProcess],
+    two_nodes: list[RegistryProcess], two_nodes_database: str
 ) -> None:
     stopping, other = two_nodes
     data = os.urandom(2 * 1024 * 1024)
@@ -104,11 +122,18 @@ def test_sigterm_finishes_the_upload_in_flight_and_takes_no_new_requests(
     name = f"ha/{uuid.uuid4().hex[:10]}"
     refused = threading.Event()
     outcome: dict[str, object] = {}
+    with httpx.Client(timeout=30) as http:
+        start = http.post(f"{stopping.url}/v2/{name}/blobs/uploads/")
+        assert start.status_code == 202, start.text
+    path = start.headers["location"].split("/v2/", 1)[1]
+    upload_id = start.headers["docker-upload-uuid"]
 
     def slow_body() -> Iterator[bytes]:
         yield data[:65536]
-        # SIGTERM arrives while this request is in flight; the rest is held back until the
-        # node has closed its listener, so the request is provably still open at that moment.
+        # SIGTERM only once the node is provably inside the request: it holds the upload's write
+        # lease (taken before it streams the body). Signalled earlier, the request could still be
+        # in the socket buffer, and a server that has not read a request yet rightly drops it.
+        _wait_for_lease(two_nodes_database, upload_id)
         os.killpg(stopping.process.pid, signal.SIGTERM)
         if not refused.wait(60):
             raise RuntimeError("the stopping node kept accepting connections")
@@ -118,9 +143,7 @@ def test_sigterm_finishes_the_upload_in_flight_and_takes_no_new_requests(
     def upload() -> None:
         with httpx.Client(timeout=120) as http:
             try:
-                outcome["response"] = http.post(
-                    f"{stopping.url}/v2/{name}/blobs/uploads/", params={"digest": digest}, content=slow_body()
-                )
+                outcome["response"] = http.patch(f"{stopping.url}/v2/{path}", content=slow_body())
             except Exception as exc:  # noqa: BLE001 - reported by the assertions below
                 outcome["error"] = exc
 
@@ -135,7 +158,7 @@ def test_sigterm_finishes_the_upload_in_flight_and_takes_no_new_requests(
     assert "error" not in outcome, outcome
     response = outcome["response"]
     assert isinstance(response, httpx.Response)
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     # uvicorn re-raises the signal after its graceful shutdown, so the exit status is -SIGTERM;
     # the log proves the order: shutdown began, the upload was answered, then the app stopped.
     assert stopping.process.wait(60) in (0, -signal.SIGTERM)
@@ -144,5 +167,7 @@ def test_sigterm_finishes_the_upload_in_flight_and_takes_no_new_requests(
     answered = log.index(f"/v2/{name}/blobs/uploads/", shutting)
     assert shutting < answered < log.index("Application shutdown complete", answered)
     with httpx.Client(timeout=30) as http:
+        done = http.put(f"{other.url}/v2/{path}", params={"digest": digest})
+        assert done.status_code == 201, done.text
         pulled = http.get(f"{other.url}/v2/{name}/blobs/{digest}")
         assert pulled.status_code == 200 and pulled.content == data
