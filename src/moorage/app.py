@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from moorage.api.health import health_routes
-from moorage.api.jobs import job_routes
+from moorage.api.jobs import job_routes, sysadmin_only
 from moorage.api.oci.routes import OciApi
 from moorage.api.rest import rest_mount
 from moorage.auth.token_endpoint import token_routes
@@ -78,12 +79,19 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
 
+    # DOTALL: Starlette's ``.*`` stops at a newline, so "/v2/p/app%0A/tags/list" would get a plain-text
+    # 404 instead of reaching the OCI router, which refuses it with the spec's JSON NAME_INVALID.
+    v2_paths = Route("/v2/{path:path}", oci, methods=_OCI_METHODS)
+    v2_paths.path_regex = re.compile(v2_paths.path_regex.pattern, re.DOTALL)
     routes = [
         Route("/v2", oci, methods=_OCI_METHODS),
-        Route("/v2/{path:path}", oci, methods=_OCI_METHODS),
+        v2_paths,
         # Before the REST sub-app: these must answer even when identity or the UI cannot.
         *health_routes(lambda request: request.app.state.services.health),
-        *job_routes(lambda request: request.app.state.services.jobs),
+        *job_routes(
+            lambda request: request.app.state.services.jobs,
+            sysadmin_only(lambda request: request.app.state.services.identity, settings.http.trusted_proxies),
+        ),
         *token_routes(lambda request: request.app.state.services.identity, settings.http.trusted_proxies),
     ]
     middleware = []

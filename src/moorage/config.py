@@ -28,6 +28,9 @@ from pydantic import (
     model_validator,
 )
 
+from moorage.auth.clients import TrustedProxies
+from moorage.registry.names import InvalidNameError, check_identifier
+
 __all__ = [
     "AuthSettings",
     "ConfigError",
@@ -79,8 +82,10 @@ class HttpSettings(_Section):
     relativeurls: bool = False
     #: Public base URL (``https://registry.example.com``); overrides Host/X-Forwarded-*.
     host: str | None = None
-    #: Peers whose ``X-Forwarded-Proto/Host`` headers are believed; ``*`` trusts all.
-    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
+    #: Peers whose ``X-Forwarded-For/Proto/Host`` headers are believed (addresses or CIDR networks;
+    #: ``*`` trusts all). The default is what ``deploy/nginx/moorage.conf`` needs on the node's own
+    #: host, where nginx reaches the default IPv4 listener from 127.0.0.1; see docs/configuration.md.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
     tls: TLSSettings = Field(default_factory=TLSSettings)
     #: Worker processes of ``moorage serve``; 0 = one per CPU core (at most 8). Measured manifest
     #: GETs on 2 cores, SQLite: 2,520/s with 1 worker, 5,440/s with 2.
@@ -88,6 +93,12 @@ class HttpSettings(_Section):
 
     def worker_count(self) -> int:
         return self.workers or min(os.cpu_count() or 1, 8)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        TrustedProxies.parse(value)  # a bad entry stops start-up, named; requests use the same matcher
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -215,6 +226,14 @@ class StorageSettings(BaseModel):
         return self._driver_settings
 
 
+def _identifier(value: str, key: str) -> str:
+    """A name the registry hands to clients or other services: printable, no control or whitespace characters."""
+    try:
+        return check_identifier(value, key)
+    except InvalidNameError as exc:
+        raise ValueError(exc.message) from None
+
+
 def _check_addresses(addresses: list[str]) -> list[str]:
     for address in addresses:
         host, sep, port = address.rpartition(":")
@@ -237,6 +256,11 @@ class RedisSentinelSettings(_Section):
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
         return _check_addresses(value)
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        return _identifier(value, "master name")
 
 
 class RedisClusterSettings(_Section):
@@ -267,6 +291,11 @@ class RedisSettings(_Section):
     #: Seconds a node trusts the cache generation it last read from the database (see docs/operations.md).
     fence_lease: float = Field(default=2.0, gt=0, le=60)
     key_prefix: str = "moorage"
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        return _identifier(value, "key prefix")
 
     @property
     def mode(self) -> Literal["none", "single", "sentinel", "cluster"]:
@@ -302,6 +331,11 @@ class AuthSettings(_Section):
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     login_window: int = Field(default=300, ge=1)
     login_lockout: int = Field(default=300, ge=1)
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str) -> str:
+        return _identifier(value, "service name")
 
     @model_validator(mode="after")
     def _token_mode_needs_secret(self) -> AuthSettings:

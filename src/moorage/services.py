@@ -67,7 +67,7 @@ class Services:
         uploads = UploadService(db, storage)
         handlers = HandlerRegistry()
         periodic = register_builtin(handlers, settings, uploads)
-        identity = IdentityService(db, settings.auth) if settings.auth.mode == "token" else None
+        identity = IdentityService(db, settings.auth, data_dir=settings.data_dir) if settings.auth.mode == "token" else None
         return cls(
             settings=settings,
             db=db,

@@ -103,7 +103,10 @@ def test_client_address_behind_trusted_proxies(peer: str, forwarded: str | None,
 
 def test_trusted_proxy_entries() -> None:
     assert is_trusted("10.4.5.6", ["10.0.0.0/8"]) and is_trusted("::1", ["::1"]) and is_trusted("x", ["*"])
-    assert not is_trusted("11.0.0.1", ["10.0.0.0/8", "not-a-network"]) and not is_trusted("", ["127.0.0.1"])
+    assert not is_trusted("11.0.0.1", ["10.0.0.0/8"]) and not is_trusted("", ["127.0.0.1"])
+    assert is_trusted("::ffff:10.0.0.5", ["10.0.0.5"])  # a dual-stack listener's view of an IPv4 proxy
+    with pytest.raises(ValueError, match="'not-a-network' is not an IP address"):  # no longer skipped silently
+        is_trusted("11.0.0.1", ["10.0.0.0/8", "not-a-network"])
 
 
 async def test_unknown_account_costs_an_argon2_check_and_is_refused() -> None:

@@ -14,7 +14,11 @@ would take *every* node out at once and turn a slowdown into an outage. ``?stric
 counts Redis as required (for monitoring that wants to page on it).
 
 The storage probe writes, reads back and deletes ``_health/<node>/probe``, so a read-only or
-full shared volume on one node is caught, not only an unreachable one.
+full shared volume on one node is caught, not only an unreachable one. ``/health`` is anonymous
+(load balancers call it), so the result is cached for ``cache_seconds`` (5 s) and shared by
+every concurrent caller: however many requests arrive, a node probes its storage at most once
+per window (before issue 10, each anonymous call wrote and deleted an object). ``/ping`` costs
+nothing and stays the liveness check.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import text
@@ -65,16 +69,25 @@ class ComponentHealth:
 
 
 class HealthChecker:
-    """Runs every dependency check concurrently, each bounded by ``timeout`` seconds."""
+    """Runs every dependency check concurrently, each bounded by ``timeout`` seconds.
+
+    Results are reused for ``cache_seconds`` (measured with ``clock``); callers arriving while a
+    check runs wait for that check instead of starting their own.
+    """
 
     def __init__(
-        self, db: Database, storage: StorageDriver, redis: Pingable | None = None, *, timeout: float = 3.0
+        self, db: Database, storage: StorageDriver, redis: Pingable | None = None, *, timeout: float = 3.0,
+        cache_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.storage = storage
         self.redis = redis
         self.timeout = timeout
+        self.cache_seconds = cache_seconds
+        self.clock = clock
         self.node = uuid.uuid4().hex
+        self._last: tuple[float, list[ComponentHealth]] | None = None
+        self._lock = asyncio.Lock()
 
     async def _database(self) -> None:
         async with self.db.read() as conn:
@@ -100,12 +113,25 @@ class HealthChecker:
             return ComponentHealth(name, False, required, (time.perf_counter() - started) * 1000, message[:500])
         return ComponentHealth(name, True, required, (time.perf_counter() - started) * 1000)
 
+    def _fresh(self) -> list[ComponentHealth] | None:
+        if self._last is None or self.clock() - self._last[0] >= self.cache_seconds:
+            return None
+        return self._last[1]
+
     async def check(self, *, strict: bool = False) -> list[ComponentHealth]:
-        """Every component's result; ``strict`` makes Redis required."""
-        checks = [self._timed("database", True, self._database), self._timed("storage", True, self._storage)]
-        if self.redis is not None:
-            checks.append(self._timed("redis", strict, self.redis.ping))
-        return list(await asyncio.gather(*checks))
+        """Every component's result (at most ``cache_seconds`` old); ``strict`` makes Redis required."""
+        results = self._fresh()
+        if results is None:
+            async with self._lock:  # one probe for every caller of this window
+                results = self._fresh()
+                if results is None:
+                    checks = [self._timed("database", True, self._database),
+                              self._timed("storage", True, self._storage)]
+                    if self.redis is not None:
+                        checks.append(self._timed("redis", False, self.redis.ping))
+                    results = list(await asyncio.gather(*checks))
+                    self._last = (self.clock(), results)
+        return [replace(c, required=True) if strict and c.name == "redis" else c for c in results]
 
 
 def health_routes(checker_of: Callable[[Request], HealthChecker]) -> list[Route]:

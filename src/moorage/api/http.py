@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from moorage.auth.clients import is_trusted
 from moorage.config import HttpSettings
 from moorage.errors import RegistryError
 
@@ -27,21 +27,7 @@ class UrlBuilder:
     settings: HttpSettings
 
     def _trusted(self, request: Request) -> bool:
-        trusted = self.settings.trusted_proxies
-        if "*" in trusted:
-            return True
-        client = request.client.host if request.client else ""
-        try:
-            address = ipaddress.ip_address(client)
-        except ValueError:
-            return False
-        for entry in trusted:
-            try:
-                if address in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                continue
-        return False
+        return is_trusted(request.client.host if request.client else "", self.settings.trusted_proxies)
 
     def base(self, request: Request) -> str:
         """``scheme://host[:port]`` as the client sees the registry."""

@@ -2,36 +2,88 @@
 
 Read-only on purpose: jobs are created by events and policies, not by API callers. Plain
 Starlette routes, mounted before the REST sub-app so ``/api/v2.0/jobs`` always resolves here.
+
+Job payloads and error texts name repositories, digests and storage paths of every project, so
+with ``auth.mode: token`` only system administrators may read them (:func:`sysadmin_only`).
+With ``auth.mode: none`` there are no accounts and anyone may already push, pull and delete
+everything, so the routes stay open like the rest of that registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from moorage.auth.clients import client_of
+from moorage.auth.identity import IdentityError
+from moorage.auth.service import IdentityService, parse_authorization
 from moorage.jobs.queue import JobQueue
 from moorage.numbers import parse_decimal
 
-__all__ = ["job_routes"]
+__all__ = ["Guard", "job_routes", "sysadmin_only"]
 
 _MAX_PAGE = 500
 #: Job ids are 32-bit integers in the table; a larger id names no job (and must not reach the database).
 _MAX_ID = 2**31 - 1
 
 QueueGetter = Callable[[Request], JobQueue]
+#: Decides whether a request may read jobs: ``None`` to go on, else the refusal to send.
+Guard = Callable[[Request], Awaitable[Response | None]]
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"errors": [{"code": code, "message": message}]}, status_code=status, headers=headers)
+
+
+def sysadmin_only(identity_of: Callable[[Request], IdentityService | None], trusted_proxies: Sequence[str]) -> Guard:
+    """A :data:`Guard` admitting system administrators (Basic or Bearer, as the REST API); open in mode none."""
+
+    async def guard(request: Request) -> Response | None:
+        identity = identity_of(request)
+        if identity is None:
+            return None
+        try:
+            credentials = parse_authorization(request.headers.get("authorization"))
+            subject = await identity.from_credentials(credentials, client_of(request, trusted_proxies))
+        except IdentityError as exc:
+            if exc.kind == "throttled":
+                return _error(429, "TOO_MANY_REQUESTS", exc.message)
+            if exc.kind == "forbidden":
+                return _error(403, "FORBIDDEN", exc.message)
+            return _error(401, "UNAUTHORIZED", exc.message, {"WWW-Authenticate": 'Basic realm="moorage"'})
+        if subject.anonymous:
+            return _error(
+                401, "UNAUTHORIZED", "the job list needs a system administrator's credentials: send Basic auth",
+                {"WWW-Authenticate": 'Basic realm="moorage"'},
+            )
+        if not subject.sysadmin:
+            return _error(403, "FORBIDDEN", f"reading jobs needs the system administrator role; {subject.name!r} "
+                          "is not one")
+        return None
+
+    return guard
+
+
+async def _open(request: Request) -> Response | None:
+    return None
 
 
 def _bad_request(message: str) -> Response:
     return JSONResponse({"errors": [{"code": "BAD_REQUEST", "message": message}]}, status_code=400)
 
 
-def job_routes(queue_of: QueueGetter) -> list[Route]:
-    """Routes over the queue that ``queue_of(request)`` returns (the app's, built in the lifespan)."""
+def job_routes(queue_of: QueueGetter, guard: Guard = _open) -> list[Route]:
+    """Routes over the queue that ``queue_of(request)`` returns (the app's, built in the lifespan).
+
+    ``guard`` runs first on every request (:func:`sysadmin_only` in the application).
+    """
 
     async def list_jobs(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
         params = request.query_params
         before_raw = params.get("before")
         try:
@@ -60,6 +112,8 @@ def job_routes(queue_of: QueueGetter) -> list[Route]:
         return JSONResponse(body)
 
     async def get_job(request: Request) -> Response:
+        if (refused := await guard(request)) is not None:
+            return refused
         raw = request.path_params["job_id"]
         try:
             job_id: int | None = parse_decimal(raw, maximum=_MAX_ID)

@@ -7,7 +7,6 @@ message that says what to do.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,13 +26,12 @@ from moorage.auth.passwords import (
 from moorage.auth.roles import ROLE_ACTIONS
 from moorage.db.identity_tables import project_members, projects, users
 from moorage.db.session import Database
+from moorage.registry.names import InvalidNameError, check_project, check_username
 
 __all__ = ["IdentityError", "IdentityStore", "Project", "Subject", "User"]
 
 log = structlog.get_logger("moorage.identity")
 
-_PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,254}$")
 
 
 class IdentityError(Exception):
@@ -120,12 +118,10 @@ def _project(row: Any) -> Project:
 
 
 def validate_project_name(name: str) -> None:
-    if len(name) > 255 or not _PROJECT_NAME.match(name):
-        raise IdentityError(
-            "invalid",
-            f"project name {name!r} is invalid: use lower-case letters, digits and single '.', '_' or '-' "
-            "between them (it is the first component of repository names)",
-        )
+    try:
+        check_project(name)
+    except InvalidNameError as exc:
+        raise IdentityError("invalid", exc.message) from None
 
 
 class IdentityStore:
@@ -162,12 +158,10 @@ class IdentityStore:
         self, username: str, password: str, *, email: str | None = None, realname: str | None = None,
         comment: str | None = None, sysadmin: bool = False,
     ) -> User:
-        if not _USERNAME.match(username) or username.startswith("robot$") or "$" in username:
-            raise IdentityError(
-                "invalid",
-                f"username {username!r} is invalid: use letters, digits, '.', '_', '@' or '-' "
-                "(names starting with 'robot$' are reserved for robot accounts)",
-            )
+        try:
+            check_username(username)
+        except InvalidNameError as exc:
+            raise IdentityError("invalid", exc.message) from None
         self._policy(password)
         now = utcnow()
         password_hash = await hash_secret_async(password)

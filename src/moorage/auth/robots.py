@@ -9,7 +9,6 @@ working (the token carries a fingerprint of the secret hash and the robot is re-
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,11 +27,11 @@ from moorage.auth.passwords import (
 )
 from moorage.db.identity_tables import projects, robots
 from moorage.db.session import Database
+from moorage.registry.names import InvalidNameError, check_project, check_robot
 
 __all__ = ["Robot", "RobotStore", "parse_permissions"]
 
 PREFIX = "robot$"
-_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 #: Harbor's (resource, action) pairs that map to a registry action.
 _ACTION_OF = {
     ("repository", "pull"): "pull",
@@ -78,6 +77,11 @@ def parse_permissions(raw: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
         namespace = str(entry.get("namespace", ""))
         if not namespace:
             raise IdentityError("invalid", "every permission needs a 'namespace' (a project name, or '*')")
+        if namespace != "*":
+            try:
+                check_project(namespace)
+            except InvalidNameError as exc:
+                raise IdentityError("invalid", f"permission namespace: {exc.message}") from None
         for access in entry.get("access") or []:
             key = (str(access.get("resource", "repository")), str(access.get("action", "")))
             action = _ACTION_OF.get(key)
@@ -109,10 +113,10 @@ class RobotStore:
         description: str | None, duration_days: int, disabled: bool = False,
     ) -> tuple[Robot, str]:
         """Create a robot; returns it with its secret (the only time the secret is available)."""
-        if not _NAME.match(name):
-            raise IdentityError(
-                "invalid", f"robot name {name!r} is invalid: use lower-case letters, digits, '.', '_' or '-'"
-            )
+        try:
+            check_robot(name)
+        except InvalidNameError as exc:
+            raise IdentityError("invalid", exc.message) from None
         if level == "project":
             if project is None:
                 raise IdentityError("invalid", "a project robot needs its project as the permission's namespace")

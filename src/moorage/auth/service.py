@@ -13,11 +13,13 @@ import binascii
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from moorage.auth.audit import AuditLog
+from moorage.auth.bootstrap import hand_over_initial_password
 from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Project, Subject
 from moorage.auth.keys import KeySet, SecretBox
 from moorage.auth.robots import PREFIX, RobotStore
@@ -25,6 +27,7 @@ from moorage.auth.throttle import LoginThrottle
 from moorage.auth.tokens import REFRESH_LIFETIME, Scope, TokenError, TokenService
 from moorage.config import AuthSettings
 from moorage.db.session import Database
+from moorage.registry.names import InvalidNameError, check_login
 
 __all__ = ["Credentials", "IdentityService", "parse_authorization"]
 
@@ -66,7 +69,8 @@ def parse_authorization(header: str | None) -> Credentials:
 
 
 class IdentityService:
-    def __init__(self, db: Database, settings: AuthSettings) -> None:
+    def __init__(self, db: Database, settings: AuthSettings, *, data_dir: Path | None = None) -> None:
+        """``data_dir``: where a generated initial admin password is written (mode 0600)."""
         if not settings.secret_key:
             raise ValueError(
                 "auth.secret_key (MOORAGE_SECRET_KEY) is required with auth.mode: token; "
@@ -74,6 +78,7 @@ class IdentityService:
             )
         self.db = db
         self.settings = settings
+        self.data_dir = data_dir
         self.store = IdentityStore(db)
         self.robots = RobotStore(db)
         self.audit = AuditLog(db)
@@ -96,10 +101,13 @@ class IdentityService:
             await self.keys.ensure()
             generated = await self.store.bootstrap_admin(self.settings.admin_password)
             if generated is not None:
-                # Printed once: the row now exists, so no later start generates another.
+                # Handed over once (the row now exists, so no later start generates another), and
+                # never through the structured log: see moorage.auth.bootstrap.
+                where = hand_over_initial_password(self.data_dir, generated)
                 log.warning(
-                    "initial_admin_created", username="admin", password=generated,
-                    hint="log in and change it (PUT /api/v2.0/users/1/password); it is not shown again",
+                    "initial_admin_created", username="admin",
+                    password_file=str(where) if where is not None else "printed on the console (stderr)",
+                    hint="log in, change the password (PUT /api/v2.0/users/<id>/password), then delete the file",
                 )
             self._started = True
 
@@ -113,6 +121,10 @@ class IdentityService:
         get no more tries than serial ones.
         """
         await self.start()
+        try:
+            check_login(username)  # "admin\n" is not admin: refused before it reaches the throttle or the audit log
+        except InvalidNameError as exc:
+            raise IdentityError("unauthorized", f"{exc.message}; log in with the exact account name") from None
         until, counted = await self.throttle.state(username, client)
         if until is not None:
             raise self._throttled(username, client, until)

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 
 from moorage.auth.keys import ALGORITHM, KeySet
+from moorage.registry.names import unsafe_character
 
 __all__ = ["REFRESH_LIFETIME", "Scope", "TokenError", "TokenService", "parse_scope"]
 
@@ -37,7 +38,11 @@ class Scope:
 
 
 def parse_scope(raw: str) -> Scope | None:
-    """``repository:team/app:pull,push`` → :class:`Scope` (names may contain ``:``; ``(class)`` is dropped)."""
+    """``repository:team/app:pull,push`` → :class:`Scope` (names may contain ``:``; ``(class)`` is dropped).
+
+    ``None`` for a malformed scope or one with a control or whitespace character
+    (see :mod:`moorage.registry.names`).
+    """
     first, sep, rest = raw.partition(":")
     if not sep:
         return None
@@ -45,6 +50,8 @@ def parse_scope(raw: str) -> Scope | None:
     if not sep or not name:
         return None
     resource_type = first.split("(", 1)[0]
+    if unsafe_character(raw) is not None:  # "proja\n/app": a look-alike of another name, never granted
+        return None
     return Scope(resource_type, name, tuple(a for a in actions.split(",") if a))
 
 

@@ -12,7 +12,7 @@ __all__ = ["ALGORITHMS", "Digest", "parse_digest"]
 
 #: Algorithm → length of its hex encoding. Only lowercase hex is canonical (OCI image-spec).
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
-_DIGEST = re.compile(r"^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
+_DIGEST = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class Digest:
 
 def parse_digest(value: str, *, code: str = "DIGEST_INVALID") -> Digest:
     """Validate ``value``; raises :class:`RegistryError` with ``code`` saying what is wrong."""
-    match = _DIGEST.match(value or "")
+    match = _DIGEST.fullmatch(value or "")
     if not match:
         raise RegistryError(
             code,

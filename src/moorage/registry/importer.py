@@ -35,7 +35,7 @@ _LINK = re.compile(
     r"_layers/(?P<layer_alg>[a-z0-9]+)/(?P<layer_hex>[a-f0-9]+)/link"
     r"|_manifests/revisions/(?P<rev_alg>[a-z0-9]+)/(?P<rev_hex>[a-f0-9]+)/link"
     r"|_manifests/tags/(?P<tag>[^/]+)/current/link"
-    r")$"
+    r")\Z"
 )
 
 

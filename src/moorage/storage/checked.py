@@ -20,7 +20,7 @@ from moorage.storage.driver import (
 
 __all__ = ["CheckedDriver", "check_path"]
 
-_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 
 
 def check_path(path: str) -> str:
@@ -28,7 +28,7 @@ def check_path(path: str) -> str:
 
     Raises :class:`InvalidPathError` otherwise.
     """
-    if not _PATH.match(path) or any(part in (".", "..") for part in path.split("/")):
+    if not _PATH.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
         raise InvalidPathError(f"invalid storage path {path!r}", path=path)
     return path
 

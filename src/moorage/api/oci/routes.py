@@ -46,7 +46,7 @@ class _Route:
 
 
 def _route(pattern: str, **methods: str) -> _Route:
-    return _Route(re.compile(f"^/v2/{pattern}$"), methods)
+    return _Route(re.compile(f"/v2/{pattern}"), methods)
 
 
 _NAME = r"(?P<name>[^?#]+?)"
@@ -142,11 +142,13 @@ class OciApi:
         self.read_only = read_only
 
     async def __call__(self, request: Request) -> Response:
-        path = request.url.path
+        # The raw path: request.url.path goes through urlsplit, which silently drops "\n", "\r" and
+        # "\t", so "/v2/p/app%0A/…" would act on "p/app" instead of being refused as NAME_INVALID.
+        path = str(request.scope["path"])
         method = request.method
         try:
             for route in _ROUTES:
-                match = route.pattern.match(path)
+                match = route.pattern.fullmatch(path)
                 if match is None:
                     continue
                 handler_name = route.methods.get(method)
