@@ -28,8 +28,15 @@ if [ ! -x .venv/bin/python ]; then
     log "creating .venv"
     python3 -m venv .venv
 fi
-log "installing moorage into .venv"
-.venv/bin/pip install -q -e .
+# The pinned set (requirements.lock, hashes checked; scripts/lock.sh writes it), then Moorage
+# itself without dependencies, so nothing unpinned comes in.
+log "installing requirements.lock and moorage into .venv"
+.venv/bin/pip install -q --require-hashes -r requirements.lock
+.venv/bin/pip install -q --no-deps -e .
+if ! .venv/bin/pip check >&2; then
+    echo "requirements.lock does not satisfy pyproject.toml; run scripts/lock.sh (or report it)" >&2
+    exit 1
+fi
 
 log "starting moorage serve (embedded default; data in ${MOORAGE_DATA_DIR:-./moorage-data})"
 exec .venv/bin/moorage serve "$@"

@@ -4,8 +4,9 @@
 # As root on Debian 12: installs the missing Debian packages (real clients, the reference
 # registry, the services), starts a throwaway PostgreSQL / Redis only when nothing answers on
 # 127.0.0.1:5432 / :6379 (and stops them again at exit; a private PostgreSQL on another port
-# when the one on 5432 refuses a passwordless login), creates .venv, installs ".[test]",
-# runs pytest over tests/. Extra arguments go to pytest, e.g. `bash scripts/test.sh -k skopeo`.
+# when the one on 5432 refuses a passwordless login), creates .venv, installs the pinned
+# requirements-test.lock then the project (see scripts/lock.sh), runs pytest over tests/.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k skopeo`.
 #
 # Environment: CI=true makes every would-be skip a failure. MOORAGE_TEST_POSTGRES_URL /
 # MOORAGE_TEST_REDIS_URL point the tests at other servers (then nothing is started here).
@@ -98,8 +99,17 @@ if [ ! -x .venv/bin/python ]; then
     log "creating .venv"
     python3 -m venv .venv
 fi
-log "installing moorage[test] into .venv"
-.venv/bin/pip install -q -e ".[test]"
+# The pinned set first (hashes checked), then the project itself without dependencies, so
+# nothing unpinned comes in. `pip check` catches a lock that pyproject.toml has outgrown.
+# pip may warn "Location 'file:///opt/pypi-more/simple/…' is ignored": a machine-wide extra
+# index that lacks that package; pip takes it from the other indexes, the hashes still hold.
+log "installing requirements-test.lock and moorage (editable, --no-deps) into .venv"
+.venv/bin/pip install -q --require-hashes -r requirements-test.lock
+.venv/bin/pip install -q --no-deps -e .
+if ! .venv/bin/pip check >&2; then
+    echo "==> FAILED: requirements-test.lock does not satisfy pyproject.toml; run scripts/lock.sh and commit" >&2
+    exit 1
+fi
 
 # -- the suite ------------------------------------------------------------------------------
 log "running pytest (CI=${CI:-unset})"
