@@ -23,7 +23,7 @@ from tests.e2e.identity_helpers import (
     start_token_moorage,
     uid,
 )
-from tests.e2e.images import OciLayout
+from tests.e2e.images import BuiltImage, OciLayout, verify_layout
 from tests.e2e.servers import RegistryProcess, free_port, throwaway_postgres_database
 
 KIB = 1024
@@ -84,10 +84,22 @@ def _push_pull(tools: ContainersTools, layout: OciLayout, ref: str) -> None:
     tools.podman("push", "--digestfile", str(digest_file), ref)
     tools.podman("rmi", "--all", "--force")
     tools.podman("pull", "-q", ref)
+    _assert_podman_pulled(tools, ref, digest_file.read_text().strip(), image)
+
+
+def _assert_podman_pulled(tools: ContainersTools, ref: str, manifest_digest: str, image: BuiltImage) -> None:
+    """What podman pulled is the pushed image: its manifest digest, and every layer file's hash."""
     pulled = tools.podman("image", "inspect", "--format", "{{.Digest}}", ref).stdout.strip()
-    assert pulled == digest_file.read_text().strip()
+    assert pulled == manifest_digest
     labels = tools.podman("image", "inspect", "--format", "{{index .Labels \"org.moorage.test\"}}", ref).stdout
-    assert labels.strip() == "v1"
+    assert labels.strip() == image.tag
+    tools.assert_files_match(ref, image.files)
+
+
+def _assert_skopeo_pulled(root: Path, tag: str, image: BuiltImage) -> None:
+    """What skopeo copied into the layout ``root`` is the pushed image, blob for blob, re-hashed."""
+    assert OciLayout(root, create=False).tags()[tag]["digest"] == image.manifest.digest
+    assert set(verify_layout(root)) == {image.manifest.digest, *(b.digest for b in image.blobs)}
 
 
 def test_developer_logs_in_pushes_and_pulls(reg: RegistryProcess, api: AdminApi, tools: ContainersTools,
@@ -115,6 +127,7 @@ def test_guest_pulls_but_push_is_refused_with_the_reason(
     guest = api.user(project, 3)
     _login(tools, reg, guest, PASSWORD)
     tools.podman("pull", "-q", f"{reg.host}/{project}/app:v1")
+    _assert_podman_pulled(tools, f"{reg.host}/{project}/app:v1", image.manifest.digest, image)
     tools.podman("tag", f"{reg.host}/{project}/app:v1", f"{reg.host}/{project}/app:v2")
     output = _failure(lambda: tools.podman("push", f"{reg.host}/{project}/app:v2"))
     assert f"has role guest in project '{project}', which does not allow push" in output
@@ -147,6 +160,7 @@ def test_anonymous_pull_of_a_public_project(reg: RegistryProcess, api: AdminApi,
     for project in (public, private):
         skopeo.copy(image.ref, f"docker://{reg.host}/{project}/app:v1", "--dest-creds", f"admin:{ADMIN_PASSWORD}")
     skopeo.copy(f"docker://{reg.host}/{public}/app:v1", f"oci:{tmp_path / 'pulled'}:v1")
+    _assert_skopeo_pulled(tmp_path / "pulled", "v1", image)
     output = _failure(lambda: skopeo.copy(f"docker://{reg.host}/{private}/app:v1", f"oci:{tmp_path / 'no'}:v1"))
     assert "authentication required to pull" in output
 
@@ -244,3 +258,6 @@ def test_two_nodes_skopeo_rounds(two_nodes: tuple[RegistryProcess, RegistryProce
         skopeo.copy(image.ref, f"docker://{push_node.host}/{project}/app:r{i}", "--dest-creds", creds)
         skopeo.copy(f"docker://{pull_node.host}/{project}/app:r{i}", f"oci:{tmp_path / 'out'}:r{i}",
                     "--src-creds", creds)
+        assert OciLayout(tmp_path / "out", create=False).tags()[f"r{i}"]["digest"] == image.manifest.digest
+    # Every round pulled the same image: the layout holds exactly its blobs, each re-hashed.
+    assert set(verify_layout(tmp_path / "out")) == {image.manifest.digest, *(b.digest for b in image.blobs)}

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.clients import ContainersTools, Skopeo
-from tests.e2e.images import OciLayout
+from tests.e2e.images import OciLayout, verify_dir
 from tests.ha.conftest import Cluster, require
 
 ROUNDS = 4
@@ -59,6 +59,7 @@ def test_push_pull_rounds_through_nginx_with_redis_lost_midway(
             ha_skopeo.copy(remote, f"dir:{pulled}")
             manifest = json.loads((pulled / "manifest.json").read_text())
             assert [layer["digest"] for layer in manifest["layers"]] == [b.digest for b in image.layers]
+            assert verify_dir(pulled) == {b.digest for b in image.blobs}  # every blob re-hashed
             with httpx.Client(timeout=30) as http:
                 for node in ha_redis.nodes:  # every node answers the same, cache or not
                     got = http.get(f"{node.url}/v2/{repo}/manifests/{tag}",
@@ -83,6 +84,7 @@ def test_push_pull_rounds_through_nginx_with_redis_lost_midway(
     # And pushing again after the outage works through every layer of the stack.
     ha_skopeo.copy(image.ref, f"docker://{proxy.host}/{repo}:again")
     ha_skopeo.copy(f"docker://{proxy.host}/{repo}:again", f"dir:{tmp_path / 'again'}")
+    assert verify_dir(tmp_path / "again") == {b.digest for b in image.blobs}
 
 
 def test_podman_push_pull_through_nginx(ha_redis: Cluster, tmp_path: Path) -> None:
@@ -100,5 +102,6 @@ def test_podman_push_pull_through_nginx(ha_redis: Cluster, tmp_path: Path) -> No
             tools.podman("push", local, remote)
             tools.podman("rmi", remote, check=False)
             tools.podman("pull", remote)
+            tools.assert_files_match(remote, image.files)  # every layer file hashes like the original
     finally:
         tools.cleanup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
@@ -158,10 +159,15 @@ async def test_robots(idp: Idp) -> None:
         {"kind": "project", "namespace": project, "access": [{"resource": "repository", "action": "pull"}]}]}
     r = await idp.api("POST", "/robots", developer, json=body)
     assert r.status_code == 403 and "maintainer or projectAdmin" in message(r)
+    before = int(time.time())
     r = await idp.api("POST", "/robots", maintainer, json=body)
+    after = int(time.time())
     assert r.status_code == 201, r.text
     created = r.json()
-    assert created["name"] == f"robot${project}+{body['name']}" and created["secret"] and created["expires_at"] > 0
+    assert created["name"] == f"robot${project}+{body['name']}" and created["secret"]
+    # 30 days from the moment of creation (the bounds are the request's start and end, not a timing).
+    thirty_days = 30 * 86400
+    assert before + thirty_days <= created["expires_at"] <= after + thirty_days + 1, (before, created, after)
     robot_id = created["id"]
     got = (await idp.api("GET", f"/robots/{robot_id}", maintainer)).json()
     assert "secret" not in got and got["permissions"][0]["access"] == [{"resource": "repository", "action": "pull"}]
@@ -249,7 +255,7 @@ async def test_repositories_artifacts_tags(idp: Idp) -> None:
 async def test_audit_log_records_changes_and_registry_operations(idp: Idp) -> None:
     project = await idp.project()
     name, developer = await idp.user_in(project, 2)
-    _, limited = await idp.user_in(project, 5)
+    limited_name, limited = await idp.user_in(project, 5)
     idp.http.headers.update(developer)
     try:
         _digest, _ = await push_image(idp.http, f"{project}/audited", "v1", [b"audit"])
@@ -257,14 +263,21 @@ async def test_audit_log_records_changes_and_registry_operations(idp: Idp) -> No
     finally:
         del idp.http.headers["Authorization"]
     logs = (await idp.api("GET", f"/projects/{project}/logs", developer)).json()
-    ops = {(e["username"], e["operation"], e["resource_type"]) for e in logs}
-    assert {(name, "push", "artifact"), (name, "pull", "artifact"), ("admin", "create", "project"),
-            ("admin", "create", "project_member")} <= ops
+    ops = sorted((e["username"], e["operation"], e["resource_type"], e["resource"]) for e in logs)
+    assert ops == sorted([
+        (name, "push", "artifact", f"{project}/audited:v1"), (name, "pull", "artifact", f"{project}/audited:v1"),
+        ("admin", "create", "project", project), ("admin", "create", "project_member", f"{project}:{name}"),
+        ("admin", "create", "project_member", f"{project}:{limited_name}"),
+    ])
     assert (await idp.api("GET", f"/projects/{project}/logs", limited)).status_code == 403
     mine = (await idp.api("GET", "/audit-logs", developer, params={"username": name})).json()
-    assert mine and all(e["project"] == project for e in mine)
-    everything = await idp.api("GET", "/audit-logs", idp.admin, params={"operation": "create", "page_size": 5})
-    assert int(everything.headers["x-total-count"]) >= 2
+    assert sorted((e["operation"], e["project"]) for e in mine if e["resource_type"] == "artifact") == [
+        ("pull", project), ("push", project)]
+    assert all(e["project"] == project for e in mine)
+    # Filtered to this test's project (the database is shared): exactly its three "create" rows.
+    everything = await idp.api("GET", "/audit-logs", idp.admin,
+                               params={"operation": "create", "resource": project, "page_size": 2})
+    assert everything.headers["x-total-count"] == "3" and len(everything.json()) == 2
     assert (await idp.api("GET", "/audit-logs")).status_code == 401
 
 
