@@ -27,7 +27,9 @@ Resumable writes use Static Large Objects, which both servers implement:
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import hashlib
 import hmac
 import io
@@ -35,8 +37,7 @@ import json
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -56,38 +57,13 @@ from moorage.storage.driver import (
     WriteState,
 )
 from moorage.storage.drivers.swift_auth import HTTP_ERRORS, SwiftAuth, SwiftSettings, authenticate, describe
+from moorage.storage.drivers.swift_http import Answer, deadline, fix_storage_url, read_body
 
 __all__ = ["SwiftDriver"]
 
-_READ_CHUNK = 1 << 20
 _SEGMENTS = ".segments/"
 _LIST_LIMIT = 1000
 _RAW_BODY_LIMIT = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """A fully read response (everything but blob reads is small)."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def text(self, limit: int = 300) -> str:
-        return self.body[:limit].decode(errors="replace")
-
-
-def _fix_storage_url(auth: SwiftAuth, exc: BaseException) -> str:
-    # The fix comes before the exception text: `moorage check` shortens long details.
-    return (
-        f"the Swift storage URL {auth.storage_url} is unreachable from this node; behind a proxy set "
-        f"storage.swift.storageurl to the URL this node should use (the auth service advertised "
-        f"{auth.advertised_url}): {describe(exc)}"
-    )
 
 
 class SwiftDriver:
@@ -129,7 +105,10 @@ class SwiftDriver:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=64, ssl=self._ssl),
-                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60),
+                # The total is enforced per request by _deadline: aiohttp's would also cut blob reads.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=self.settings.connecttimeout, sock_read=self.settings.readtimeout
+                ),
                 auto_decompress=False,
             )
         return self._session
@@ -141,12 +120,16 @@ class SwiftDriver:
     def _path(self, key: str) -> str:
         return key[len(self.root) + 1 :] if self.root else key
 
+    def _deadline(self, what: str, path: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return deadline(self.settings, what, path)
+
     async def _login(self, stale: SwiftAuth | None = None) -> SwiftAuth:
         """Authenticate once per token; creates the container and the TempURL key on first login."""
         async with self._auth_lock:
             if self._auth is not None and self._auth is not stale:
                 return self._auth
-            auth = await authenticate(self.http, self.settings)
+            async with self._deadline("auth", ""):
+                auth = await authenticate(self.http, self.settings)
             first = self._auth is None
             self._auth = auth
             if first:
@@ -207,9 +190,11 @@ class SwiftDriver:
                         path=path,
                         driver=self.name,
                     ) from None
+            except aiohttp.SocketTimeoutError:
+                raise  # no byte for readtimeout: the caller's deadline says so (aiohttp >= 3.10)
             except HTTP_ERRORS as exc:
                 raise StorageUnavailableError(
-                    _fix_storage_url(auth, exc), path=path, driver=self.name
+                    fix_storage_url(auth, exc), path=path, driver=self.name
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
@@ -223,17 +208,22 @@ class SwiftDriver:
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
         params: dict[str, str] | None = None,
-    ) -> _Answer:
-        response = await self._open(auth, method, url, path, headers=headers, content=content, params=params)
-        try:
-            body = await response.read()
-        except HTTP_ERRORS as exc:
-            raise StorageError(
-                f"Swift {method} of {path!r} broke off: {describe(exc)}", path=path, driver=self.name
-            ) from None
-        finally:
-            response.release()
-        return _Answer(response.status, response.headers, body)
+    ) -> Answer:
+        async with self._deadline(method, path):
+            response = await self._open(
+                auth, method, url, path, headers=headers, content=content, params=params
+            )
+            try:
+                body = await response.read()
+            except HTTP_ERRORS as exc:
+                if isinstance(exc, TimeoutError):
+                    raise  # the deadline's, or the per-read timeout's: _deadline tells them apart
+                raise StorageError(
+                    f"Swift {method} of {path!r} broke off: {describe(exc)}", path=path, driver=self.name
+                ) from None
+            finally:
+                response.release()
+        return Answer(response.status, response.headers, body)
 
     def _url(self, auth: SwiftAuth, key: str | None) -> str:
         url = f"{auth.storage_url}/{quote(self.container)}"
@@ -266,7 +256,7 @@ class SwiftDriver:
         headers: dict[str, str] | None = None,
         content: bytes | None = None,
         params: dict[str, str] | None = None,
-    ) -> _Answer:
+    ) -> Answer:
         """One request on ``<container>/<key>`` (the container itself when ``key`` is None).
 
         A 401 means the token expired: log in again and retry once.
@@ -286,15 +276,18 @@ class SwiftDriver:
     async def _stream(self, path: str, key: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
         """GET with the body left unread, for blob reads; same token refresh as :meth:`_request`."""
         auth = await self._login()
-        response = await self._open(auth, "GET", self._url(auth, key), path, headers=headers)
+        async with self._deadline("GET", path):
+            response = await self._open(auth, "GET", self._url(auth, key), path, headers=headers)
         if response.status == 401:
             response.release()
             auth = await self._login(stale=auth)
-            response = await self._open(auth, "GET", self._url(auth, key), path, headers=headers)
+            async with self._deadline("GET", path):
+                response = await self._open(auth, "GET", self._url(auth, key), path, headers=headers)
         if response.status >= 400:
             try:
-                detail = (await response.read())[:300].decode(errors="replace")
-            except HTTP_ERRORS:
+                async with self._deadline("GET", path):
+                    detail = (await response.read())[:300].decode(errors="replace")
+            except (*HTTP_ERRORS, StorageError):
                 detail = ""
             finally:
                 response.release()
@@ -321,7 +314,7 @@ class SwiftDriver:
             marker = str(entries[-1].get("name", ""))
 
     # -- reads -----------------------------------------------------------------------------------
-    async def _head(self, path: str) -> _Answer | None:
+    async def _head(self, path: str) -> Answer | None:
         try:
             return await self._request("HEAD", path, self._key(path))
         except PathNotFoundError:
@@ -353,13 +346,8 @@ class SwiftDriver:
             headers["Range"] = f"bytes={offset}-{end}"
         response = await self._stream(path, self._key(path), headers)
         try:
-            try:
-                async for chunk in response.content.iter_chunked(_READ_CHUNK):
-                    yield chunk
-            except HTTP_ERRORS as exc:
-                raise StorageError(
-                    f"Swift read of {path!r} broke off: {describe(exc)}", path=path, driver=self.name
-                ) from None
+            async for chunk in read_body(response, path, self.settings):
+                yield chunk
         finally:
             response.release()  # closes the connection instead when the body was not read to the end
 
@@ -516,7 +504,10 @@ class SwiftDriver:
             base = parts.path.split("/v1", 1)[0]
             digest = "sha1"
             try:
-                async with self.http.get(f"{parts.scheme}://{parts.netloc}{base}/info") as response:
+                async with (
+                    asyncio.timeout(self.settings.timeout),
+                    self.http.get(f"{parts.scheme}://{parts.netloc}{base}/info") as response,
+                ):
                     info = await response.json(content_type=None) if response.status == 200 else {}
                 allowed = info.get("tempurl", {}).get("allowed_digests", []) if isinstance(info, dict) else []
                 digest = "sha256" if "sha256" in allowed else "sha1"

@@ -44,7 +44,7 @@ def describe(exc: BaseException) -> str:
 class SwiftSettings(BaseModel):
     """``storage.swift``: CNCF Distribution's keys plus ``storageurl`` and ``tempurldigest``.
 
-    ``storageurl`` replaces the ``X-Storage-Url`` the auth service advertises: behind a proxy
+    The three timeouts are Moorage additions. ``storageurl`` replaces the ``X-Storage-Url`` the auth service advertises: behind a proxy
     it often names the internal scheme, host or port. ``tempurldigest`` picks the TempURL
     HMAC: ``auto`` reads ``/info`` (Swift lists ``allowed_digests``; RGW Pacific does not and
     accepts only SHA-1).
@@ -76,6 +76,14 @@ class SwiftSettings(BaseModel):
     endpointtype: Literal["public", "internal", "admin"] = "public"
     storageurl: str | None = None
     tempurldigest: Literal["auto", "sha1", "sha256", "sha512"] = "auto"
+    #: Seconds to open a connection.
+    connecttimeout: float = Field(default=10, gt=0)
+    #: Seconds a request may wait for its next byte.
+    readtimeout: float = Field(default=60, gt=0)
+    #: Seconds a whole request may take (auth, HEAD, a segment PUT, a listing page); a blob read
+    #: gets this long for its headers and again for every MiB of its body, so a server that
+    #: trickles bytes cannot hold a request forever however long the blob is.
+    timeout: float = Field(default=300, gt=0)
 
     def version(self) -> int:
         """The auth protocol: as configured, else guessed from the URL like Distribution does."""
