@@ -175,6 +175,13 @@ class RobotStore:
             rows = (await conn.execute(query.order_by(robots.c.id).offset(offset).limit(limit))).all()
         return [_robot(row) for row in rows], int(total)
 
+    async def all_of_project(self, project_id: int) -> list[Robot]:
+        """Every robot of a project (deleting the project deletes them: the audit log names each)."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(robots).where(robots.c.project_id == project_id)
+                                       .order_by(robots.c.id))).all()
+        return [_robot(row) for row in rows]
+
     async def update(
         self, robot: Robot, *, disabled: bool | None, description: str | None,
         permissions: dict[str, frozenset[str]] | None,

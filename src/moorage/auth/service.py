@@ -113,6 +113,18 @@ class IdentityService:
 
     # -- credentials -----------------------------------------------------------------------
     async def login(self, username: str, password: str, client: str) -> Subject:
+        """:meth:`_login`, recorded in the audit log (success, failure or throttled; see :meth:`AuditLog.login`)."""
+        method = "robot" if username.startswith(PREFIX) else "password"
+        try:
+            subject = await self._login(username, password, client)
+        except IdentityError as exc:
+            outcome = "throttled" if exc.kind == "throttled" else "failure"
+            await self.audit.login(username, client, method, outcome, detail=exc.message)
+            raise
+        await self.audit.login(username, client, method, "success", fingerprint=subject.fingerprint)
+        return subject
+
+    async def _login(self, username: str, password: str, client: str) -> Subject:
         """Check a name and password or robot secret, throttled per (name, client) across nodes.
 
         A password this process verified within a minute is accepted without a write (Basic auth
@@ -195,7 +207,17 @@ class IdentityService:
             raise IdentityError("unauthorized", f"user {name!r} no longer exists; log in as another user")
         return self.store.user_subject(user)
 
-    async def from_refresh_token(self, token: str) -> Subject:
+    async def from_refresh_token(self, token: str, client: str = "") -> Subject:
+        """The subject of a refresh token (``grant_type=refresh_token``), recorded as a login."""
+        try:
+            subject = await self._from_refresh_token(token)
+        except IdentityError as exc:
+            await self.audit.login("(refresh token)", client, "refresh_token", "failure", detail=exc.message)
+            raise
+        await self.audit.login(subject.name, client, "refresh_token", "success", fingerprint=subject.fingerprint)
+        return subject
+
+    async def _from_refresh_token(self, token: str) -> Subject:
         try:
             claims = await self.tokens.verify(token, refresh=True)
         except TokenError as exc:
@@ -247,10 +269,12 @@ class IdentityService:
                 access.append({"type": scope.type, "name": scope.name, "actions": granted})
         return access
 
-    async def oci_event(self, principal: Any, operation: str, repository: str, reference: str, client: str) -> None:
-        """Audit hook of the ``/v2`` routes: every manifest pull, push and delete (blob deletes too)."""
+    async def oci_event(self, principal: Any, operation: str, repository: str, reference: str, client: str,
+                        resource_type: str = "artifact", auth: str | None = None) -> None:
+        """Audit hook of the ``/v2`` routes: every manifest pull, push and delete, and blob deletes
+        (``resource_type`` ``blob``); ``auth`` is how the caller authenticated."""
         await self.audit.record(
-            getattr(principal, "name", "anonymous"), operation, "artifact", f"{repository}:{reference}"
-            if not reference.startswith("sha256:") else f"{repository}@{reference}",
-            project=repository.split("/", 1)[0], client=client,
+            getattr(principal, "name", "anonymous"), operation, resource_type, f"{repository}:{reference}"
+            if ":" not in reference else f"{repository}@{reference}",
+            project=repository.split("/", 1)[0], client=client, auth=auth,
         )

@@ -107,7 +107,7 @@ def token_routes(identity_of: Callable[[Request], IdentityService | None],
                 subject = await identity.login(str(form.get("username", "")), str(form.get("password", "")),
                                                _client(request))
             elif grant_type == "refresh_token":
-                subject = await identity.from_refresh_token(str(form.get("refresh_token", "")))
+                subject = await identity.from_refresh_token(str(form.get("refresh_token", "")), _client(request))
             else:
                 raise IdentityError(
                     "invalid", f"grant_type {grant_type!r} is not supported; use 'password' or 'refresh_token'"

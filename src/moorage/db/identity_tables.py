@@ -105,6 +105,9 @@ audit_log = Table(
     Column("project", String(255), nullable=True),
     Column("client", String(64), nullable=True),
     Column("detail", Text, nullable=True),
+    #: How the caller authenticated: basic | robot | token | session | anonymous; on login rows
+    #: the login method: password | robot | refresh_token (migration 0005).
+    Column("auth_method", String(32), nullable=True),
     Index("ix_audit_log_op_time", "op_time"),
     Index("ix_audit_log_project", "project", "op_time"),
 )

@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from moorage.api.http import UrlBuilder, error_response
 from moorage.auth.access import AccessController, AccessRequest, Principal
+from moorage.auth.audit import auth_method
 from moorage.auth.clients import client_of
 from moorage.errors import RegistryError
 from moorage.numbers import parse_decimal
@@ -35,8 +36,9 @@ log = structlog.get_logger("moorage.oci")
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
-#: Audit hook: (principal, operation pull|push|delete, repository, reference, client address).
-EventHook = Callable[[Principal, str, str, str, str], Awaitable[None]]
+#: Audit hook: (principal, operation pull|push|delete, repository, reference, client address,
+#: resource type artifact|blob, how the caller authenticated: basic|robot|token|anonymous).
+EventHook = Callable[[Principal, str, str, str, str, str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,10 +199,14 @@ class OciApi:
     async def _allow(self, request: Request, name: str, *actions: str) -> None:
         request.state.principal = await self.access.authorize(self._ctx(request), name, frozenset(actions))
 
-    async def _event(self, request: Request, operation: str, name: str, reference: str) -> None:
+    async def _event(self, request: Request, operation: str, name: str, reference: str,
+                     resource_type: str = "artifact") -> None:
         if self.on_event is not None:
             client = client_of(request, self.urls.settings.trusted_proxies)
-            await self.on_event(request.state.principal, operation, name, reference, client)
+            principal: Principal = request.state.principal
+            scheme = (request.headers.get("authorization") or "").strip().partition(" ")[0]
+            await self.on_event(principal, operation, name, reference, client, resource_type,
+                                auth_method(scheme, principal.kind))
 
     # --- base and listings -------------------------------------------------------------
 
@@ -321,7 +327,7 @@ class OciApi:
         name = params["name"]
         await self._allow(request, name, "delete")
         await self.blobs.unlink(name, parse_digest(params["digest"]))
-        await self._event(request, "delete", name, params["digest"])
+        await self._event(request, "delete", name, params["digest"], "blob")
         return Response(status_code=202, headers={**API_VERSION, "Content-Length": "0"})
 
     # --- uploads -----------------------------------------------------------------------

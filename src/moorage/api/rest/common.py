@@ -18,6 +18,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator
 
+from moorage.auth.audit import auth_method
 from moorage.auth.clients import client_of
 from moorage.auth.identity import IdentityError, Project, Subject
 from moorage.auth.roles import ROLE_IDS
@@ -103,6 +104,8 @@ class Caller:
     identity: IdentityService
     services: Services
     client: str
+    #: How the caller authenticated (:func:`moorage.auth.audit.auth_method`), recorded on audit rows.
+    auth: str = "anonymous"
 
     def require_login(self) -> None:
         if self.subject.anonymous:
@@ -113,9 +116,11 @@ class Caller:
         if not self.subject.sysadmin:
             raise ApiError(403, f"{what} needs the system administrator role; {self.subject.name!r} is not one")
 
-    async def audit(self, operation: str, resource_type: str, resource: str, project: str | None = None) -> None:
+    async def audit(self, operation: str, resource_type: str, resource: str, project: str | None = None,
+                    detail: str | None = None) -> None:
         await self.identity.audit.record(
-            self.subject.name, operation, resource_type, resource, project=project, client=self.client
+            self.subject.name, operation, resource_type, resource, project=project, client=self.client,
+            detail=detail, auth=self.auth,
         )
 
 
@@ -127,7 +132,7 @@ async def caller(request: Request) -> Caller:
         subject = await identity.from_credentials(credentials, client)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
-    return Caller(subject, identity, services_of(request), client)
+    return Caller(subject, identity, services_of(request), client, auth_method(credentials.scheme, subject.kind))
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

@@ -25,12 +25,17 @@ class AuditLogItem(BaseModel):
     op_time: datetime
     project: str | None
     client: str | None
+    #: How the caller authenticated: basic, robot, token, session, anonymous; on logins the method.
+    auth_method: str | None = None
+    #: What changed (``role developer -> guest``), or why a login failed.
+    detail: str | None = None
 
 
 def audit_items(entries: list[AuditEntry]) -> list[AuditLogItem]:
     return [
         AuditLogItem(id=e.id, username=e.username, resource=e.resource, resource_type=e.resource_type,
-                     operation=e.operation, op_time=e.op_time, project=e.project, client=e.client)
+                     operation=e.operation, op_time=e.op_time, project=e.project, client=e.client,
+                     auth_method=e.auth_method, detail=e.detail)
         for e in entries
     ]
 

@@ -161,8 +161,12 @@ async def delete_project(project_name_or_id: str, who: CallerDep) -> None:
     _manage(who, role, project, "deleting the project")
     if await _repo_count(who, project):
         raise ApiError(412, f"project {project.name!r} still has repositories; delete them first")
+    robots = await who.identity.robots.all_of_project(project.id)  # the delete removes them with it
     await who.identity.store.delete_project(project)
     await who.audit("delete", "project", project.name, project.name)
+    for robot in robots:
+        await who.audit("delete", "robot", robot.name, project.name,
+                        detail=f"removed with project {project.name!r}")
 
 
 @router.get("/projects/{project_name_or_id}/members", response_model=list[MemberOut])
@@ -222,11 +226,14 @@ async def get_member(project_name_or_id: str, mid: Id, who: CallerDep) -> Member
 async def update_member(project_name_or_id: str, mid: Id, body: RoleReq, who: CallerDep) -> None:
     project, role = await visible_project(who, project_name_or_id)
     _manage(who, role, project, "changing roles")
+    new_role = ROLE_NAMES[body.role_id]
     try:
-        await who.identity.store.set_member_role(project, mid, ROLE_NAMES[body.role_id])
+        before = await who.identity.store.member(project, mid)
+        await who.identity.store.set_member_role(project, mid, new_role)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
-    await who.audit("update", "project_member", f"{project.name}:{mid}", project.name)
+    await who.audit("update", "project_member", f"{project.name}:{before['username']}", project.name,
+                    detail=f"role {before['role']} -> {new_role}")
 
 
 @router.delete("/projects/{project_name_or_id}/members/{mid}", response_model=None)

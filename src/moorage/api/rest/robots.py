@@ -178,11 +178,28 @@ async def update_robot(robot_id: Id, body: RobotUpdate, who: CallerDep) -> None:
     robot, project = await _robot(who, robot_id)
     permissions = None if body.permissions is None else _permissions(body.permissions)
     try:
-        await who.identity.robots.update(robot, disabled=body.disable, description=body.description,
-                                         permissions=permissions)
+        after = await who.identity.robots.update(robot, disabled=body.disable, description=body.description,
+                                                 permissions=permissions)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
-    await who.audit("update", "robot", robot.name, project.name if project else None)
+    await who.audit("update", "robot", robot.name, project.name if project else None,
+                    detail=robot_changes(robot, after))
+
+
+def _grants(robot: Robot) -> str:
+    return "; ".join(f"{ns}: {','.join(sorted(a))}" for ns, a in sorted(robot.permissions.items())) or "none"
+
+
+def robot_changes(before: Robot, after: Robot) -> str:
+    """What an update changed, e.g. ``disabled false -> true`` or ``permissions p: pull -> p: pull,push``."""
+    changes = []
+    if before.disabled != after.disabled:
+        changes.append(f"disabled {str(before.disabled).lower()} -> {str(after.disabled).lower()}")
+    if before.permissions != after.permissions:
+        changes.append(f"permissions {_grants(before)} -> {_grants(after)}")
+    if before.description != after.description:
+        changes.append("description changed")
+    return "; ".join(changes) or "no change"
 
 
 @router.patch("/robots/{robot_id}", response_model=RobotSec)
@@ -193,7 +210,7 @@ async def refresh_secret(robot_id: Id, body: RobotSec, who: CallerDep) -> RobotS
         secret = await who.identity.robots.refresh_secret(robot, body.secret)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
-    await who.audit("update", "robot", f"{robot.name}:secret", project.name if project else None)
+    await who.audit("update", "robot", robot.name, project.name if project else None, detail="secret refreshed")
     return RobotSec(secret=secret)
 
 
