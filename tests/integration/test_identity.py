@@ -176,7 +176,10 @@ def test_identity_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     engine = create_engine(sync_url(url))
     try:
         assert identity <= set(inspect(engine).get_table_names())
-        downgrade(url, "0002_identity@-1")
+        for _ in range(10):  # one step at a time down the identity branch: later revisions build on it
+            if not identity & set(inspect(engine).get_table_names()):
+                break
+            downgrade(url, "0002_identity@-1")
         tables = set(inspect(engine).get_table_names())
         assert not identity & tables and {"jobs", "manifests"} <= tables
         upgrade(url)
