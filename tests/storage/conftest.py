@@ -7,6 +7,7 @@ suite's listing test crosses several pages on a real server.
 
 ``swift-s3api`` runs the ``s3`` driver against OpenStack Swift's S3 emulation (s3api): a second,
 independent S3 implementation besides RGW, with its own quirks (Content-MD5 on DeleteObjects).
+``filesystem-threads`` runs the filesystem driver the way it runs on a network filesystem.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def _bucket(kind: str) -> str:
     params=[
         "inmemory",
         "filesystem",
+        "filesystem-threads",
         "ceph-s3",
         "ceph-s3-https",
         "ceph-swift",
@@ -49,8 +51,10 @@ async def driver(
     if kind == "inmemory":
         yield CheckedDriver(MemoryDriver())
         return
-    if kind == "filesystem":
-        yield CheckedDriver(FilesystemDriver(tmp_path / "storage"))
+    if kind.startswith("filesystem"):
+        # "filesystem-threads": stat and open in worker threads, as on a network filesystem.
+        threads = kind.endswith("threads")
+        yield CheckedDriver(FilesystemDriver(tmp_path / "storage", inline_metadata=False if threads else None))
         return
     if kind.endswith("swift"):
         from moorage.storage.drivers.swift import SwiftDriver

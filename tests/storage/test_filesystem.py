@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from moorage.storage.checked import CheckedDriver
-from moorage.storage.drivers.filesystem import FilesystemDriver
+from moorage.storage.drivers.filesystem import FilesystemDriver, filesystem_type
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -102,3 +104,56 @@ def test_a_real_short_write_is_refused_not_recorded(tmp_path: Path) -> None:
     )
     assert result.stdout.startswith("refused:"), result.stdout + result.stderr
     assert "File too large" in result.stdout
+
+
+_MOUNTINFO = """\
+27 1 252:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+98 27 0:52 / /srv/registry\\040data rw,relatime shared:50 - nfs4 filer:/export rw,vers=4.2
+99 98 0:53 / /srv/registry\\040data/cache rw,relatime shared:51 - tmpfs tmpfs rw
+"""
+
+
+def test_filesystem_type_is_read_from_the_mount_table(tmp_path: Path) -> None:
+    assert filesystem_type(Path("/srv/registry data/blobs"), _MOUNTINFO) == "nfs4"
+    assert filesystem_type(Path("/srv/registry data/cache/x"), _MOUNTINFO) == "tmpfs"
+    assert filesystem_type(Path("/srv/registry"), _MOUNTINFO) == "ext4"
+    assert filesystem_type(Path("/srv/registry data"), "") == ""
+    # Metadata calls run inline only on a local filesystem (this test's tmp_path is one).
+    local = filesystem_type(tmp_path) in {"ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs"}
+    assert FilesystemDriver(tmp_path).inline_metadata is local
+
+
+_GUARD = 30.0  # seconds the watchdog waits before unblocking a frozen loop (then the test fails)
+
+
+async def test_a_blocking_open_does_not_freeze_the_event_loop(tmp_path: Path) -> None:
+    """On a network filesystem, open() blocks for as long as the server stalls. A FIFO without a
+    writer blocks open() the same way, for real: the loop must go on serving other requests."""
+    driver = CheckedDriver(FilesystemDriver(tmp_path, fsync=False, inline_metadata=False))
+    fifo = tmp_path / "blobs" / "stalled" / "data"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    loop_ran = threading.Event()
+
+    def watchdog() -> None:
+        loop_ran.wait(_GUARD)
+        os.close(os.open(fifo, os.O_WRONLY))  # the other end: the blocked open() returns
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
+    reading = asyncio.ensure_future(_read_all(driver, "blobs/stalled/data"))
+    try:
+        await driver.put("manifests/other", b"served meanwhile")
+        assert not reading.done()  # still waiting in open(), in a worker thread
+        await driver.stat("manifests/other")
+        assert [info.path async for info in driver.list("manifests")] == ["manifests/other"]
+        loop_ran.set()
+        assert await reading == b""
+    finally:
+        loop_ran.set()
+        await asyncio.to_thread(guard.join)
+        await asyncio.gather(reading, return_exceptions=True)
+
+
+async def _read_all(driver: CheckedDriver, path: str) -> bytes:
+    return b"".join([chunk async for chunk in driver.read(path)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -213,5 +214,30 @@ async def test_move_above_the_copy_threshold_uses_multipart_copy(
         )
         assert await _read(s3, "dst/data") == data
         assert [info.path async for info in s3.list("src")] == []
+    finally:
+        await s3.aclose()
+
+
+@pytest.mark.ceph
+async def test_presigning_with_the_credential_chain_runs_off_the_event_loop(
+    ceph_rgw: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without configured keys botocore may refresh credentials over the network while signing
+    (instance metadata, container credentials, SSO): that must not happen on the event loop."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ceph_rgw["S3_ACCESS_KEY"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ceph_rgw["S3_SECRET_KEY"])
+    s3 = _driver(ceph_rgw, accesskey=None, secretkey=None)
+    threads: list[str] = []
+    s3.client.meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda **_: threads.append(threading.current_thread().name)
+    )
+    try:
+        await s3.put("blob", b"signed with the chain's keys")
+        url = await s3.url_for("blob", "GET", 300)
+        assert url is not None
+        async with httpx.AsyncClient() as http:
+            got = await http.get(url)
+        assert got.status_code == 200 and got.content == b"signed with the chain's keys"
+        assert threads and threading.main_thread().name not in threads
     finally:
         await s3.aclose()

@@ -9,16 +9,28 @@ suffix and are never listed or readable.
 small-blob pushes on slow disks, at the price of losing recently pushed blobs in a power
 failure while the database says they exist. Measured on this project's 2-core VM disk, a
 1 MiB write took 3.4 ms without and 7.3 ms with its fsync.
+
+The event loop: data reads and writes, fsyncs, renames and directory walks always run in
+worker threads. ``stat`` and ``open`` run inline only when the root is on a local filesystem
+(ext4, xfs, btrfs, tmpfs... read from ``/proc/self/mountinfo``): measured on this project's
+2-core VM on ext4, a stat took 1 µs inline and 180-270 µs through a worker thread, an
+open+fstat+close 6-12 µs against 140-300 µs. On NFS, CephFS, SMB or FUSE they run in threads,
+because a stalled server blocks them for as long as it stalls, and inline that would freeze
+every request of the process.
 """
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
+import re
 import shutil
-from collections.abc import AsyncIterable, AsyncIterator
+import stat as stat_mode
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
@@ -31,7 +43,9 @@ from moorage.storage.driver import (
     WriteState,
 )
 
-__all__ = ["FilesystemDriver"]
+__all__ = ["FilesystemDriver", "filesystem_type"]
+
+T = TypeVar("T")
 
 _READ_CHUNK = 1 << 20
 _WRITE_BATCH = 1 << 20
@@ -64,6 +78,36 @@ def _write_all(fd: int, buffers: list[bytes]) -> int:
     return total
 
 
+#: Filesystems whose metadata calls (stat, open) answer from this machine's memory or disks.
+_LOCAL_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "bcachefs", "jfs", "tmpfs", "ramfs", "overlay"}
+)
+
+
+def filesystem_type(path: Path, mountinfo: str | None = None) -> str:
+    """The type of the filesystem ``path`` lives on (``ext4``, ``nfs4``, ``ceph``...), ``""`` if unknown.
+
+    Read from ``/proc/self/mountinfo`` (or ``mountinfo``): the longest mount point above ``path``.
+    """
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return ""
+    target = str(path)
+    best, kind = "", ""
+    for line in mountinfo.splitlines():
+        fields, sep, tail = line.partition(" - ")
+        parts, tail_parts = fields.split(), tail.split()
+        if not sep or len(parts) < 5 or not tail_parts:
+            continue
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, tail_parts[0]
+    return kind
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -86,10 +130,21 @@ class FilesystemDriver:
         #: Flush files and directories before a write counts as done (see the module docstring).
         fsync: bool = True
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, inline_metadata: bool | None = None) -> None:
+        """``inline_metadata``: run stat and open on the event loop (see the module docstring);
+        ``None`` decides from the type of the filesystem ``root`` is on."""
         self.root = root
         self.fsync = fsync
         root.mkdir(parents=True, exist_ok=True)
+        if inline_metadata is None:
+            inline_metadata = filesystem_type(root.resolve()) in _LOCAL_FILESYSTEMS
+        self.inline_metadata = inline_metadata
+
+    async def _metadata(self, call: Callable[..., T], *args: object) -> T:
+        """Run a metadata call inline on local filesystems, in a worker thread on the others."""
+        if self.inline_metadata:
+            return call(*args)
+        return await anyio.to_thread.run_sync(call, *args)
 
     @classmethod
     def from_config(cls, settings: Settings, data_dir: Path) -> FilesystemDriver:
@@ -123,27 +178,39 @@ class FilesystemDriver:
         return StorageError(f"filesystem error on {path!r}: {exc.strerror}", path=path, driver=self.name)
 
     async def stat(self, path: str) -> FileInfo:
+        return await self._metadata(self._stat_sync, path)
+
+    def _stat_sync(self, path: str) -> FileInfo:
         try:
             st = os.stat(self._full(path))
         except OSError as exc:
             raise self._error(exc, path) from None
         modified = datetime.fromtimestamp(st.st_mtime, UTC)
-        if os.path.isdir(self._full(path)):
+        if stat_mode.S_ISDIR(st.st_mode):
             return FileInfo(path, 0, modified, is_dir=True)
         return FileInfo(path, st.st_size, modified)
 
-    async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        full = self._full(path)
+    def _open_sync(self, path: str, offset: int) -> tuple[BinaryIO, int]:
+        """Open ``path`` for reading at ``offset``; returns the handle and the object's size."""
         try:
-            handle = open(full, "rb")  # noqa: SIM115, ASYNC230 - an open() is cheap; reads go to a thread
+            handle = open(self._full(path), "rb")  # noqa: SIM115 - closed by read()
         except OSError as exc:
             raise self._error(exc, path) from None
         try:
             size = os.fstat(handle.fileno()).st_size
             if offset > size:
                 raise InvalidOffsetError(f"offset {offset} beyond size {size}", path=path, driver=self.name)
+            if offset:
+                handle.seek(offset)
+        except BaseException:
+            handle.close()
+            raise
+        return handle, size
+
+    async def read(self, path: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        handle, size = await self._metadata(self._open_sync, path, offset)
+        try:
             remaining = size - offset if length is None else min(length, size - offset)
-            handle.seek(offset)
             while remaining > 0:
                 chunk = await anyio.to_thread.run_sync(handle.read, min(_READ_CHUNK, remaining))
                 if not chunk:
@@ -151,7 +218,7 @@ class FilesystemDriver:
                 remaining -= len(chunk)
                 yield chunk
         finally:
-            handle.close()
+            handle.close()  # inline: closing a file that was only read writes nothing back
 
     async def put(self, path: str, data: bytes) -> None:
         await anyio.to_thread.run_sync(self._put_sync, path, data)
@@ -173,8 +240,38 @@ class FilesystemDriver:
             raise self._error(exc, path) from None
 
     async def append(self, path: str, state: WriteState | None, chunks: AsyncIterable[bytes]) -> WriteState:
-        partial = self._full(path + _PARTIAL)
         size = 0 if state is None else int(state["size"])
+        fd = await self._metadata(self._open_partial_sync, path, size)
+        try:
+            batch: list[bytes] = []
+            batched = 0
+            async for chunk in chunks:
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= _WRITE_BATCH:
+                    size += await anyio.to_thread.run_sync(_write_all, fd, batch)
+                    batch, batched = [], 0
+            if batch:
+                size += await anyio.to_thread.run_sync(_write_all, fd, batch)
+            stored = (await self._metadata(os.fstat, fd)).st_size
+            if stored != size:
+                # A driver that cannot promise what it stored checks it: the cheap check is the size.
+                raise StorageError(
+                    f"{stored} bytes stored at {path!r} where {size} were written; check the disk and "
+                    "retry the chunk",
+                    path=path,
+                    driver=self.name,
+                )
+        except OSError as exc:
+            raise self._error(exc, path) from None
+        finally:
+            # A close after writes may flush to a network filesystem: not inline there.
+            await self._metadata(os.close, fd)
+        return {"size": size}
+
+    def _open_partial_sync(self, path: str, size: int) -> int:
+        """Open the unfinished write at ``path`` positioned at ``size``; returns the descriptor."""
+        partial = self._full(path + _PARTIAL)
         try:
             partial.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -189,30 +286,13 @@ class FilesystemDriver:
             # Drop bytes of an earlier attempt whose state was never persisted.
             os.ftruncate(fd, size)
             os.lseek(fd, size, os.SEEK_SET)
-            batch: list[bytes] = []
-            batched = 0
-            async for chunk in chunks:
-                batch.append(chunk)
-                batched += len(chunk)
-                if batched >= _WRITE_BATCH:
-                    size += await anyio.to_thread.run_sync(_write_all, fd, batch)
-                    batch, batched = [], 0
-            if batch:
-                size += await anyio.to_thread.run_sync(_write_all, fd, batch)
-            stored = os.fstat(fd).st_size
-            if stored != size:
-                # A driver that cannot promise what it stored checks it: the cheap check is the size.
-                raise StorageError(
-                    f"{stored} bytes stored at {path!r} where {size} were written; check the disk and "
-                    "retry the chunk",
-                    path=path,
-                    driver=self.name,
-                )
         except OSError as exc:
-            raise self._error(exc, path) from None
-        finally:
             os.close(fd)
-        return {"size": size}
+            raise self._error(exc, path) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     async def commit(self, path: str, state: WriteState) -> None:
         await anyio.to_thread.run_sync(self._commit_sync, path, int(state["size"]))
@@ -253,19 +333,32 @@ class FilesystemDriver:
             raise self._error(exc, source) from None
 
     async def list(self, prefix: str) -> AsyncIterator[FileInfo]:
-        base = self._full(prefix) if prefix else self.root
-        if not base.is_dir():
-            return
-        for directory, _dirs, files in os.walk(base):
-            for name in files:
-                if name.endswith((_PARTIAL, ".tmp")):
-                    continue
-                full = Path(directory) / name
-                try:
-                    st = full.stat()
-                except FileNotFoundError:
-                    continue  # deleted while walking
-                yield FileInfo(str(full.relative_to(self.root)), st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+        # Always in a worker thread, one directory per call: a whole walk is long even on a local disk.
+        walker = os.walk(self._full(prefix) if prefix else self.root)
+        while (batch := await anyio.to_thread.run_sync(self._walk_step, walker)) is not None:
+            for info in batch:
+                yield info
+
+    def _walk_step(
+        self, walker: Iterator[tuple[str, builtins.list[str], builtins.list[str]]]
+    ) -> builtins.list[FileInfo] | None:
+        """The objects of the walk's next directory; ``None`` at the end of the walk."""
+        try:
+            directory, _dirs, files = next(walker)
+        except StopIteration:
+            return None
+        found: builtins.list[FileInfo] = []
+        for name in files:
+            if name.endswith((_PARTIAL, ".tmp")):
+                continue
+            full = Path(directory) / name
+            try:
+                st = full.stat()
+            except FileNotFoundError:
+                continue  # deleted while walking
+            modified = datetime.fromtimestamp(st.st_mtime, UTC)
+            found.append(FileInfo(str(full.relative_to(self.root)), st.st_size, modified))
+        return found
 
     async def delete(self, path: str) -> None:
         await anyio.to_thread.run_sync(self._delete_sync, path)

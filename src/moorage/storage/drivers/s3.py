@@ -88,6 +88,7 @@ class S3Driver:
             config=botocore_config(settings),
         )
         self.client.meta.events.register("before-sign.s3.DeleteObjects", add_content_md5)
+        self._static_keys = bool(settings.accesskey and settings.secretkey)
         #: Server-side encryption and storage class: sent on every request that creates an object
         #: (PutObject, CreateMultipartUpload, CopyObject), blob tails included.
         self._extra: dict[str, str] = {}
@@ -207,10 +208,17 @@ class S3Driver:
             raise UnsupportedMethodError(
                 f"cannot presign {method} for {path!r}: only GET and HEAD", path=path, driver=self.name
             )
+        presign = functools.partial(
+            self.client.generate_presigned_url,
+            operation,
+            Params={"Bucket": self.bucket, "Key": self._key(path)},
+            ExpiresIn=expires_in,
+        )
         try:
-            url: str = self.client.generate_presigned_url(
-                operation, Params={"Bucket": self.bucket, "Key": self._key(path)}, ExpiresIn=expires_in
-            )
+            # With configured keys, signing is pure computation: inline it is about half the cost
+            # of a thread hop (docs/storage.md). Without them, botocore's credential chain may
+            # refresh instance, container or SSO credentials over the network first.
+            url: str = presign() if self._static_keys else await anyio.to_thread.run_sync(presign)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise translate_error(exc, self.settings, path, "presign") from None
         return url
