@@ -203,8 +203,8 @@ class IdentityStore:
         query = select(users)
         count = select(func.count()).select_from(users)
         if username:
-            query = query.where(users.c.username.contains(username))
-            count = count.where(users.c.username.contains(username))
+            query = query.where(users.c.username.contains(username, autoescape=True))
+            count = count.where(users.c.username.contains(username, autoescape=True))
         async with self.db.read() as conn:
             total = (await conn.execute(count)).scalar_one()
             rows = (await conn.execute(query.order_by(users.c.id).offset(offset).limit(limit))).all()

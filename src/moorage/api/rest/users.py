@@ -45,6 +45,13 @@ class PasswordReq(BaseModel):
     new_password: str = Field(min_length=1, max_length=128)
 
 
+class UserSearchItem(BaseModel):
+    """Harbor's ``UserSearchRespItem``: what a project admin needs to add a member, nothing more."""
+
+    user_id: int
+    username: str
+
+
 class SysAdminFlag(BaseModel):
     sysadmin_flag: bool
 
@@ -94,6 +101,21 @@ async def current_user(who: CallerDep) -> UserOut:
     if who.subject.user_id is None:
         raise ApiError(403, f"{who.subject.name!r} is a robot account, not a user; /users/current is for users")
     return _out(await _user(who, who.subject.user_id))
+
+
+@router.get("/users/search", response_model=list[UserSearchItem])
+async def search_users(
+    request: Request, response: Response, who: CallerDep, page: PageDep,
+    username: Annotated[str, Query(min_length=1, max_length=255, description="part of the user name")],
+) -> list[UserSearchItem]:
+    """Users whose name contains ``username`` (any logged-in caller, as in Harbor: adding a member needs it).
+
+    Declared before ``/users/{user_id}``, which used to catch ``search`` and answer 400.
+    """
+    who.require_login()
+    found, total = await who.identity.store.list_users(page.offset, page.page_size, username)
+    paginate(request, response, page, total)
+    return [UserSearchItem(user_id=user.id, username=user.username) for user in found]
 
 
 @router.get("/users", response_model=list[UserOut])
