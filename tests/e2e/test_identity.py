@@ -174,7 +174,7 @@ def test_push_to_a_missing_project_says_so_in_podman_and_skopeo(
     image = layout.add_image("v1", (16 * KIB,))
     loaded = tools.podman("pull", "-q", image.ref).stdout.strip()
     tools.podman("tag", loaded, f"{reg.host}/{missing}/app:v1")
-    expected = f"project '{missing}' does not exist: create it in the UI or with the API"
+    expected = f"project '{missing}' does not exist or you are not a member of it"
     assert expected in _failure(lambda: tools.podman("push", f"{reg.host}/{missing}/app:v1"))
     assert expected in _failure(lambda: skopeo.copy(image.ref, f"docker://{reg.host}/{missing}/app:v1",
                                                     "--dest-creds", f"{user}:{PASSWORD}"))
@@ -188,10 +188,10 @@ def test_member_of_a_cannot_read_b(reg: RegistryProcess, api: AdminApi, tools: C
     user = api.user(a, 1)
     _login(tools, reg, user, PASSWORD)
     output = _failure(lambda: tools.podman("pull", "-q", f"{reg.host}/{b}/secret:v1"))
-    assert f"either project '{b}' does not exist, or it is private" in output
+    assert f"project '{b}' does not exist or you are not a member of it" in output
     output = _failure(lambda: skopeo.copy(f"docker://{reg.host}/{b}/secret:v1", f"oci:{tmp_path / 'x'}:v1",
                                           "--src-creds", f"{user}:{PASSWORD}"))
-    assert "is not a member" in output
+    assert "you are not a member of it" in output
 
 
 # -- two nodes, one PostgreSQL: the field report's "login fails every other time" ----------------

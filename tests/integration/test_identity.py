@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, inspect
 
 from moorage.app import create_app
 from moorage.auth.service import IdentityService
+from moorage.auth.tokens import Account
 from moorage.config import ConfigError
 from moorage.db.identity_tables import signing_keys
 from moorage.db.migrate import downgrade, upgrade
@@ -114,7 +115,7 @@ async def test_every_node_uses_the_one_key_set(database_url: str, tmp_path: Path
             await node.start()
         kids = {(await node.keys.signing_key()).kid for node in nodes}
         assert len(kids) == 1
-        token, _, _ = await nodes[0].tokens.issue_access("admin", "user", [])
+        token, _, _ = await nodes[0].tokens.issue_access(Account("user", "admin", "some-uid", 0), [])
         for node in nodes:
             assert (await node.tokens.verify(token))["sub"] == "admin"
         async with nodes[0].db.read() as conn:
@@ -176,6 +177,11 @@ def test_identity_migration_downgrades_and_upgrades(tmp_path: Path) -> None:
     engine = create_engine(sync_url(url))
     try:
         assert identity <= set(inspect(engine).get_table_names())
+        for table in ("users", "robots"):
+            assert {"uid", "generation"} <= {c["name"] for c in inspect(engine).get_columns(table)}
+        downgrade(url, "0005_audit_auth_method")  # undoes the account uid/generation columns
+        for table in ("users", "robots"):
+            assert not {"uid", "generation"} & {c["name"] for c in inspect(engine).get_columns(table)}
         for _ in range(10):  # one step at a time down the identity branch: later revisions build on it
             if not identity & set(inspect(engine).get_table_names()):
                 break

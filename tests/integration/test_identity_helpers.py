@@ -88,7 +88,8 @@ class Idp:
         return int(out["id"]), str(out["name"]), str(out["secret"])
 
     async def token(self, auth: dict[str, str] | None, *scopes: str, **params: str) -> dict[str, Any]:
-        r = await self.http.get("/service/token", params=[("service", "moorage"), *(("scope", s) for s in scopes),
+        service = params.pop("service", "moorage")
+        r = await self.http.get("/service/token", params=[("service", service), *(("scope", s) for s in scopes),
                                                          *params.items()], headers=auth or {})
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
+from moorage.auth.policy import Policy
 from tests.integration.oci_client import push_image
 from tests.integration.test_identity_helpers import ADMIN_PASSWORD, PASSWORD, Idp, basic, make_idp, uid
 
@@ -46,7 +47,7 @@ async def test_projects_crud_and_visibility(idp: Idp) -> None:
     assert (await idp.api("GET", f"/projects/{name}")).status_code == 401
     _, outsider = await idp.user()
     r = await idp.api("GET", f"/projects/{name}", outsider)
-    assert r.status_code == 404 and "or it is private" in message(r)
+    assert r.status_code == 404 and message(r) == Policy.hidden_message(name)
     listed = await idp.api("GET", "/projects", outsider, params={"name": name})
     assert listed.json() == [] and listed.headers["x-total-count"] == "0"
     # public: everyone sees it
@@ -282,9 +283,14 @@ async def test_audit_log_records_changes_and_registry_operations(idp: Idp) -> No
 
 
 async def test_bearer_token_authenticates_rest_calls(idp: Idp) -> None:
-    token = (await idp.token(basic("admin", ADMIN_PASSWORD)))["token"]
+    token = (await idp.token(basic("admin", ADMIN_PASSWORD), service="moorage-api"))["token"]
     r = await idp.api("GET", "/users/current", {"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.json()["username"] == "admin"
+    registry_token = (await idp.token(basic("admin", ADMIN_PASSWORD)))["token"]
+    r = await idp.api("GET", "/users/current", {"Authorization": f"Bearer {registry_token}"})
+    assert r.status_code == 401 and "good for /v2 only" in message(r)
+    r = await idp.http.get("/v2/", headers={"Authorization": f"Bearer {token}"})  # and the API token is no registry token
+    assert r.status_code == 401 and "management API token" in r.text
     r = await idp.api("GET", "/users/current", {"Authorization": "Bearer junk"})
     assert r.status_code == 401 and "not a JWT" in message(r)
     r = await idp.api("GET", "/users/current", {"Authorization": "Digest x"})

@@ -8,6 +8,8 @@ from pathlib import Path
 import jwt
 import pytest
 
+from moorage.auth.policy import Policy
+from moorage.auth.tokens import Account
 from tests.integration.oci_client import error_code, push_image
 from tests.integration.test_identity_helpers import (
     ADMIN_PASSWORD,
@@ -59,7 +61,7 @@ async def test_several_scopes_and_no_cross_project_grant(idp: Idp) -> None:
     assert claims["access"] == [{"type": "repository", "name": f"{a}/x", "actions": ["pull", "push"]}]
     r = await idp.http.get(f"/v2/{b}/x/tags/list", headers=bearer(body["token"]))
     assert r.status_code == 403
-    assert f"either project '{b}' does not exist, or it is private" in r.json()["errors"][0]["message"]
+    assert r.json()["errors"][0]["message"] == Policy.hidden_message(b)
 
 
 async def test_developer_pushes_and_pulls_with_a_token(idp: Idp) -> None:
@@ -92,8 +94,12 @@ async def test_push_to_missing_project_names_it_and_the_fix(idp: Idp) -> None:
     r = await idp.http.post("/v2/nosuchproj/app/blobs/uploads/", headers=bearer(body["token"]))
     assert r.status_code == 403
     message = r.json()["errors"][0]["message"]
-    assert message.startswith("project 'nosuchproj' does not exist: create it in the UI or with the API")
-    assert "POST /api/v2.0/projects" in message
+    assert message.startswith("project 'nosuchproj' does not exist or you are not a member of it")
+    assert "create it (POST /api/v2.0/projects)" in message
+    # a system administrator is told the exact cause
+    r = await idp.http.post("/v2/nosuchproj/app/blobs/uploads/", headers=idp.admin)
+    assert r.status_code == 403
+    assert r.json()["errors"][0]["message"].startswith("project 'nosuchproj' does not exist: create it in the UI")
     # anonymous: a challenge, not the project's existence
     r = await idp.http.post("/v2/nosuchproj/app/blobs/uploads/")
     assert r.status_code == 401 and "does not exist" not in r.text
@@ -189,9 +195,10 @@ async def test_a_rotation_on_one_node_is_honoured_at_once_by_another(idp: Idp) -
     b = IdentityService(Database(idp.settings.database_url), idp.settings.auth)
     try:
         await b.start()
-        before, _, _ = await b.tokens.issue_access("admin", "user", [])
+        admin = Account("user", "admin", "uid-of-admin", 0)
+        before, _, _ = await b.tokens.issue_access(admin, [])
         new_kid = await a.keys.rotate()
-        token, _, _ = await a.tokens.issue_access("admin", "user", [])
+        token, _, _ = await a.tokens.issue_access(admin, [])
         assert jwt.get_unverified_header(token)["kid"] == new_kid
         assert (await b.tokens.verify(token))["sub"] == "admin"  # unknown kid → re-read → known
         assert (await a.tokens.verify(before))["sub"] == "admin"  # the retired key still verifies

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlalchemy import ColumnElement
+
 __all__ = ["AccessController", "AccessRequest", "OpenAccess", "Principal"]
 
 
@@ -40,12 +42,21 @@ class AccessController(Protocol):
         """Identify the caller of ``GET /v2/`` (must raise ``UNAUTHORIZED`` with a challenge when required)."""
         ...
 
-    async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str]) -> Principal:
-        """Allow ``actions`` (``pull``, ``push``, ``delete``) on ``repository`` or raise."""
+    async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str], *,
+                        mount_from: str | None = None) -> Principal:
+        """Allow ``actions`` (``pull``, ``push``, ``delete``) on ``repository`` or raise.
+
+        ``mount_from``: a cross-repository mount from that repository is asked for too (token
+        auth names it in the challenge, so a client that follows challenges can mount).
+        """
         ...
 
-    async def catalog_filter(self, request: AccessRequest, names: list[str]) -> list[str]:
-        """The subset of repository ``names`` the caller may see in ``_catalog``."""
+    async def catalog_visibility(self, request: AccessRequest) -> ColumnElement[bool] | None:
+        """The condition on ``repositories`` rows the caller may see in ``_catalog`` (``None``: all).
+
+        A condition in the catalog query rather than a filter after it: a page with hidden
+        repositories must still be full and carry its ``Link`` to the next one.
+        """
         ...
 
 
@@ -55,8 +66,9 @@ class OpenAccess:
     async def authenticate(self, request: AccessRequest) -> Principal:
         return Principal("anonymous")
 
-    async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str]) -> Principal:
+    async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str], *,
+                        mount_from: str | None = None) -> Principal:
         return Principal("anonymous")
 
-    async def catalog_filter(self, request: AccessRequest, names: list[str]) -> list[str]:
-        return names
+    async def catalog_visibility(self, request: AccessRequest) -> ColumnElement[bool] | None:
+        return None

@@ -7,6 +7,8 @@ message that says what to do.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +56,8 @@ class User:
     password_hash: str
     created_at: datetime
     updated_at: datetime
+    uid: str = ""
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,8 @@ class Subject:
 
     ``robot_access`` maps a project name (or ``*`` for every project) to the robot's actions.
     ``fingerprint`` is a stable digest of the credential (the password or secret hash), put in
-    refresh tokens so a password change or secret refresh revokes them on every node.
+    refresh tokens so a password change or secret refresh revokes them on every node. ``uid`` is
+    the account's immutable id and ``generation`` its credential generation, which tokens carry.
     """
 
     kind: str
@@ -82,6 +87,8 @@ class Subject:
     sysadmin: bool = False
     robot_access: dict[str, frozenset[str]] = field(default_factory=dict)
     fingerprint: str = ""
+    uid: str = ""
+    generation: int = 0
 
     @property
     def anonymous(self) -> bool:
@@ -109,8 +116,13 @@ def fingerprint_of(stored_hash: str) -> str:
 def _user(row: Any) -> User:
     return User(
         row.id, row.username, row.email, row.realname, row.comment, bool(row.sysadmin), row.password_hash,
-        aware(row.created_at), aware(row.updated_at),
+        aware(row.created_at), aware(row.updated_at), row.uid, int(row.generation),
     )
+
+
+def new_uid() -> str:
+    """A random account id, never reused (row ids may be, on SQLite)."""
+    return uuid.uuid4().hex
 
 
 def _project(row: Any) -> Project:
@@ -127,8 +139,10 @@ def validate_project_name(name: str) -> None:
 class IdentityStore:
     """CRUD on users, projects and members, and the checks that turn credentials into a :class:`Subject`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_change: Callable[[], None] | None = None) -> None:
         self.db = db
+        #: Called after every change of a user, project or member (drops this node's rights cache).
+        self.on_change = on_change or (lambda: None)
 
     # -- users ---------------------------------------------------------------------------
     async def bootstrap_admin(self, password: str | None) -> str | None:
@@ -147,7 +161,7 @@ class IdentityStore:
                 await conn.execute(
                     insert(users).values(
                         username="admin", email=None, realname="System administrator", comment=None,
-                        password_hash=password_hash, sysadmin=True, created_at=now, updated_at=now,
+                        password_hash=password_hash, sysadmin=True, uid=new_uid(), created_at=now, updated_at=now,
                     )
                 )
         except IntegrityError:  # another node created it first
@@ -170,7 +184,7 @@ class IdentityStore:
                 await conn.execute(
                     insert(users).values(
                         username=username, email=email, realname=realname, comment=comment,
-                        password_hash=password_hash, sysadmin=sysadmin, created_at=now, updated_at=now,
+                        password_hash=password_hash, sysadmin=sysadmin, uid=new_uid(), created_at=now, updated_at=now,
                     )
                 )
         except IntegrityError:
@@ -190,6 +204,11 @@ class IdentityStore:
     async def user_by_name(self, username: str) -> User | None:
         async with self.db.read() as conn:
             row = (await conn.execute(select(users).where(users.c.username == username))).first()
+        return None if row is None else _user(row)
+
+    async def user_by_uid(self, uid: str) -> User | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.uid == uid))).first()
         return None if row is None else _user(row)
 
     async def user_by_id(self, user_id: int) -> User:
@@ -216,6 +235,7 @@ class IdentityStore:
         if allowed:
             async with self.db.write() as conn:
                 await conn.execute(update(users).where(users.c.id == user_id).values(**allowed, updated_at=utcnow()))
+            self.on_change()
         return await self.user_by_id(user_id)
 
     async def set_password(self, user_id: int, new_password: str, old_password: str | None) -> None:
@@ -227,8 +247,11 @@ class IdentityStore:
         password_hash = await hash_secret_async(new_password)
         async with self.db.write() as conn:
             await conn.execute(
-                update(users).where(users.c.id == user_id).values(password_hash=password_hash, updated_at=utcnow())
+                update(users).where(users.c.id == user_id).values(
+                    password_hash=password_hash, generation=users.c.generation + 1, updated_at=utcnow()
+                )
             )
+        self.on_change()
 
     async def delete_user(self, user_id: int) -> User:
         user = await self.user_by_id(user_id)
@@ -236,6 +259,7 @@ class IdentityStore:
             raise IdentityError("forbidden", "the built-in 'admin' user cannot be deleted; disable others instead")
         async with self.db.write() as conn:
             await conn.execute(delete(users).where(users.c.id == user_id))
+        self.on_change()
         return user
 
     async def check_password(self, username: str, password: str, *, cached_only: bool = False) -> Subject | None:
@@ -254,7 +278,7 @@ class IdentityStore:
     @staticmethod
     def user_subject(user: User) -> Subject:
         return Subject("user", user.username, user_id=user.id, sysadmin=user.sysadmin,
-                       fingerprint=fingerprint_of(user.password_hash))
+                       fingerprint=fingerprint_of(user.password_hash), uid=user.uid, generation=user.generation)
 
     # -- projects ------------------------------------------------------------------------
     async def create_project(self, name: str, public: bool, owner: Subject) -> Project:
@@ -289,19 +313,12 @@ class IdentityStore:
         return None if row is None else _project(row)
 
     async def list_projects(
-        self, subject: Subject, offset: int, limit: int, name: str | None = None, public: bool | None = None
+        self, visible: ColumnElement[bool] | None, offset: int, limit: int, name: str | None = None,
+        public: bool | None = None,
     ) -> tuple[list[Project], int]:
-        """Projects ``subject`` may see: public ones, ones it is a member of, all for admins."""
+        """Projects where ``visible`` (the policy's condition for the caller; ``None``: all) holds."""
         query = select(projects)
-        if not subject.sysadmin:
-            visible: ColumnElement[bool] = projects.c.public.is_(True)
-            if subject.user_id is not None:
-                member_of = select(project_members.c.project_id).where(project_members.c.user_id == subject.user_id)
-                visible = visible | projects.c.id.in_(member_of)
-            if subject.kind == "robot" and "*" not in subject.robot_access:
-                visible = visible | projects.c.name.in_(list(subject.robot_access))
-            elif subject.kind == "robot":
-                visible = projects.c.id.is_not(None)
+        if visible is not None:
             query = query.where(visible)
         if name:
             query = query.where(projects.c.name.contains(name))
@@ -318,6 +335,7 @@ class IdentityStore:
                 await conn.execute(
                     update(projects).where(projects.c.id == project_id).values(public=public, updated_at=utcnow())
                 )
+            self.on_change()
         project = await self.project(project_id)
         if project is None:
             raise IdentityError("not_found", f"project {project_id} was deleted; list projects with GET /api/v2.0/projects")
@@ -326,6 +344,7 @@ class IdentityStore:
     async def delete_project(self, project: Project) -> None:
         async with self.db.write() as conn:
             await conn.execute(delete(projects).where(projects.c.id == project.id))
+        self.on_change()
 
     # -- members -------------------------------------------------------------------------
     async def role_of(self, subject: Subject, project: Project) -> str | None:
@@ -386,6 +405,7 @@ class IdentityStore:
             raise IdentityError(
                 "conflict", f"user {username!r} is already a member of {project.name!r}; change the role with PUT"
             ) from None
+        self.on_change()
         return int(result.inserted_primary_key[0]) if result.inserted_primary_key else 0
 
     async def set_member_role(self, project: Project, member_id: int, role: str) -> None:
@@ -396,28 +416,11 @@ class IdentityStore:
             await conn.execute(
                 update(project_members).where(project_members.c.id == member_id).values(role=role, updated_at=utcnow())
             )
+        self.on_change()
 
     async def remove_member(self, project: Project, member_id: int) -> dict[str, Any]:
         member = await self.member(project, member_id)
         async with self.db.write() as conn:
             await conn.execute(delete(project_members).where(project_members.c.id == member_id))
+        self.on_change()
         return member
-
-    # -- permissions ---------------------------------------------------------------------
-    async def actions_on(self, subject: Subject, project: Project | None, anonymous_pull: bool) -> frozenset[str]:
-        """What ``subject`` may do to repositories of ``project`` (empty when it does not exist)."""
-        if project is None:
-            return frozenset()
-        allowed: set[str] = set()
-        if project.public and (anonymous_pull or not subject.anonymous):
-            allowed.add("pull")
-        if subject.sysadmin:
-            return frozenset({"pull", "push", "delete"})
-        if subject.kind == "robot":
-            allowed |= subject.robot_access.get(project.name, frozenset())
-            allowed |= subject.robot_access.get("*", frozenset())
-            return frozenset(allowed)
-        role = await self.role_of(subject, project)
-        if role is not None:
-            allowed |= ROLE_ACTIONS.get(role, frozenset())
-        return frozenset(allowed)

@@ -9,6 +9,7 @@ working (the token carries a fingerprint of the secret hash and the robot is re-
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from moorage.auth.identity import IdentityError, Project, Subject, aware, fingerprint_of, utcnow
+from moorage.auth.identity import IdentityError, Project, Subject, aware, fingerprint_of, new_uid, utcnow
 from moorage.auth.passwords import (
     PasswordPolicyError,
     check_password_policy,
@@ -54,6 +55,8 @@ class Robot:
     created_at: datetime
     updated_at: datetime
     secret_hash: str
+    uid: str = ""
+    generation: int = 0
 
     @property
     def expired(self) -> bool:
@@ -100,13 +103,15 @@ def _robot(row: Any) -> Robot:
     return Robot(
         row.id, row.name, row.description, row.level, row.project_id, perms, bool(row.disabled),
         None if row.expires_at is None else aware(row.expires_at), aware(row.created_at), aware(row.updated_at),
-        row.secret_hash,
+        row.secret_hash, row.uid, int(row.generation),
     )
 
 
 class RobotStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, on_change: Callable[[], None] | None = None) -> None:
         self.db = db
+        #: Called after every change of a robot (drops this node's cache of accounts).
+        self.on_change = on_change or (lambda: None)
 
     async def create(
         self, *, name: str, level: str, project: Project | None, permissions: dict[str, frozenset[str]],
@@ -144,7 +149,7 @@ class RobotStore:
                         name=full, description=description, level=level,
                         project_id=project.id if project is not None else None, secret_hash=secret_hash,
                         permissions=json.dumps({ns: sorted(a) for ns, a in permissions.items()}),
-                        disabled=disabled, expires_at=expires, created_at=now, updated_at=now,
+                        disabled=disabled, expires_at=expires, uid=new_uid(), created_at=now, updated_at=now,
                     )
                 )
         except IntegrityError:
@@ -157,6 +162,11 @@ class RobotStore:
     async def by_name(self, full_name: str) -> Robot | None:
         async with self.db.read() as conn:
             row = (await conn.execute(select(robots).where(robots.c.name == full_name))).first()
+        return None if row is None else _robot(row)
+
+    async def by_uid(self, uid: str) -> Robot | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(robots).where(robots.c.uid == uid))).first()
         return None if row is None else _robot(row)
 
     async def get(self, robot_id: int) -> Robot:
@@ -189,6 +199,8 @@ class RobotStore:
         values: dict[str, Any] = {"updated_at": utcnow()}
         if disabled is not None:
             values["disabled"] = disabled
+            if disabled:  # ends its tokens for good: enabling it again does not revive them
+                values["generation"] = robots.c.generation + 1
         if description is not None:
             values["description"] = description
         if permissions is not None:
@@ -202,10 +214,15 @@ class RobotStore:
             values["permissions"] = json.dumps({ns: sorted(a) for ns, a in permissions.items()})
         async with self.db.write() as conn:
             await conn.execute(update(robots).where(robots.c.id == robot.id).values(**values))
+        self.on_change()
         return await self.get(robot.id)
 
     async def refresh_secret(self, robot: Robot, secret: str | None) -> str:
-        """Replace the secret (a given one, or a generated one) and return it; old tokens stop refreshing."""
+        """Replace the secret (a given one, or a generated one) and return it.
+
+        The generation is bumped with it, so every token issued with the old secret (access and
+        refresh) stops working on every node.
+        """
         if secret is not None:
             try:
                 check_password_policy(secret)
@@ -215,13 +232,17 @@ class RobotStore:
         secret_hash = await hash_secret_async(secret)
         async with self.db.write() as conn:
             await conn.execute(
-                update(robots).where(robots.c.id == robot.id).values(secret_hash=secret_hash, updated_at=utcnow())
+                update(robots).where(robots.c.id == robot.id).values(
+                    secret_hash=secret_hash, generation=robots.c.generation + 1, updated_at=utcnow()
+                )
             )
+        self.on_change()
         return secret
 
     async def delete(self, robot: Robot) -> None:
         async with self.db.write() as conn:
             await conn.execute(delete(robots).where(robots.c.id == robot.id))
+        self.on_change()
 
     async def check(self, full_name: str, secret: str, *, cached_only: bool = False) -> Subject | None:
         """The robot's subject when the secret is right and the robot is enabled and not expired.
@@ -251,5 +272,5 @@ class RobotStore:
     def subject(robot: Robot) -> Subject:
         return Subject(
             "robot", robot.name, robot_id=robot.id, robot_access=dict(robot.permissions),
-            fingerprint=fingerprint_of(robot.secret_hash),
+            fingerprint=fingerprint_of(robot.secret_hash), uid=robot.uid, generation=robot.generation,
         )

@@ -2,7 +2,8 @@
 
 Built by :meth:`IdentityService.from_settings` (sync; nothing touches the database) and started
 lazily by :meth:`start` (creates the shared signing key and the initial admin once, whichever
-node comes first). Both the ``/v2`` access controller and the REST API use it.
+node comes first). Both the ``/v2`` access controller and the REST API use it; every decision
+about rights and what a refusal discloses is its :class:`~moorage.auth.policy.Policy`'s.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import structlog
 
 from moorage.auth.audit import AuditLog
 from moorage.auth.bootstrap import hand_over_initial_password
-from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Project, Subject
+from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Subject
 from moorage.auth.keys import KeySet, SecretBox
+from moorage.auth.policy import Policy
 from moorage.auth.robots import PREFIX, RobotStore
 from moorage.auth.throttle import LoginThrottle
-from moorage.auth.tokens import REFRESH_LIFETIME, Scope, TokenError, TokenService
+from moorage.auth.tokens import REFRESH_LIFETIME, Account, Scope, TokenError, TokenService
 from moorage.config import AuthSettings
 from moorage.db.session import Database
 from moorage.registry.names import InvalidNameError, check_login
@@ -79,8 +81,9 @@ class IdentityService:
         self.db = db
         self.settings = settings
         self.data_dir = data_dir
-        self.store = IdentityStore(db)
-        self.robots = RobotStore(db)
+        self.store = IdentityStore(db, on_change=self._forget)
+        self.robots = RobotStore(db, on_change=self._forget)
+        self.policy = Policy(self.store, self.robots, anonymous_pull=settings.anonymous_pull)
         self.audit = AuditLog(db)
         self.throttle = LoginThrottle(
             db, max_failures=settings.login_max_failures, window=settings.login_window,
@@ -90,6 +93,9 @@ class IdentityService:
         self.tokens = TokenService(self.keys, service=settings.service, expiry=settings.token_expiry)
         self._started = False
         self._start_lock = asyncio.Lock()
+
+    def _forget(self) -> None:
+        self.policy.forget()
 
     async def start(self) -> None:
         """Create the shared signing key and the initial admin unless another node already did."""
@@ -193,19 +199,16 @@ class IdentityService:
             f"{until:%H:%M:%S} UTC or ask an administrator to reset the password",
         )
 
-    async def subject_of(self, name: str, kind: str) -> Subject:
-        """The current subject named in a token (re-read: roles and disables apply at once)."""
-        if kind == "anonymous":
-            return ANONYMOUS
-        if kind == "robot":
-            robot = await self.robots.by_name(name)
-            if robot is None or robot.disabled or robot.expired:
-                raise IdentityError("unauthorized", f"robot account {name!r} no longer exists, is disabled or expired")
-            return self.robots.subject(robot)
-        user = await self.store.user_by_name(name)
-        if user is None:
-            raise IdentityError("unauthorized", f"user {name!r} no longer exists; log in as another user")
-        return self.store.user_subject(user)
+    @staticmethod
+    def account_of(subject: Subject) -> Account:
+        """What a token issued to ``subject`` names: its kind, name, immutable uid and generation."""
+        return Account(subject.kind, subject.name, subject.uid, subject.generation)
+
+    async def subject_of(self, claims: dict[str, Any]) -> Subject:
+        """The current subject of a verified token (re-read, so revocations and role changes apply)."""
+        account = Account(str(claims.get("kind", "user")), str(claims["sub"]), str(claims.get("uid", "")),
+                          int(claims.get("gen", 0)))
+        return await self.policy.account(account)
 
     async def from_refresh_token(self, token: str, client: str = "") -> Subject:
         """The subject of a refresh token (``grant_type=refresh_token``), recorded as a login."""
@@ -222,52 +225,33 @@ class IdentityService:
             claims = await self.tokens.verify(token, refresh=True)
         except TokenError as exc:
             raise IdentityError("unauthorized", f"refresh token rejected: {exc}") from None
-        subject = await self.subject_of(str(claims["sub"]), str(claims.get("kind", "user")))
+        subject = await self.subject_of(claims)
         if subject.fingerprint != claims.get("fpr"):
             raise IdentityError(
                 "unauthorized", "the refresh token was revoked by a password or secret change; log in again"
             )
         return subject
 
-    async def from_credentials(self, credentials: Credentials, client: str) -> Subject:
-        """The subject of Basic or Bearer credentials on a REST or ``/v2`` request."""
+    async def from_credentials(self, credentials: Credentials, client: str, *, api: bool = False) -> Subject:
+        """The subject of Basic or Bearer credentials on a ``/v2`` request, or with ``api`` a REST request.
+
+        A bearer token must have been minted for that entry point (its audience): a registry token
+        is refused by the API, an API token by ``/v2``.
+        """
         if credentials.scheme == "none":
             return ANONYMOUS
         if credentials.scheme == "basic":
             return await self.login(credentials.username, credentials.secret, client)
         await self.start()
         try:
-            claims = await self.tokens.verify(credentials.secret)
+            claims = await self.tokens.verify(credentials.secret, api=api)
         except TokenError as exc:
             raise IdentityError("unauthorized", str(exc)) from None
-        return await self.subject_of(str(claims["sub"]), str(claims.get("kind", "user")))
-
-    # -- grants ----------------------------------------------------------------------------
-    async def project_of(self, repository: str) -> tuple[str, Project | None]:
-        project_name = repository.split("/", 1)[0]
-        return project_name, await self.store.project(project_name)
-
-    async def allowed(self, subject: Subject, repository: str) -> frozenset[str]:
-        _, project = await self.project_of(repository)
-        return await self.store.actions_on(subject, project, self.settings.anonymous_pull)
+        return await self.subject_of(claims)
 
     async def grant(self, subject: Subject, scopes: list[Scope]) -> list[dict[str, Any]]:
-        """The intersection of requested and allowed actions, per scope (empty grants are left out)."""
-        access: list[dict[str, Any]] = []
-        for scope in scopes:
-            if scope.type == "repository" and "/" in scope.name:
-                allowed = await self.allowed(subject, scope.name)
-                requested = set(scope.actions)
-                if "*" in requested:
-                    requested = {"pull", "push", "delete"}
-                granted = sorted(requested & allowed)
-            elif scope.type == "registry" and scope.name == "catalog":
-                granted = ["*"] if subject.sysadmin else []
-            else:
-                granted = []
-            if granted:
-                access.append({"type": scope.type, "name": scope.name, "actions": granted})
-        return access
+        """The intersection of requested and allowed actions, per scope (the policy decides)."""
+        return await self.policy.grant(subject, [(scope.type, scope.name, scope.actions) for scope in scopes])
 
     async def oci_event(self, principal: Any, operation: str, repository: str, reference: str, client: str,
                         resource_type: str = "artifact", auth: str | None = None) -> None:

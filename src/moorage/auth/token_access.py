@@ -1,19 +1,22 @@
 """The ``/v2`` access controller of ``auth.mode: token`` (Docker token auth, Basic accepted too).
 
-Every refusal says which credential or permission was missing. The field report's trap, a push
-to a project that does not exist answered only with "requested access to the resource is
-denied", is answered with the project's name and the fix to any authenticated user (the name
-of a project that does not exist is no secret); for a private project the caller cannot see,
-the message lists the possible causes without saying which one applies.
+Every refusal says which credential or permission was missing; the words, and what they
+disclose, are the :class:`~moorage.auth.policy.Policy`'s. A bearer token must be a registry token
+(audience ``auth.service``) whose ``access`` claim covers the request, *and* the account must
+still have the right now: a removed member or a lowered role stops working within seconds on
+every node, whatever the token says.
 """
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement
+
 from moorage.auth.access import AccessRequest, Principal
 from moorage.auth.identity import ANONYMOUS, IdentityError, Subject
-from moorage.auth.roles import minimum_role_for
+from moorage.auth.policy import Denial
 from moorage.auth.service import IdentityService, parse_authorization
 from moorage.auth.tokens import TokenError
+from moorage.db.tables import repositories
 from moorage.errors import RegistryError
 
 __all__ = ["TokenAccess", "challenge"]
@@ -26,12 +29,22 @@ def _sorted(actions: frozenset[str] | set[str]) -> list[str]:
 
 
 def challenge(base_url: str, service: str, scope: str | None = None, error: str | None = None) -> dict[str, str]:
+    """``WWW-Authenticate`` for a token client; ``scope`` may hold several scopes separated by spaces."""
     value = f'Bearer realm="{base_url}/service/token",service="{service}"'
     if scope:
         value += f',scope="{scope}"'
     if error:
         value += f',error="{error}"'
     return {"WWW-Authenticate": value}
+
+
+def _granted(claims: dict[str, object], repository: str) -> set[str]:
+    granted: set[str] = set()
+    access = claims.get("access")
+    for entry in access if isinstance(access, list) else []:
+        if isinstance(entry, dict) and entry.get("type") == "repository" and entry.get("name") == repository:
+            granted.update(str(a) for a in entry.get("actions") or [])
+    return granted
 
 
 class TokenAccess:
@@ -59,7 +72,10 @@ class TokenAccess:
                     claims = await self.identity.tokens.verify(credentials.secret)
                 except TokenError as exc:
                     raise self._unauthorized(request, str(exc), scope, "invalid_token") from None
-                subject = await self.identity.subject_of(str(claims["sub"]), str(claims.get("kind", "user")))
+                try:
+                    subject = await self.identity.subject_of(claims)
+                except IdentityError as exc:
+                    raise self._unauthorized(request, exc.message, scope, "invalid_token") from None
                 return subject, claims
             return await self.identity.from_credentials(credentials, request.client), None
         except IdentityError as exc:
@@ -75,9 +91,19 @@ class TokenAccess:
             raise self._unauthorized(request, "authentication required")
         return _principal(subject)
 
-    async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str]) -> Principal:
+    async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str], *,
+                        mount_from: str | None = None) -> Principal:
+        """Allow ``actions`` on ``repository`` for the token (or Basic) caller, re-checked against current rights.
+
+        ``mount_from``: the request is a cross-repository mount, so the challenge also asks for
+        ``pull`` on that repository (as Distribution does) and a token that lacks it is answered
+        ``insufficient_scope`` when the caller may pull there: a client that only follows
+        challenges then gets a token for both and its mount succeeds.
+        """
         wanted = _sorted(actions)
         scope = f"repository:{repository}:{','.join(wanted)}"
+        if mount_from is not None and mount_from != repository:
+            scope += f" repository:{mount_from}:pull"
         if "/" not in repository:
             raise RegistryError(
                 "NAME_INVALID",
@@ -85,84 +111,44 @@ class TokenAccess:
                 f"'<project>/<repository>', e.g. 'library/{repository}'",
             )
         subject, claims = await self._subject(request, scope)
-        if claims is not None:
-            granted: set[str] = set()
-            for entry in claims.get("access") or []:  # type: ignore[attr-defined]
-                if isinstance(entry, dict) and entry.get("type") == "repository" and entry.get("name") == repository:
-                    granted.update(str(a) for a in entry.get("actions") or [])
-            if actions <= granted:
-                return _principal(subject)
-        allowed = await self.identity.allowed(subject, repository)
-        if actions <= allowed:
-            if claims is None:
-                return _principal(subject)
-            raise self._unauthorized(
-                request,
-                f"the bearer token does not grant {','.join(wanted)} on {repository!r}; request a token with "
-                f"scope {scope!r} (clients do this after this answer)",
-                scope, "insufficient_scope",
-            )
-        error = await self._denied(request, subject, repository, actions, allowed, scope)
-        if request.method == "HEAD" and error.code == "DENIED":
+        policy = self.identity.policy
+        rights = await policy.repository_rights(subject, repository)
+        if not actions <= rights.actions:
+            raise self._refusal(request, policy.repository_denial(subject, repository, actions, rights), scope)
+        if claims is None:
+            return _principal(subject)
+        if not actions <= _granted(claims, repository):
+            raise self._insufficient(request, repository, wanted, scope)
+        if mount_from is not None and mount_from != repository and "pull" not in _granted(claims, mount_from):
+            source = await policy.repository_rights(subject, mount_from)
+            if "pull" in source.actions:  # worth a new token; else the mount just falls back to an upload
+                raise self._insufficient(request, mount_from, ["pull"], scope)
+        return _principal(subject)
+
+    def _insufficient(self, request: AccessRequest, repository: str, wanted: list[str], scope: str) -> RegistryError:
+        return self._unauthorized(
+            request,
+            f"the bearer token does not grant {','.join(wanted)} on {repository!r}; request a token with "
+            f"scope {scope!r} (clients do this after this answer)",
+            scope, "insufficient_scope",
+        )
+
+    def _refusal(self, request: AccessRequest, denial: Denial, scope: str) -> RegistryError:
+        if denial.kind == "unauthorized":
+            return self._unauthorized(request, denial.message, scope)
+        if request.method == "HEAD":
             # A HEAD answer has no body, so clients print only "403 (Forbidden)". podman and skopeo
             # probe blobs with HEAD before uploading; a 404 lets them go on to the POST, whose
             # answer carries the message. Nothing is revealed: the caller may not pull either way.
-            raise RegistryError("NAME_UNKNOWN", error.message, error.detail, status=404)
-        raise error
+            return RegistryError("NAME_UNKNOWN", denial.message, denial.detail, status=404)
+        return RegistryError("DENIED", denial.message, detail=denial.detail)
 
-    async def _denied(self, request: AccessRequest, subject: Subject, repository: str, actions: frozenset[str],
-                      allowed: frozenset[str], scope: str) -> RegistryError:
-        project_name, project = await self.identity.project_of(repository)
-        missing = _sorted(actions - allowed)
-        verb = "+".join(missing)
-        if subject.anonymous:
-            return self._unauthorized(
-                request, f"authentication required to {verb} {repository!r} (anonymous users may only pull "
-                "from public projects)", scope,
-            )
-        who = f"robot account {subject.name!r}" if subject.kind == "robot" else f"user {subject.name!r}"
-        if project is None:
-            return RegistryError(
-                "DENIED",
-                f"project {project_name!r} does not exist: create it in the UI or with the API "
-                f"(POST /api/v2.0/projects), or check the name (repositories are '<project>/<repository>')",
-                detail={"project": project_name, "missing": missing},
-            )
-        role = await self.identity.store.role_of(subject, project)
-        visible = subject.sysadmin or project.public or role is not None or (
-            subject.kind == "robot" and (project.name in subject.robot_access or "*" in subject.robot_access)
-        )
-        if not visible:
-            return RegistryError(
-                "DENIED",
-                f"{who} may not {verb} {repository!r}: either project {project_name!r} does not exist, or it is "
-                f"private and {subject.name!r} is not a member; check the name, or ask the project's "
-                "administrator to add you",
-                detail={"missing": missing},
-            )
-        if subject.kind == "robot":
-            reason = (f"{who} lacks the {verb} permission on project {project_name!r}; ask an administrator to "
-                      "grant it (PUT /api/v2.0/robots/<id>) or use another account")
-        elif role is None:
-            reason = (f"project {project_name!r} is public, so {who} may pull, but {verb} needs membership with "
-                      f"role {minimum_role_for(missing[-1])} or above; ask a project admin to add you")
-        else:
-            reason = (f"{who} has role {role} in project {project_name!r}, which does not allow {verb}; ask a "
-                      f"project admin for role {minimum_role_for(missing[-1])} or above")
-        return RegistryError("DENIED", reason, detail={"missing": missing, "role": role})
-
-    async def catalog_filter(self, request: AccessRequest, names: list[str]) -> list[str]:
+    async def catalog_visibility(self, request: AccessRequest) -> ColumnElement[bool] | None:
+        """The condition on repositories the caller may list (``None``: all of them), from the policy."""
         subject, _ = await self._subject(request, "registry:catalog:*")
-        if subject.sysadmin:
-            return names
-        cache: dict[str, bool] = {}
-        visible = []
-        for name in names:
-            project = name.split("/", 1)[0]
-            if project not in cache:
-                cache[project] = "pull" in await self.identity.allowed(subject, name)
-            if cache[project]:
-                visible.append(name)
+        visible = self.identity.policy.visible_repositories(subject, repositories.c.name)
+        if visible is None:
+            return None
         return visible
 
 

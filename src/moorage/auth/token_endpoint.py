@@ -1,8 +1,10 @@
 """``/service/token``: the Docker registry token service (GET with Basic auth; POST OAuth2 form).
 
 GET (docker, containers/image without a stored refresh token): Basic credentials or none
-(anonymous), any number of ``scope`` parameters, ``offline_token=true`` adds a
-``refresh_token``. POST (``grant_type=password`` or ``refresh_token``, space-separated
+(anonymous), any number of ``scope`` parameters, each of which may hold several scopes separated
+by spaces (as a client copies Distribution's multi-scope challenge), ``offline_token=true`` adds a
+``refresh_token``. ``service=<auth.service>-api`` (with credentials) mints a token for the
+management API instead: registry tokens are good for ``/v2`` only. POST (``grant_type=password`` or ``refresh_token``, space-separated
 ``scope``, ``access_type=offline``): what clients send once they hold a refresh token.
 
 A scope the caller may not use is left out of the token rather than refused: the registry
@@ -24,7 +26,7 @@ from starlette.routing import Route
 from moorage.auth.clients import client_of
 from moorage.auth.identity import ANONYMOUS, IdentityError, Subject
 from moorage.auth.service import IdentityService, parse_authorization
-from moorage.auth.tokens import parse_scope
+from moorage.auth.tokens import api_audience, parse_scopes
 
 __all__ = ["token_routes"]
 
@@ -46,11 +48,17 @@ def _error(exc: IdentityError, oauth: bool = False) -> Response:
     return _json(body, status, headers)
 
 
-async def _issue(identity: IdentityService, subject: Subject, raw_scopes: list[str],
-                 offline: bool) -> dict[str, Any]:
-    scopes = [scope for raw in raw_scopes if (scope := parse_scope(raw)) is not None]
-    access = await identity.grant(subject, scopes)
-    token, issued, expires_in = await identity.tokens.issue_access(subject.name, subject.kind, access)
+async def _issue(identity: IdentityService, subject: Subject, raw_scopes: list[str], offline: bool,
+                 service: str | None = None) -> dict[str, Any]:
+    account = identity.account_of(subject)
+    if service is not None and service == api_audience(identity.settings.service):
+        if subject.anonymous:
+            raise IdentityError("unauthorized", "a token for the management API needs credentials (Basic auth)")
+        token, issued, expires_in = await identity.tokens.issue_api(account)
+        offline = False
+    else:
+        access = await identity.grant(subject, parse_scopes(raw_scopes))
+        token, issued, expires_in = await identity.tokens.issue_access(account, access)
     body: dict[str, Any] = {
         "token": token,
         "access_token": token,
@@ -58,7 +66,7 @@ async def _issue(identity: IdentityService, subject: Subject, raw_scopes: list[s
         "issued_at": datetime.fromtimestamp(issued, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if offline and not subject.anonymous:
-        body["refresh_token"] = await identity.tokens.issue_refresh(subject.name, subject.kind, subject.fingerprint)
+        body["refresh_token"] = await identity.tokens.issue_refresh(account, subject.fingerprint)
     return body
 
 
@@ -90,7 +98,8 @@ def token_routes(identity_of: Callable[[Request], IdentityService | None],
             subject = await identity.from_credentials(credentials, _client(request))
             await identity.start()
             offline = request.query_params.get("offline_token", "").lower() == "true"
-            body = await _issue(identity, subject, request.query_params.getlist("scope"), offline)
+            body = await _issue(identity, subject, request.query_params.getlist("scope"), offline,
+                                request.query_params.get("service"))
         except IdentityError as exc:
             return _error(exc)
         return _json(body)
@@ -112,9 +121,11 @@ def token_routes(identity_of: Callable[[Request], IdentityService | None],
                 raise IdentityError(
                     "invalid", f"grant_type {grant_type!r} is not supported; use 'password' or 'refresh_token'"
                 )
-            scopes = str(form.get("scope", "")).split()
+            scopes = [str(form.get("scope", ""))]
             offline = str(form.get("access_type", "")) == "offline"
-            body = await _issue(identity, subject if subject is not None else ANONYMOUS, scopes, offline)
+            service = form.get("service")
+            body = await _issue(identity, subject if subject is not None else ANONYMOUS, scopes, offline,
+                                service if isinstance(service, str) else None)
         except IdentityError as exc:
             return _error(exc, oauth=True)
         body["token_type"] = "Bearer"

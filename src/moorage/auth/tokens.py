@@ -1,10 +1,15 @@
 """Docker registry tokens: signed JWTs (ES256, ``kid`` in the header) issued and verified with :class:`KeySet`.
 
-Access tokens carry the Docker spec's ``access`` claim (``[{"type","name","actions"}]``) and
-live ``auth.token_expiry`` seconds. Refresh tokens (``offline_token=true`` or OAuth2
-``access_type=offline``) carry no access, only who the subject is and a fingerprint of its
-credential hash, and live :data:`REFRESH_LIFETIME`; every use re-reads the user or robot, so a
-password change, a secret refresh, a disable or a delete ends them on every node.
+Every token names its account by immutable ``uid`` and the account's ``gen`` (generation) next
+to the login name in ``sub``: a password change, a robot secret refresh or disable bumps the
+generation, and a deleted and re-created ``aguest`` has another ``uid``, so every token issued
+before stops working on every node (the account is re-read, with a cache of a few seconds).
+
+Each token has an audience (``aud``): registry tokens (the Docker ``access`` claim,
+``[{"type","name","actions"}]``, ``auth.token_expiry`` seconds) are minted for ``auth.service``
+and are good on ``/v2`` only; API tokens are minted for :func:`api_audience` and are good on
+``/api/v2.0`` only. Refresh tokens (``offline_token=true`` or OAuth2 ``access_type=offline``)
+carry no access and live :data:`REFRESH_LIFETIME`; they are good at the token endpoint only.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import jwt
 from moorage.auth.keys import ALGORITHM, KeySet
 from moorage.registry.names import unsafe_character
 
-__all__ = ["REFRESH_LIFETIME", "Scope", "TokenError", "TokenService", "parse_scope"]
+__all__ = ["REFRESH_LIFETIME", "Account", "Scope", "TokenError", "TokenService", "api_audience", "parse_scope",
+           "parse_scopes"]
 
 REFRESH_LIFETIME = 30 * 24 * 3600
 #: Clock skew tolerated between nodes when checking ``exp``/``nbf``/``iat``.
@@ -35,6 +41,28 @@ class Scope:
     type: str
     name: str
     actions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Who a token speaks for: ``kind`` (``user``, ``robot``, ``anonymous``), login ``name``,
+    immutable ``uid`` and the account's ``generation`` when the token was issued."""
+
+    kind: str
+    name: str
+    uid: str = ""
+    generation: int = 0
+
+
+def api_audience(service: str) -> str:
+    """The audience of tokens good for the management API (never for ``/v2``)."""
+    return f"{service}-api"
+
+
+def parse_scopes(values: list[str]) -> list[Scope]:
+    """Every scope in ``values``; one value may hold several separated by spaces, as Distribution's
+    multi-scope challenges do (``scope="repository:a:pull,push repository:b:pull"``)."""
+    return [scope for value in values for raw in value.split() if (scope := parse_scope(raw)) is not None]
 
 
 def parse_scope(raw: str) -> Scope | None:
@@ -65,27 +93,37 @@ class TokenService:
         key = await self.keys.signing_key()
         return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 
-    def _base(self, subject: str, kind: str, lifetime: int) -> dict[str, Any]:
+    def _base(self, account: Account, audience: str, lifetime: int) -> dict[str, Any]:
         now = int(time.time())
         return {
-            "iss": self.service, "sub": subject, "aud": self.service, "iat": now, "nbf": now - 1,
-            "exp": now + lifetime, "jti": uuid.uuid4().hex, "kind": kind,
+            "iss": self.service, "sub": account.name, "aud": audience, "iat": now, "nbf": now - 1,
+            "exp": now + lifetime, "jti": uuid.uuid4().hex, "kind": account.kind, "uid": account.uid,
+            "gen": account.generation,
         }
 
-    async def issue_access(self, subject: str, kind: str, access: list[dict[str, Any]]) -> tuple[str, int, int]:
-        """``(token, issued_at, expires_in)``."""
-        claims = self._base(subject, kind, self.expiry)
+    async def issue_access(self, account: Account, access: list[dict[str, Any]]) -> tuple[str, int, int]:
+        """A registry token for ``/v2``: ``(token, issued_at, expires_in)``."""
+        claims = self._base(account, self.service, self.expiry)
         claims["access"] = access
         return await self._sign(claims), claims["iat"], self.expiry
 
-    async def issue_refresh(self, subject: str, kind: str, fingerprint: str) -> str:
-        claims = self._base(subject, kind, REFRESH_LIFETIME)
+    async def issue_api(self, account: Account) -> tuple[str, int, int]:
+        """A token for the management API (audience :func:`api_audience`), without registry access."""
+        claims = self._base(account, api_audience(self.service), self.expiry)
+        return await self._sign(claims), claims["iat"], self.expiry
+
+    async def issue_refresh(self, account: Account, fingerprint: str) -> str:
+        claims = self._base(account, self.service, REFRESH_LIFETIME)
         claims["typ"] = "refresh"
         claims["fpr"] = fingerprint
         return await self._sign(claims)
 
-    async def verify(self, token: str, *, refresh: bool = False) -> dict[str, Any]:
-        """The claims of a valid token of the right type, else :class:`TokenError`."""
+    async def verify(self, token: str, *, refresh: bool = False, api: bool = False) -> dict[str, Any]:
+        """The claims of a valid token of the right type and audience, else :class:`TokenError`.
+
+        ``api``: a token for the management API (else a registry or refresh token for ``auth.service``).
+        """
+        audience = api_audience(self.service) if api else self.service
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -101,16 +139,31 @@ class TokenService:
             )
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key.public_key, algorithms=[ALGORITHM], audience=self.service, issuer=self.service,
-                leeway=LEEWAY, options={"require": ["exp", "iat", "sub"]},
+                token, key.public_key, algorithms=[ALGORITHM], audience=audience, issuer=self.service,
+                leeway=LEEWAY, options={"require": ["exp", "iat", "sub", "aud"]},
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("the bearer token has expired; request a new one (clients do this on their own)") from None
         except jwt.InvalidAudienceError:
-            raise TokenError(f"the bearer token is for another service; this registry is {self.service!r}") from None
+            raise TokenError(self._wrong_audience(token, api)) from None
         except jwt.PyJWTError as exc:
             raise TokenError(f"the bearer token is invalid ({exc}); log in again") from None
+        if not isinstance(claims.get("uid"), str) or not isinstance(claims.get("gen", 0), int):
+            raise TokenError("the bearer token names no account (issued before an upgrade?); log in again")
         if (claims.get("typ") == "refresh") != refresh:
             kind = "a refresh token" if not refresh else "an access token"
             raise TokenError(f"got {kind} where the other kind is expected; send the access_token to /v2/")
         return claims
+
+    def _wrong_audience(self, token: str, api: bool) -> str:
+        """Why a token of this registry was sent to the wrong entry point, and what to send instead."""
+        audience = jwt.decode(token, options={"verify_signature": False}).get("aud")
+        api_aud = api_audience(self.service)
+        if api and audience == self.service:
+            return (
+                f"this is a registry token (audience {self.service!r}), good for /v2 only; the API takes Basic "
+                f"credentials or a token for audience {api_aud!r} (GET /service/token?service={api_aud})"
+            )
+        if not api and audience == api_aud:
+            return f"this is a management API token (audience {api_aud!r}); /v2 takes registry tokens, log in again"
+        return f"the bearer token is for another service ({audience!r}); this registry is {self.service!r}"

@@ -33,6 +33,10 @@ users = Table(
     Column("comment", Text, nullable=True),
     Column("password_hash", String(255), nullable=False),
     Column("sysadmin", Boolean, nullable=False),
+    # Credentials name the account by ``uid`` (random, never reused: a deleted and re-created
+    # ``aguest`` is another account) and carry ``generation``, bumped by a password change.
+    Column("uid", String(32), nullable=False, unique=True),
+    Column("generation", Integer, nullable=False, server_default="0"),
     Column("created_at", TIMESTAMP, nullable=False),
     Column("updated_at", TIMESTAMP, nullable=False),
 )
@@ -75,6 +79,9 @@ robots = Table(
     Column("permissions", Text, nullable=False),
     Column("disabled", Boolean, nullable=False),
     Column("expires_at", TIMESTAMP, nullable=True),
+    # As for users: a secret refresh or a disable bumps ``generation`` and ends every token.
+    Column("uid", String(32), nullable=False, unique=True),
+    Column("generation", Integer, nullable=False, server_default="0"),
     Column("created_at", TIMESTAMP, nullable=False),
     Column("updated_at", TIMESTAMP, nullable=False),
 )

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, select
+from sqlalchemy import ColumnElement, bindparam, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -310,11 +310,16 @@ class ManifestStore:
             rows = await conn.execute(query.order_by(tags.c.name).limit(limit))
             return list(rows.scalars())
 
-    async def catalog(self, limit: int, last: str | None) -> list[str]:
-        """Repository names that hold at least one manifest, after ``last``, in lexical order."""
+    async def catalog(self, limit: int, last: str | None, visible: ColumnElement[bool] | None = None) -> list[str]:
+        """Repository names that hold at least one manifest, after ``last``, in lexical order.
+
+        ``visible``: the access policy's condition on ``repositories`` (``None``: every repository).
+        """
         query = select(repositories.c.name).where(
             exists().where(manifests.c.repository_id == repositories.c.id)
         )
+        if visible is not None:
+            query = query.where(visible)
         if last:
             query = query.where(repositories.c.name > last)
         async with self.db.read() as conn:

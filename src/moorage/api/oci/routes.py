@@ -196,8 +196,10 @@ class OciApi:
             method=request.method,
         )
 
-    async def _allow(self, request: Request, name: str, *actions: str) -> None:
-        request.state.principal = await self.access.authorize(self._ctx(request), name, frozenset(actions))
+    async def _allow(self, request: Request, name: str, *actions: str, mount_from: str | None = None) -> None:
+        request.state.principal = await self.access.authorize(
+            self._ctx(request), name, frozenset(actions), mount_from=mount_from
+        )
 
     async def _event(self, request: Request, operation: str, name: str, reference: str,
                      resource_type: str = "artifact") -> None:
@@ -225,8 +227,8 @@ class OciApi:
 
     async def catalog(self, request: Request, params: dict[str, str]) -> Response:
         limit = _page_size(request, self.page_max)
-        names = await self.manifests.catalog(limit + 1, request.query_params.get("last"))
-        names = await self.access.catalog_filter(self._ctx(request), names)
+        visible = await self.access.catalog_visibility(self._ctx(request))
+        names = await self.manifests.catalog(limit + 1, request.query_params.get("last"), visible)
         return self._page("/v2/_catalog", {}, "repositories", names, limit)
 
     async def tags(self, request: Request, params: dict[str, str]) -> Response:
@@ -352,12 +354,14 @@ class OciApi:
 
     async def start_upload(self, request: Request, params: dict[str, str]) -> Response:
         name = params["name"]
-        await self._allow(request, name, "pull", "push")
         query = request.query_params
         mount, source = query.get("mount"), query.get("from")
         if mount and source:
-            digest = parse_digest(mount)
             validate_name(source)
+        # A mount's challenge asks for pull on the source too, so a token client can mount.
+        await self._allow(request, name, "pull", "push", mount_from=source if mount and source else None)
+        if mount and source:
+            digest = parse_digest(mount)
             try:
                 await self._allow(request, source, "pull")
                 mounted = await self.blobs.mount(name, source, digest)

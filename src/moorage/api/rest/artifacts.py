@@ -61,7 +61,7 @@ async def _access(who: Caller, project_name: str, repository_name: str, action: 
     """``(project_id, full repository name)`` once the caller may ``action`` there, else 401/403/404."""
     project, _ = await visible_project(who, project_name)
     full = f"{project.name}/{unquote(repository_name)}"
-    allowed = await who.identity.allowed(who.subject, full)
+    allowed = (await who.identity.policy.rights(who.subject, project.name)).actions
     if action not in allowed:
         if who.subject.anonymous:
             raise ApiError(401, f"{action} on {full!r} needs credentials")

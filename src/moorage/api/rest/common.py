@@ -1,5 +1,10 @@
 """What every REST handler shares: the caller, Harbor's error envelope, pagination, project lookups.
 
+The caller authenticates with Basic credentials or a bearer token minted for the API (audience
+``<auth.service>-api``); a registry token from ``/service/token`` is good for ``/v2`` only and is
+refused here, whatever its scopes. Who may see and do what is the policy's
+(:mod:`moorage.auth.policy`), so REST answers as ``/v2`` does.
+
 Errors are Harbor's ``{"errors":[{"code","message"}]}`` with the status of :data:`STATUS`;
 every 401/403 names the missing credential or permission. Pagination is Harbor's: ``page``
 (from 1) and ``page_size`` (1–100), the total in ``X-Total-Count`` and ``prev``/``next`` in
@@ -21,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator
 from moorage.auth.audit import auth_method
 from moorage.auth.clients import client_of
 from moorage.auth.identity import IdentityError, Project, Subject
+from moorage.auth.policy import Rights
 from moorage.auth.roles import ROLE_IDS
 from moorage.auth.service import IdentityService, parse_authorization
 from moorage.numbers import parse_decimal
@@ -109,7 +115,10 @@ class Caller:
 
     def require_login(self) -> None:
         if self.subject.anonymous:
-            raise ApiError(401, "this endpoint needs credentials: send Basic auth (user:password) or a Bearer token")
+            raise ApiError(
+            401, "this endpoint needs credentials: send Basic auth (user:password) or a bearer token for the API "
+            "(GET /service/token?service=<service>-api)",
+        )
 
     def require_admin(self, what: str) -> None:
         self.require_login()
@@ -129,7 +138,7 @@ async def caller(request: Request) -> Caller:
     client = client_of(request, services_of(request).settings.http.trusted_proxies)
     try:
         credentials = parse_authorization(request.headers.get("authorization"))
-        subject = await identity.from_credentials(credentials, client)
+        subject = await identity.from_credentials(credentials, client, api=True)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
     return Caller(subject, identity, services_of(request), client, auth_method(credentials.scheme, subject.kind))
@@ -183,27 +192,23 @@ def paginate(request: Request, response: Response, page: Page, total: int) -> No
         response.headers["Link"] = ", ".join(links)
 
 
-async def visible_project(who: Caller, name_or_id: str) -> tuple[Project, str | None]:
-    """The project and the caller's role in it, or 404/401 without saying whether a private one exists."""
+async def project_rights(who: Caller, name_or_id: str) -> Rights:
+    """The policy's view of the caller in a project named by name or id (visible or not)."""
     # Ids are 32-bit columns; anything that is not ASCII digits within that range is a name.
     try:
         key: str | int = parse_decimal(name_or_id, maximum=2_147_483_647)
     except ValueError:
         key = name_or_id
-    project = await who.identity.store.project(key)
-    role = None if project is None else await who.identity.store.role_of(who.subject, project)
-    robot_sees = project is not None and who.subject.kind == "robot" and (
-        project.name in who.subject.robot_access or "*" in who.subject.robot_access
-    )
-    if project is None or not (project.public or who.subject.sysadmin or role is not None or robot_sees):
-        if who.subject.anonymous:
-            raise ApiError(401, f"project {name_or_id!r} is not public or does not exist; send credentials")
-        raise ApiError(
-            404,
-            f"project {name_or_id!r} does not exist, or it is private and {who.subject.name!r} is not a member; "
-            "check the name or ask its administrator to add you",
-        )
-    return project, role
+    return await who.identity.policy.rights(who.subject, key)
+
+
+async def visible_project(who: Caller, name_or_id: str) -> tuple[Project, str | None]:
+    """The project and the caller's role in it, or the policy's 404/401 (private and missing alike)."""
+    rights = await project_rights(who, name_or_id)
+    denial = who.identity.policy.project_denial(who.subject, rights)
+    if denial is not None or rights.project is None:
+        raise ApiError.of(denial.error() if denial is not None else IdentityError("not_found", name_or_id))
+    return rights.project, rights.role
 
 
 def role_id(role: str | None) -> int | None:

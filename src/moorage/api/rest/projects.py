@@ -114,16 +114,19 @@ async def list_projects(
     request: Request, response: Response, who: CallerDep, page: PageDep,
     name: Annotated[str | None, Query(max_length=255)] = None, public: bool | None = None,
 ) -> list[ProjectOut]:
-    found, total = await who.identity.store.list_projects(who.subject, page.offset, page.page_size, name, public)
+    visible = who.identity.policy.visible_projects(who.subject)
+    found, total = await who.identity.store.list_projects(visible, page.offset, page.page_size, name, public)
     paginate(request, response, page, total)
     return [await _out(who, p, await who.identity.store.role_of(who.subject, p)) for p in found]
 
 
-@router.head("/projects", status_code=200, responses={404: {"description": "no such project"}})
+@router.head("/projects", status_code=200, responses={404: {"description": "no such project you may see"}})
 async def project_exists(who: CallerDep, project_name: Annotated[str, Query(min_length=1, max_length=255)]) -> None:
-    who.require_login()
-    if await who.identity.store.project(project_name) is None:
-        raise ApiError(404, f"project {project_name!r} does not exist")
+    """200 when the caller may see the project (as ``GET`` would list it), else 404: a private project
+    of which the caller is not a member answers as a missing one, anonymous callers included."""
+    rights = await who.identity.policy.rights(who.subject, project_name)
+    if not rights.visible:
+        raise ApiError(404, who.identity.policy.hidden_message(project_name))
 
 
 @router.post("/projects", status_code=201, response_model=None)
@@ -136,6 +139,9 @@ async def create_project(request: Request, response: Response, body: ProjectReq,
             body.project_name, bool(_public(body.public, body.metadata)), who.subject
         )
     except IdentityError as exc:
+        if exc.kind == "conflict":  # "already exists" only to those who may see it (the policy's words)
+            rights = await who.identity.policy.rights(who.subject, body.project_name)
+            raise ApiError(409, who.identity.policy.name_taken_message(body.project_name, rights)) from None
         raise ApiError.of(exc) from None
     await who.audit("create", "project", project.name, project.name)
     response.headers["Location"] = f"{request.url.path}/{project.id}"

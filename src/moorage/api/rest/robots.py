@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from moorage.api.rest.common import ApiError, AsciiDigits, Caller, CallerDep, Id, PageDep, paginate
+from moorage.api.rest.common import ApiError, AsciiDigits, Caller, CallerDep, Id, PageDep, paginate, visible_project
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.robots import Robot, parse_permissions
 from moorage.auth.roles import can_manage_robots
@@ -119,9 +119,7 @@ async def list_robots(
     who.require_login()
     project = None
     if project_id is not None:
-        project = await who.identity.store.project(project_id)
-        if project is None:
-            raise ApiError(404, f"project {project_id} does not exist")
+        project, _ = await visible_project(who, str(project_id))
     await _may_manage(who, "project" if project else "system", project)
     found, total = await who.identity.robots.list(page.offset, page.page_size, project_id)
     paginate(request, response, page, total)
@@ -140,14 +138,11 @@ async def create_robot(request: Request, response: Response, body: RobotCreate, 
         if len(permissions) != 1 or "*" in permissions:
             raise ApiError(400, "a project robot needs exactly one permission entry whose namespace is its project")
         name = next(iter(permissions))
-        project = await who.identity.store.project(name)
-        if project is None or not (
-            who.subject.sysadmin or project.public or await who.identity.store.role_of(who.subject, project)
-        ):
-            raise ApiError(
-                404, f"project {name!r} does not exist, or it is private and {who.subject.name!r} is not a member; "
-                "check the name (create projects with POST /api/v2.0/projects)",
-            )
+        rights = await who.identity.policy.rights(who.subject, name)
+        denial = who.identity.policy.project_denial(who.subject, rights)
+        if denial is not None or rights.project is None:
+            raise ApiError(404, denial.message if denial is not None else who.identity.policy.hidden_message(name))
+        project = rights.project
     else:
         await _may_manage(who, "system", None)
         for namespace in permissions:
