@@ -30,7 +30,7 @@ async def idp(database_url: str, tmp_path: Path) -> AsyncIterator[Idp]:
 async def test_jobs_are_for_system_admins_only(idp: Idp) -> None:
     job = await idp.services.jobs.enqueue("test.noop", {"repository": "secret-project/app"})
     user, auth = await idp.user()
-    token = (await idp.token(auth))["token"]
+    token = (await idp.token(auth, service="moorage-api"))["token"]  # a registry token is refused (401)
     for path in ("/api/v2.0/jobs", f"/api/v2.0/jobs/{job}"):
         anonymous = await idp.http.get(path)
         assert anonymous.status_code == 401 and "secret-project" not in anonymous.text

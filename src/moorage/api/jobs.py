@@ -47,7 +47,7 @@ def sysadmin_only(identity_of: Callable[[Request], IdentityService | None], trus
             return None
         try:
             credentials = parse_authorization(request.headers.get("authorization"))
-            subject = await identity.from_credentials(credentials, client_of(request, trusted_proxies))
+            subject = await identity.from_credentials(credentials, client_of(request, trusted_proxies), api=True)
         except IdentityError as exc:
             if exc.kind == "throttled":
                 return _error(429, "TOO_MANY_REQUESTS", exc.message)

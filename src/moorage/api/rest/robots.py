@@ -8,7 +8,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from moorage.api.rest.common import ApiError, AsciiDigits, Caller, CallerDep, Id, PageDep, paginate, visible_project
+from moorage.api.rest.common import (
+    ApiError,
+    AsciiDigits,
+    Caller,
+    CallerDep,
+    Id,
+    PageDep,
+    paginate,
+    visible_project,
+)
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.robots import Robot, parse_permissions
 from moorage.auth.roles import can_manage_robots
