@@ -8,6 +8,7 @@ working (the token carries a fingerprint of the secret hash and the robot is re-
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,7 +186,7 @@ class RobotStore:
             rows = (await conn.execute(query.order_by(robots.c.id).offset(offset).limit(limit))).all()
         return [_robot(row) for row in rows], int(total)
 
-    async def all_of_project(self, project_id: int) -> list[Robot]:
+    async def all_of_project(self, project_id: int) -> builtins.list[Robot]:
         """Every robot of a project (deleting the project deletes them: the audit log names each)."""
         async with self.db.read() as conn:
             rows = (await conn.execute(select(robots).where(robots.c.project_id == project_id)
