@@ -2,8 +2,9 @@
 
 Each check returns a :class:`CheckResult` with what was tested, whether it passed, and, when
 it failed, what to do. Checks never raise: a failing dependency is a result, not a crash.
-Drivers may add their own checks (e.g. Swift's storage URL) by offering an async
-``self_check()`` method returning :class:`CheckResult` objects; wrappers pass it through.
+Every driver adds its own checks (e.g. Swift's storage URL) through the driver Protocol's
+``self_check()``; wrappers pass it through. :class:`CheckResult` is defined in
+:mod:`moorage.storage.driver`, so drivers never import this module (storage never imports upward).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -22,28 +22,14 @@ from typing import Any
 import httpx
 
 from moorage.config import Settings
-from moorage.storage import StorageDriver, StorageError
+from moorage.storage import CheckResult, StorageDriver, StorageError
+from moorage.storage.factory import build_driver
 
 __all__ = ["CheckResult", "run_checks"]
 
 #: Presigned URLs fail when the clocks of the node and the store differ by more than this.
 MAX_CLOCK_SKEW = 60.0
 _PROBE_BYTES = b"moorage storage probe\n" * 64
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-def _driver_chain(driver: Any) -> list[Any]:
-    chain = [driver]
-    while hasattr(chain[-1], "inner"):
-        chain.append(chain[-1].inner)
-    return chain
 
 
 async def check_database(settings: Settings) -> list[CheckResult]:
@@ -131,11 +117,7 @@ async def check_storage(settings: Settings, storage: StorageDriver) -> list[Chec
     results.extend(await check_redirects(settings, storage, key))
     result, _ = await _step("storage delete", lambda: storage.delete(key), fix)
     results.append(result)
-    for driver in _driver_chain(storage):
-        self_check = getattr(driver, "self_check", None)
-        if self_check is not None:
-            results.extend(await self_check())
-            break
+    results.extend(await storage.self_check())
     return results
 
 
@@ -236,8 +218,6 @@ async def check_redis(settings: Settings) -> list[CheckResult]:
 
 async def run_checks(settings: Settings) -> list[CheckResult]:
     """Every check for ``settings``, in the order an operator would fix them."""
-    from moorage.storage.factory import build_driver
-
     results = await check_database(settings)
     results += await check_redis(settings)
     try:

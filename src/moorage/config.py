@@ -30,6 +30,7 @@ from pydantic import (
 
 from moorage.auth.clients import TrustedProxies
 from moorage.registry.names import InvalidNameError, check_identifier
+from moorage.storage.factory import DRIVERS, driver_class
 
 __all__ = [
     "AuthSettings",
@@ -193,8 +194,6 @@ class StorageSettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_driver(self) -> StorageSettings:
-        from moorage.storage.factory import DRIVERS, driver_class
-
         extra = dict(self.model_extra or {})
         unknown = [name for name in extra if name not in DRIVERS]
         if unknown:

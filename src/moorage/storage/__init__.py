@@ -1,6 +1,7 @@
 """Blob storage: a driver protocol, its drivers, and wrappers for cross-cutting concerns."""
 
 from moorage.storage.driver import (
+    CheckResult,
     FileInfo,
     InvalidOffsetError,
     InvalidPathError,
@@ -13,6 +14,7 @@ from moorage.storage.driver import (
 )
 
 __all__ = [
+    "CheckResult",
     "FileInfo",
     "InvalidOffsetError",
     "InvalidPathError",

@@ -6,10 +6,12 @@ into a :class:`StorageError`, so a driver bug can never leak a vendor exception 
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 
 from moorage.storage.driver import (
+    CheckResult,
     FileInfo,
     InvalidOffsetError,
     InvalidPathError,
@@ -114,6 +116,13 @@ class CheckedDriver:
             return await self.inner.url_for(check_path(path), method, expires_in)
         except Exception as exc:
             raise self._wrap(exc, path) from exc
+
+    async def self_check(self) -> builtins.list[CheckResult]:
+        """The driver's own checks; a driver that raises is reported, never propagated."""
+        try:
+            return await self.inner.self_check()
+        except Exception as exc:  # noqa: BLE001 - `moorage check` reports, it does not crash
+            return [CheckResult(f"{self.name} self-check", False, f"{type(exc).__name__}: {exc}"[:400])]
 
     async def aclose(self) -> None:
         """Release the inner driver's connections, if it holds any."""

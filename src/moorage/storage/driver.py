@@ -13,12 +13,14 @@ next chunk passes that state back in.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "CheckResult",
     "FileInfo",
     "InvalidOffsetError",
     "InvalidPathError",
@@ -43,6 +45,20 @@ class FileInfo:
     size: int
     modified: datetime | None = None
     is_dir: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One finding of ``moorage check``: what was tested, whether it passed, what to do if not.
+
+    Defined here, at the bottom of the import graph, because drivers produce them
+    (:meth:`StorageDriver.self_check`) and storage never imports upward.
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
 
 
 class StorageError(Exception):
@@ -153,5 +169,13 @@ class StorageDriver(Protocol):
 
         The URL is signed for exactly that method. ``None`` means the driver cannot redirect
         and the registry must stream the bytes itself.
+        """
+        ...
+
+    async def self_check(self) -> builtins.list[CheckResult]:
+        """What ``moorage check`` should verify beyond reading and writing a probe key.
+
+        Backend specifics only the driver knows (the S3 listing fields, the Swift storage URL as
+        reachable from this node...). Never raises: a failure is a result with its fix.
         """
         ...

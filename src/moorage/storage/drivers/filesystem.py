@@ -36,6 +36,7 @@ import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
 
 from moorage.storage.driver import (
+    CheckResult,
     FileInfo,
     InvalidOffsetError,
     PathNotFoundError,
@@ -382,3 +383,9 @@ class FilesystemDriver:
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
         return None
+
+    async def self_check(self) -> builtins.list[CheckResult]:
+        """Which filesystem the root is on, and so whether stat and open run on the event loop."""
+        kind = await anyio.to_thread.run_sync(filesystem_type, self.root) or "unknown"
+        where = "inline (local filesystem)" if self.inline_metadata else "in worker threads"
+        return [CheckResult("filesystem type", True, f"{kind} at {self.root}; stat and open run {where}")]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from moorage.storage.driver import FileInfo, InvalidOffsetError, PathNotFoundError, WriteState
+from moorage.storage.driver import CheckResult, FileInfo, InvalidOffsetError, PathNotFoundError, WriteState
 
 __all__ = ["MemoryDriver"]
 
@@ -102,3 +103,6 @@ class MemoryDriver:
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
         return None
+
+    async def self_check(self) -> builtins.list[CheckResult]:
+        return [CheckResult("inmemory storage", True, "nothing survives a restart; for tests only")]

@@ -40,6 +40,7 @@ import boto3  # type: ignore[import-untyped]  # no stubs shipped; calls are wrap
 import botocore.exceptions  # type: ignore[import-untyped]
 
 from moorage.storage.driver import (
+    CheckResult,
     FileInfo,
     InvalidOffsetError,
     PathNotFoundError,
@@ -499,10 +500,8 @@ class S3Driver:
         await self._delete_keys(keys, path)
 
     # -- moorage check -----------------------------------------------------------------------------
-    async def self_check(self) -> builtins.list[Any]:
+    async def self_check(self) -> builtins.list[CheckResult]:
         """``moorage check``: the bucket answers, and which optional listing fields it sends."""
-        from moorage.checks import CheckResult
-
         try:
             page: dict[str, Any] = await self._call(
                 "", "LIST", self.client.list_objects_v2, Bucket=self.bucket, MaxKeys=1, Prefix=self.root

@@ -49,6 +49,7 @@ import anyio
 from yarl import URL
 
 from moorage.storage.driver import (
+    CheckResult,
     FileInfo,
     InvalidOffsetError,
     PathNotFoundError,
@@ -532,10 +533,8 @@ class SwiftDriver:
         return f"{url}?temp_url_sig={signature}&temp_url_expires={expires}"
 
     # -- moorage check -----------------------------------------------------------------------------
-    async def self_check(self) -> builtins.list[Any]:
+    async def self_check(self) -> builtins.list[CheckResult]:
         """``moorage check``: the storage URL the auth service hands out answers from this node."""
-        from moorage.checks import CheckResult
-
         try:
             auth = await self._login()
         except StorageError as exc:
