@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from moorage.storage import InvalidOffsetError
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.drivers.filesystem import FilesystemDriver, filesystem_type
 
@@ -157,3 +158,12 @@ async def test_a_blocking_open_does_not_freeze_the_event_loop(tmp_path: Path) ->
 
 async def _read_all(driver: CheckedDriver, path: str) -> bytes:
     return b"".join([chunk async for chunk in driver.read(path)])
+
+
+async def test_commit_never_extends_with_zeros(tmp_path: Path) -> None:
+    """A state that claims more bytes than are stored must not be published padded with zeros."""
+    driver = CheckedDriver(FilesystemDriver(tmp_path, fsync=False))
+    state = await driver.append("uploads/u/data", None, _chunks(b"0123456789"))
+    with pytest.raises(InvalidOffsetError):
+        await driver.commit("uploads/u/data", {"size": state["size"] + 10})
+    assert not (tmp_path / "uploads/u/data").exists()

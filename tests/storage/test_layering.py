@@ -37,12 +37,7 @@ def test_storage_imports_nothing_above_it() -> None:
     assert upward == []
 
 
-def test_config_and_checks_import_cleanly_first() -> None:
-    """Each module imported first in a fresh interpreter: an import cycle fails one of them."""
-    for module in (
-        "moorage.config",
-        "moorage.checks",
-        "moorage.storage.drivers.s3",
-        "moorage.storage.drivers.swift",
-    ):
-        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, timeout=60)
+def test_config_imports_cleanly_first() -> None:
+    """``moorage.config`` imports the storage factory at module level: imported first in a fresh
+    interpreter, an import cycle through storage would fail here."""
+    subprocess.run([sys.executable, "-c", "import moorage.config"], check=True, timeout=60)

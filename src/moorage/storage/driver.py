@@ -132,7 +132,12 @@ class StorageDriver(Protocol):
         ...
 
     async def commit(self, path: str, state: WriteState) -> None:
-        """Finish the write at ``path``: afterwards the object is durable and readable there."""
+        """Finish the write at ``path``: afterwards the object is durable and readable there.
+
+        Idempotent: committing a state that was already committed changes nothing (a retry
+        after a lost answer). Raises :class:`InvalidOffsetError` when fewer bytes are stored
+        than the state says.
+        """
         ...
 
     async def move(self, source: str, destination: str) -> None:

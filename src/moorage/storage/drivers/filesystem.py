@@ -302,8 +302,18 @@ class FilesystemDriver:
         partial = self._full(path + _PARTIAL)
         full = self._full(path)
         try:
-            fd = os.open(partial, os.O_WRONLY)
             try:
+                fd = os.open(partial, os.O_WRONLY)
+            except FileNotFoundError:
+                if full.is_file() and full.stat().st_size == size:
+                    return  # committed before: a retried commit changes nothing
+                raise
+            try:
+                stored = os.fstat(fd).st_size
+                if stored < size:  # never extend with zeros what was not written
+                    raise InvalidOffsetError(
+                        f"write state says {size} bytes but {stored} are stored", path=path, driver=self.name
+                    )
                 os.ftruncate(fd, size)
                 if self.fsync:
                     os.fsync(fd)

@@ -72,8 +72,14 @@ class MemoryDriver:
         return {"size": len(buffer)}
 
     async def commit(self, path: str, state: WriteState) -> None:
+        size = int(state["size"])
+        committed = self._objects.get(path)
+        if path not in self._pending and committed is not None and len(committed[0]) == size:
+            return  # committed before: a retried commit changes nothing
         buffer = self._pending.pop(path, bytearray())
-        del buffer[int(state["size"]) :]
+        if len(buffer) < size:
+            raise InvalidOffsetError(f"write state says {size} bytes but {len(buffer)} are stored", path=path)
+        del buffer[size:]
         self._objects[path] = (bytes(buffer), datetime.now(UTC))
 
     async def move(self, source: str, destination: str) -> None:

@@ -338,6 +338,16 @@ class S3Driver:
         return [number, str(answer["ETag"]), len(body)]
 
     async def commit(self, path: str, state: WriteState) -> None:
+        try:
+            await self._commit(path, state)
+        except PathNotFoundError:
+            # The tail or the multipart upload is gone: committed before (the answer was lost)
+            # when the object is there with the state's size; a retried commit changes nothing.
+            head = await self._head(path)
+            if head is None or int(head["ContentLength"]) != int(state.get("size", -1)):
+                raise
+
+    async def _commit(self, path: str, state: WriteState) -> None:
         key = self._key(path)
         parts = [list(part) for part in state.get("parts", [])]
         upload_id: str | None = state.get("upload_id")
