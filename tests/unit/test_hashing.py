@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from moorage.registry.hashing import ResumableSha256, state_size
+from moorage.registry.hashing import OFFLOAD_BYTES, ResumableSha256, feed, state_size
 
 
 @given(st.lists(st.binary(max_size=300), max_size=12))
@@ -38,3 +38,34 @@ def test_large_input_and_bad_state() -> None:
     assert len(hasher.state()) == state_size()
     with pytest.raises(ValueError):
         ResumableSha256(b"short")
+
+
+class _ThreadProbe:
+    """A real hasher that also notes which thread each update ran on."""
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+        self.threads: list[int] = []
+
+    def update(self, data: bytes, /) -> None:
+        import threading
+
+        self.threads.append(threading.get_ident())
+        self.inner.update(data)
+
+
+async def test_large_chunks_are_hashed_off_the_event_loop() -> None:
+    import threading
+
+    probe = _ThreadProbe()
+    small, large = b"s" * (OFFLOAD_BYTES - 1), b"L" * OFFLOAD_BYTES
+    await feed(probe, small)
+    await feed(probe, large)
+    loop_thread = threading.get_ident()
+    assert probe.threads[0] == loop_thread  # cheaper inline than a thread hop (docs/architecture.md)
+    assert probe.threads[1] != loop_thread
+    assert probe.inner.hexdigest() == hashlib.sha256(small + large).hexdigest()
+    resumable = ResumableSha256()
+    for piece in (small, large, small):
+        await feed(resumable, piece)
+    assert resumable.hexdigest() == hashlib.sha256(small + large + small).hexdigest()

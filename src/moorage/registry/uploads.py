@@ -6,6 +6,11 @@ in the ``uploads`` row; a chunk is accepted by (1) appending its bytes in storag
 step 2 never happens is discarded by the driver on the next append, so a client retry
 is always safe. A blob becomes pullable only after its digest was verified, its bytes
 were published under the content-addressed key, and its link row was committed.
+
+Publishing is idempotent: when the digest is already stored (its ``blobs`` row exists and the
+bytes are under its key), completing an upload links the blob and discards the upload instead
+of moving bytes onto the existing key (as Distribution does); two completions of one digest at
+once may both move, which every driver's ``move`` tolerates (see ``StorageDriver.move``).
 """
 
 from __future__ import annotations
@@ -15,23 +20,27 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 
 from moorage.db.session import Database
-from moorage.db.tables import repositories, uploads
+from moorage.db.tables import blobs, repositories, uploads
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest
-from moorage.registry.hashing import ResumableSha256
+from moorage.registry.hashing import ResumableSha256, feed
 from moorage.registry.paths import blob_path, upload_dir, upload_path
 from moorage.registry.repositories import ensure_repository, link_blob, now
+from moorage.registry.upload_lease import Activity, LeaseTiming, hold
 from moorage.storage import InvalidOffsetError, PathNotFoundError, StorageDriver, StorageError, WriteState
 
-__all__ = ["UploadProgress", "UploadService"]
+__all__ = ["LeaseTiming", "UploadProgress", "UploadService"]
 
 log = structlog.get_logger("moorage.uploads")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,31 +60,46 @@ class _Session:
 
 
 class _Counted:
-    """Feeds chunks to the hasher while counting them, optionally enforcing a byte limit."""
+    """Feeds chunks to the hasher while counting them, optionally enforcing a byte limit.
 
-    __slots__ = ("hasher", "limit", "renew", "renewed", "source", "total")
+    It tells ``activity`` when it waits for the client (so the lease renewer knows the request is
+    idle, not working), and renews the lease itself when a chunk arrives after a long wait.
+    """
+
+    __slots__ = ("activity", "hasher", "limit", "renew", "renew_every", "source", "total")
 
     def __init__(
         self,
         source: AsyncIterable[bytes],
         hasher: ResumableSha256,
         limit: int | None,
+        activity: Activity,
         renew: Callable[[], Awaitable[None]] | None = None,
+        renew_every: float = LeaseTiming().renew_every,
     ) -> None:
         self.source = source
         self.hasher = hasher
         self.limit = limit
+        self.activity = activity
         self.renew = renew
-        self.renewed = time.monotonic()
+        self.renew_every = renew_every
         self.total = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.source:
+        chunks = aiter(self.source)
+        while True:
+            self.activity.waiting_since = time.monotonic()
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            finally:
+                self.activity.waiting_since = None
             if not chunk:
                 continue
-            if self.renew is not None and time.monotonic() - self.renewed > LEASE_RENEW_SECONDS:
-                await self.renew()
-                self.renewed = time.monotonic()
+            if self.renew is not None and time.monotonic() - self.activity.renewed > self.renew_every:
+                await self.renew()  # the client was silent for a while: is the upload still ours?
+                self.activity.renewed = time.monotonic()
             self.total += len(chunk)
             if self.limit is not None and self.total > self.limit:
                 raise RegistryError(
@@ -83,21 +107,15 @@ class _Counted:
                     f"the request body is longer than the declared {self.limit} bytes; send a matching "
                     "Content-Length/Content-Range",
                 )
-            self.hasher.update(chunk)
+            await feed(self.hasher, chunk)
             yield chunk
 
 
-#: How long a writer's claim on an upload lasts without renewal, and how often it is renewed
-#: while bytes stream. A client cut off mid-chunk can resume after at most the lease.
-LEASE_SECONDS = 15
-LEASE_RENEW_SECONDS = 5
-
-
-def _busy(session: _Session) -> RegistryError:
+def _busy(session: _Session, lease_seconds: float) -> RegistryError:
     return RegistryError(
         "BLOB_UPLOAD_INVALID",
         "another request is writing to this upload (or one was cut off less than "
-        f"{LEASE_SECONDS} s ago); send chunks one after another: GET the upload for its status, "
+        f"{lease_seconds:g} s ago); send chunks one after another: GET the upload for its status, "
         "then resume from its Range",
         {"upload": session.id},
         status=416,
@@ -115,11 +133,16 @@ def _unknown(upload_id: str) -> RegistryError:
 
 
 class UploadService:
-    """Upload sessions on the shared database and storage."""
+    """Upload sessions on the shared database and storage.
 
-    def __init__(self, db: Database, storage: StorageDriver) -> None:
+    ``lease`` sets how long a writing request's claim on an upload lasts without renewal (a
+    client cut off mid-chunk can resume after at most that) and how often it is renewed.
+    """
+
+    def __init__(self, db: Database, storage: StorageDriver, *, lease: LeaseTiming | None = None) -> None:
         self.db = db
         self.storage = storage
+        self.lease = lease or LeaseTiming()
 
     async def start(self, repository: str) -> UploadProgress:
         upload_id = str(uuid.uuid4())
@@ -162,7 +185,11 @@ class UploadService:
         return UploadProgress(session.id, session.size)
 
     async def _append(
-        self, session: _Session, chunks: AsyncIterable[bytes], expected_length: int | None
+        self,
+        session: _Session,
+        chunks: AsyncIterable[bytes],
+        expected_length: int | None,
+        activity: Activity | None = None,
     ) -> WriteState:
         renew = None
         if session.lease is not None:
@@ -171,7 +198,9 @@ class UploadService:
             async def renew() -> None:
                 await self._renew(session, lease)
 
-        counted = _Counted(chunks, session.hasher, expected_length, renew)
+        counted = _Counted(
+            chunks, session.hasher, expected_length, activity or Activity(), renew, self.lease.renew_every
+        )
         state = await self.storage.append(upload_path(session.id), session.state, counted)
         if expected_length is not None and counted.total != expected_length:
             raise RegistryError(
@@ -201,7 +230,8 @@ class UploadService:
             raise self._out_of_order(session, start)
         lease = await self._claim(session)
         try:
-            state = await self._append(session, chunks, length)
+            activity = Activity()
+            state = await self._holding(session, lease, activity, self._append(session, chunks, length, activity))
             async with self.db.write() as conn:
                 result = await conn.execute(
                     update(uploads)
@@ -216,7 +246,7 @@ class UploadService:
                     )
                 )
             if result.rowcount != 1:
-                raise _busy(session)  # the lease expired and another writer took over
+                raise _busy(session, self.lease.seconds)  # the lease expired and another writer took over
         except BaseException:
             await self._release(session, lease)
             raise
@@ -234,22 +264,26 @@ class UploadService:
                     uploads.c.size == session.size,
                     or_(uploads.c.lease_token.is_(None), uploads.c.lease_until < timestamp),
                 )
-                .values(lease_token=token, lease_until=timestamp + timedelta(seconds=LEASE_SECONDS))
+                .values(lease_token=token, lease_until=timestamp + timedelta(seconds=self.lease.seconds))
             )
         if result.rowcount != 1:
-            raise _busy(session)
+            raise _busy(session, self.lease.seconds)
         session.lease = token
         return token
+
+    def _holding(self, session: _Session, lease: str, activity: Activity, work: Awaitable[T]) -> Awaitable[T]:
+        """``work`` with the lease renewed in the background while it is busy (see :mod:`.upload_lease`)."""
+        return hold(work, lambda: self._renew(session, lease), activity, self.lease)
 
     async def _renew(self, session: _Session, lease: str) -> None:
         async with self.db.write() as conn:
             result = await conn.execute(
                 update(uploads)
                 .where(uploads.c.id == session.id, uploads.c.lease_token == lease)
-                .values(lease_until=now() + timedelta(seconds=LEASE_SECONDS))
+                .values(lease_until=now() + timedelta(seconds=self.lease.seconds))
             )
         if result.rowcount != 1:
-            raise _busy(session)
+            raise _busy(session, self.lease.seconds)
 
     async def _release(self, session: _Session, lease: str) -> None:
         """Give the lease back after a failed write, so the client's retry need not wait it out."""
@@ -293,45 +327,71 @@ class UploadService:
             raise self._out_of_order(session, start)
         lease = await self._claim(session)
         try:
-            return await self._complete(session, digest, chunks, length)
+            activity = Activity()
+            return await self._holding(
+                session, lease, activity, self._complete(session, digest, chunks, length, activity)
+            )
         except BaseException:
             await self._release(session, lease)
             raise
 
     async def _complete(
-        self, session: _Session, digest: Digest, chunks: AsyncIterable[bytes], length: int | None
+        self, session: _Session, digest: Digest, chunks: AsyncIterable[bytes], length: int | None, activity: Activity
     ) -> int:
         try:
-            state = await self._append(session, chunks, length)
+            state = await self._append(session, chunks, length, activity)
         except (InvalidOffsetError, PathNotFoundError):
             # A previous attempt published the bytes and died before recording the link;
             # the client's retry must succeed rather than fail on the vanished upload data.
             published = await self._published_size(digest)
             if published is None:
                 raise
+            activity.end()
             await self._record(session, digest, published)
             return published
         size = int(state["size"])
         path = upload_path(session.id)
         if digest.algorithm == "sha256":
             self._verify(digest, session.hasher.hexdigest())
-            await self.storage.commit(path, state)
+            if not await self._stored(digest, size):
+                await self.storage.commit(path, state)
+                await self._publish(path, digest)
         else:
             # Only SHA-256 is hashed while streaming; other algorithms are verified by a re-read.
             await self.storage.commit(path, state)
             hasher = digest.hasher()
             async for chunk in self.storage.read(path):
-                hasher.update(chunk)
+                await feed(hasher, chunk)
             if hasher.hexdigest() != digest.hex:
+                activity.end()
                 await self._discard(session.id)
                 raise RegistryError(
                     "DIGEST_INVALID",
                     f"uploaded content does not match {digest}; the upload was cancelled, push the blob again",
                     {"digest": str(digest)},
                 )
-        await self._publish(path, digest)
-        await self._record(session, digest, size)
+            if not await self._stored(digest, size):
+                await self._publish(path, digest)
+        activity.end()
+        await self._record(session, digest, size)  # links the blob and discards the upload's bytes
         return size
+
+    async def _stored(self, digest: Digest, size: int) -> bool:
+        """Whether ``digest`` is already published: its ``blobs`` row and its bytes (of that size) exist.
+
+        Then completing an upload only links the blob; the bytes under the key stay untouched
+        (a key is written once). A row whose bytes are missing or of another size is repaired by
+        publishing this verified upload over it.
+        """
+        async with self.db.read() as conn:
+            recorded = (await conn.execute(select(blobs.c.size).where(blobs.c.digest == str(digest)))).scalar()
+        if recorded != size:
+            return False
+        try:
+            info = await self.storage.stat(blob_path(digest))
+        except PathNotFoundError:
+            return False
+        return not info.is_dir and info.size == size
 
     async def _record(self, session: _Session, digest: Digest, size: int) -> None:
         """Commit the link that makes the blob pullable and end the session."""
@@ -346,7 +406,7 @@ class UploadService:
         size = 0
         try:
             async for chunk in self.storage.read(blob_path(digest)):
-                hasher.update(chunk)
+                await feed(hasher, chunk)
                 size += len(chunk)
         except PathNotFoundError:
             return None
@@ -371,20 +431,20 @@ class UploadService:
             if digest.algorithm == "sha256":
                 state = await self._append(session, chunks, length)
                 self._verify(digest, session.hasher.hexdigest())
-                await self.storage.commit(path, state)
             else:
                 hasher = digest.hasher()
 
                 async def tee() -> AsyncIterator[bytes]:
                     async for chunk in chunks:
-                        hasher.update(chunk)
+                        await feed(hasher, chunk)
                         yield chunk
 
                 state = await self._append(session, tee(), length)
                 if hasher.hexdigest() != digest.hex:
                     raise RegistryError("DIGEST_INVALID", f"uploaded content does not match {digest}")
+            if not await self._stored(digest, int(state["size"])):
                 await self.storage.commit(path, state)
-            await self._publish(path, digest)
+                await self._publish(path, digest)
         except BaseException:
             await self._cleanup(upload_id)
             raise
@@ -398,26 +458,48 @@ class UploadService:
         """Place the verified bytes under the blob's key (a key is only ever written with its own bytes)."""
         await self.storage.move(path, blob_path(digest))
 
+    @staticmethod
+    def _stale(cutoff: datetime, at: datetime) -> ColumnElement[bool]:
+        """Untouched since ``cutoff`` and not being written at ``at`` (no lease, or an expired one)."""
+        return and_(
+            uploads.c.updated_at < cutoff,
+            or_(uploads.c.lease_token.is_(None), uploads.c.lease_until < at),
+        )
+
+    async def stale(self, cutoff: datetime) -> list[str]:
+        """Ids of the upload sessions untouched since ``cutoff`` and not being written now."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(uploads.c.id).where(self._stale(cutoff, now())))
+            return list(rows.scalars())
+
+    async def discard_if_stale(self, upload_id: str, cutoff: datetime) -> bool:
+        """Delete the session and its bytes if it is *still* stale; ``False`` when it was not deleted.
+
+        Compare-and-delete: the staleness test is part of the ``DELETE``, so a client that
+        resumed the upload since it was listed (a chunk moved ``updated_at``, or a request holds
+        its lease) keeps it.
+        """
+        async with self.db.write() as conn:
+            result = await conn.execute(delete(uploads).where(uploads.c.id == upload_id, self._stale(cutoff, now())))
+        if result.rowcount != 1:
+            return False
+        await self._cleanup(upload_id)
+        return True
+
     async def purge(self, older_than: timedelta, *, dry_run: bool = False) -> int:
         """Delete upload sessions untouched for ``older_than`` (and their bytes); returns how many.
 
         With ``dry_run`` nothing is deleted; the count says what would be.
 
         Distribution's ``maintenance.uploadpurging``. A session with a live lease is being
-        written right now and is kept whatever its age.
+        written right now and is kept whatever its age, and so is one resumed between the
+        listing and its delete (:meth:`discard_if_stale`).
         """
         cutoff = now() - older_than
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(uploads.c.id).where(
-                    uploads.c.updated_at < cutoff,
-                    or_(uploads.c.lease_token.is_(None), uploads.c.lease_until < now()),
-                )
-            )
-            stale = list(rows.scalars())
-        for upload_id in [] if dry_run else stale:
-            await self._discard(upload_id)
-        return len(stale)
+        stale = await self.stale(cutoff)
+        if dry_run:
+            return len(stale)
+        return sum([await self.discard_if_stale(upload_id, cutoff) for upload_id in stale])
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         session = await self._load(repository, upload_id)
