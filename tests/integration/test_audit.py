@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from moorage.db.migrate import current_heads, downgrade, upgrade
 from tests.integration.oci_client import push_blob, push_image
-from tests.integration.test_identity_helpers import PASSWORD, Idp, basic, bearer, make_idp
+from tests.integration.test_identity_helpers import Idp, basic, bearer, make_idp
 
 
 @pytest.fixture

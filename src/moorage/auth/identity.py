@@ -321,7 +321,7 @@ class IdentityStore:
         if visible is not None:
             query = query.where(visible)
         if name:
-            query = query.where(projects.c.name.contains(name))
+            query = query.where(projects.c.name.contains(name, autoescape=True))
         if public is not None:
             query = query.where(projects.c.public.is_(public))
         async with self.db.read() as conn:

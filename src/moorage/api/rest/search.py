@@ -1,0 +1,105 @@
+"""Harbor's ``GET /search?q=`` and ``GET /projects/{p}/summary`` (found missing by the harborapi client).
+
+Both answer only what the caller may see, as the policy decides for ``/projects`` and
+``_catalog``: a private project of which the caller is not a member is neither found nor
+summarised (404, the same answer as a missing one). The queries are
+:class:`moorage.auth.search.SearchIndex`'s.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from moorage.api.rest.common import Caller, CallerDep, role_id, visible_project
+from moorage.api.rest.projects import ProjectMetadata, ProjectOut
+from moorage.auth.identity import Project
+from moorage.auth.roles import can_see_members
+from moorage.auth.search import SearchIndex
+
+router = APIRouter(tags=["search", "project"])
+
+#: Harbor returns every match; Moorage caps each list (a search is not a way to dump the registry).
+SEARCH_LIMIT = 100
+
+
+class SearchRepository(BaseModel):
+    """Harbor's ``SearchRepository`` (``pull_count`` is not tracked: always 0)."""
+
+    project_id: int
+    project_name: str
+    project_public: bool
+    repository_name: str
+    pull_count: int = 0
+    artifact_count: int
+
+
+class SearchResult(BaseModel):
+    """Harbor's ``Search``: matching projects and repositories."""
+
+    project: list[ProjectOut]
+    repository: list[SearchRepository]
+
+
+class ProjectSummary(BaseModel):
+    """Harbor's ``ProjectSummary``; member counts only for callers who may list members (quota: none)."""
+
+    repo_count: int
+    project_admin_count: int | None = None
+    maintainer_count: int | None = None
+    developer_count: int | None = None
+    guest_count: int | None = None
+    limited_guest_count: int | None = None
+
+
+async def _project(who: Caller, index: SearchIndex, project: Project) -> ProjectOut:
+    """Harbor's ``Project`` as ``GET /projects`` lists it."""
+    rid = role_id(await who.identity.policy.role(who.subject, project))
+    return ProjectOut(
+        project_id=project.id, name=project.name, public=project.public, owner_id=project.owner_id,
+        creation_time=project.created_at, update_time=project.updated_at,
+        repo_count=await index.repository_count(project.name), current_user_role_id=rid,
+        current_user_role_ids=[rid] if rid else [],
+        metadata=ProjectMetadata(public="true" if project.public else "false"),
+    )
+
+
+@router.get("/search", response_model=SearchResult)
+async def search(
+    who: CallerDep,
+    q: Annotated[str, Query(min_length=1, max_length=255, description="part of a project or repository name")],
+) -> SearchResult:
+    """Projects and repositories whose names contain ``q``, among those the caller may see."""
+    policy = who.identity.policy
+    index = SearchIndex(who.services.db)
+    found, _ = await who.identity.store.list_projects(policy.visible_projects(who.subject), 0, SEARCH_LIMIT, q)
+    projects = [await _project(who, index, project) for project in found]
+    hits = await index.repositories(q, policy.visible_repositories(who.subject, SearchIndex.NAME), SEARCH_LIMIT)
+    repositories = []
+    for hit in hits:
+        project = await policy.project(hit.project)
+        if project is None:  # deleted since the query
+            continue
+        repositories.append(SearchRepository(
+            project_id=project.id, project_name=project.name, project_public=project.public,
+            repository_name=hit.name, artifact_count=hit.artifact_count,
+        ))
+    return SearchResult(project=projects, repository=repositories)
+
+
+@router.get("/projects/{project_name_or_id}/summary", response_model=ProjectSummary)
+async def project_summary(project_name_or_id: str, who: CallerDep) -> ProjectSummary:
+    """Repository and member counts of a project the caller may see."""
+    project, role = await visible_project(who, project_name_or_id)
+    index = SearchIndex(who.services.db)
+    summary = ProjectSummary(repo_count=await index.repository_count(project.name))
+    if can_see_members(role, who.subject.sysadmin):
+        counts = await index.role_counts(project.id)
+        summary.project_admin_count = counts["projectAdmin"]
+        summary.maintainer_count = counts["maintainer"]
+        summary.developer_count = counts["developer"]
+        summary.guest_count = counts["guest"]
+        summary.limited_guest_count = counts["limitedGuest"]
+    return summary
