@@ -10,7 +10,7 @@ from moorage.registry.digests import parse_digest
 from moorage.registry.paths import blob_path
 from moorage.services import Services
 from tests.integration.conftest import unique_name
-from tests.integration.oci_client import digest_of, error_code, push_blob
+from tests.integration.oci_client import digest_of, error_code, push_blob, push_image
 
 
 async def test_head_and_get_carry_digest_and_length(client: httpx.AsyncClient) -> None:
@@ -172,3 +172,28 @@ async def test_numbers_in_headers_queries_and_paths_are_ascii_digits(client: htt
         assert jobs.status_code == 400, query
     for job_id in ("1_0", "²", "٣", "9" * 30):
         assert (await client.get(f"/api/v2.0/jobs/{job_id}")).status_code == 404, job_id
+
+
+async def test_a_blob_a_manifest_references_cannot_be_deleted(client: httpx.AsyncClient) -> None:
+    """Unlinking a layer of a manifest left a manifest that served while its layer 404ed: refuse, name it."""
+    import json
+
+    name, other = unique_name(), unique_name()
+    layers = [os.urandom(300), os.urandom(400)]
+    manifest_digest, body = await push_image(client, name, "v1", layers)
+    config_digest = json.loads(body)["config"]["digest"]
+    spare = await push_blob(client, name, os.urandom(50))
+    await push_blob(client, other, layers[0])  # the same layer elsewhere, held by no manifest there
+    for blob in (digest_of(layers[0]), digest_of(layers[1]), config_digest, manifest_digest):
+        refused = await client.delete(f"/v2/{name}/blobs/{blob}")
+        assert refused.status_code == 409 and error_code(refused) == "DENIED", blob
+        error = refused.json()["errors"][0]
+        assert manifest_digest in error["message"] and "delete the manifest first" in error["message"]
+        assert error["detail"] == {"digest": blob, "manifests": [manifest_digest]}
+        assert (await client.head(f"/v2/{name}/blobs/{blob}")).status_code == 200  # nothing changed
+    assert (await client.get(f"/v2/{name}/blobs/{digest_of(layers[0])}")).content == layers[0]
+    assert (await client.delete(f"/v2/{name}/blobs/{spare}")).status_code == 202
+    assert (await client.delete(f"/v2/{other}/blobs/{digest_of(layers[0])}")).status_code == 202
+    assert (await client.delete(f"/v2/{name}/manifests/{manifest_digest}")).status_code == 202
+    assert (await client.delete(f"/v2/{name}/blobs/{digest_of(layers[0])}")).status_code == 202
+    assert (await client.head(f"/v2/{name}/blobs/{digest_of(layers[0])}")).status_code == 404

@@ -422,6 +422,7 @@ class _Recording:
         self.list = inner.list
         self.delete = inner.delete
         self.url_for = inner.url_for
+        self.self_check = inner.self_check
 
     async def commit(self, path: str, state: WriteState) -> None:
         self.calls.append("commit")
@@ -538,6 +539,7 @@ class _SlowParts:
         self.list = inner.list
         self.delete = inner.delete
         self.url_for = inner.url_for
+        self.self_check = inner.self_check
 
     async def append(self, path: str, state: WriteState | None, chunks: AsyncIterable[bytes]) -> WriteState:
         import asyncio

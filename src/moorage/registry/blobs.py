@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.session import Database
-from moorage.db.tables import blobs, repository_blobs
+from moorage.db.tables import blobs, manifest_references, manifests, repository_blobs
 from moorage.errors import RegistryError
 from moorage.numbers import parse_decimal
 from moorage.registry.digests import Digest
@@ -130,7 +131,13 @@ class BlobService:
         return size
 
     async def unlink(self, repository: str, digest: Digest) -> None:
-        """Remove the blob from the repository (bytes stay until garbage collection)."""
+        """Remove the blob from the repository (bytes stay until garbage collection).
+
+        Refused with ``DENIED`` (409) while a manifest of the repository references the blob (as
+        a config or layer) or is that blob: unlinking it would leave a manifest that serves but
+        cannot be pulled. The error names the manifests; delete them first. ``BLOB_UNKNOWN``
+        when the blob is not in the repository, ``UNSUPPORTED`` when deletes are disabled.
+        """
         if not self.delete_enabled:
             raise RegistryError(
                 "UNSUPPORTED",
@@ -141,13 +148,57 @@ class BlobService:
             blob_id = (await conn.execute(select(blobs.c.id).where(blobs.c.digest == str(digest)))).scalar()
             deleted = 0
             if repository_id is not None and blob_id is not None:
+                # Delete first, then look for holders in the same transaction: on PostgreSQL the
+                # deleted row stays locked until commit, so a manifest push that locks the links
+                # it checks cannot slip in between; a holder found here rolls the delete back.
                 result = await conn.execute(
                     delete(repository_blobs).where(
                         repository_blobs.c.repository_id == repository_id, repository_blobs.c.blob_id == blob_id
                     )
                 )
                 deleted = result.rowcount
+                if deleted:
+                    holders = await _holders(conn, repository_id, digest)
+                    if holders:
+                        raise _held(repository, digest, holders)
         if not deleted:
             raise RegistryError(
                 "BLOB_UNKNOWN", f"blob {digest} is not in repository {repository}", {"digest": str(digest)}
             )
+
+
+#: At most this many holders are named in the error (a base layer may be in thousands of manifests).
+_HOLDERS_NAMED = 10
+
+
+async def _holders(conn: AsyncConnection, repository_id: int, digest: Digest) -> list[str]:
+    """Digests of the repository's manifests that reference ``digest`` or are it, in order."""
+    referencing = select(manifest_references.c.manifest_id).where(manifest_references.c.digest == str(digest))
+    query = (
+        select(manifests.c.digest)
+        .where(
+            manifests.c.repository_id == repository_id,
+            or_(manifests.c.digest == str(digest), manifests.c.id.in_(referencing)),
+        )
+        .order_by(manifests.c.digest)
+        .limit(_HOLDERS_NAMED + 1)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+def _held(repository: str, digest: Digest, holders: list[str]) -> RegistryError:
+    first = holders[0]
+    what = "is manifest" if first == str(digest) else "is referenced by manifest"
+    more = ""
+    if len(holders) > _HOLDERS_NAMED:
+        more = f" (and at least {_HOLDERS_NAMED} other manifests)"
+    elif len(holders) > 1:
+        more = f" (and {len(holders) - 1} other manifest(s))"
+    return RegistryError(
+        "DENIED",
+        f"blob {digest} {what} {first}{more} in repository {repository}; delete the "
+        f"manifest first (DELETE /v2/{repository}/manifests/{first}), then the blob (unreferenced blobs are also "
+        "removed by garbage collection)",
+        {"digest": str(digest), "manifests": holders[:_HOLDERS_NAMED]},
+        status=409,
+    )
