@@ -45,7 +45,7 @@ async def test_range_requests(client: httpx.AsyncClient) -> None:
     # Header values travel as latin-1: '²' (0xB2) is str.isdigit() but not a digit int() reads.
     for bad in ("bytes=10000-", "bytes=5-2", "bytes=0-1,5-6", "bytes=x-y", "bytes=-0", "bytes=1_0-2_0",
                 "bytes=-1_0", "bytes=²-³", "bytes=+1-2", "bytes= 1 - 2"):
-        response = await client.get(url, headers={"Range": bad.encode("latin-1")})
+        response = await client.get(url, headers={b"Range": bad.encode("latin-1")})
         assert response.status_code == 416, bad
         assert error_code(response) == "RANGE_INVALID"
         assert response.headers["content-range"] == "bytes */10000"
@@ -149,7 +149,7 @@ async def test_numbers_in_headers_queries_and_paths_are_ascii_digits(client: htt
     for length in ("1_0", "+10", "²", " 1 0"):
         response = await client.post(
             f"/v2/{name}/blobs/uploads/", params={"digest": digest}, content=data,
-            headers={"Content-Length": length.encode("latin-1")},
+            headers={b"Content-Length": length.encode("latin-1")},
         )
         assert response.status_code == 400 and error_code(response) == "SIZE_INVALID", length
     assert (await client.head(f"/v2/{name}/blobs/{digest}")).status_code == 404  # nothing was stored
@@ -157,7 +157,7 @@ async def test_numbers_in_headers_queries_and_paths_are_ascii_digits(client: htt
     location = started.headers["location"]
     for content_range in ("0-9_0", "0-+9", "0-9/1_0", "0-²", "¹-9"):
         response = await client.patch(
-            location, content=data, headers={"Content-Range": content_range.encode("latin-1")}
+            location, content=data, headers={b"Content-Range": content_range.encode("latin-1")}
         )
         assert response.status_code == 416 and error_code(response) == "RANGE_INVALID", content_range
     assert (await client.get(location)).headers["range"] == "0-0"  # no chunk was accepted
