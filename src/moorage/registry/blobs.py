@@ -148,9 +148,10 @@ class BlobService:
             blob_id = (await conn.execute(select(blobs.c.id).where(blobs.c.digest == str(digest)))).scalar()
             deleted = 0
             if repository_id is not None and blob_id is not None:
-                # Delete first, then look for holders in the same transaction: on PostgreSQL the
-                # deleted row stays locked until commit, so a manifest push that locks the links
-                # it checks cannot slip in between; a holder found here rolls the delete back.
+                # Delete first, then look for holders in the same transaction (a holder found rolls
+                # the delete back): on PostgreSQL the deleted row stays locked until commit, so a
+                # manifest push that re-reads the links it needs inside its own write transaction
+                # (FOR SHARE) waits for this one and then sees the link gone.
                 result = await conn.execute(
                     delete(repository_blobs).where(
                         repository_blobs.c.repository_id == repository_id, repository_blobs.c.blob_id == blob_id
