@@ -1,4 +1,4 @@
-"""The REST API must not tell anonymous callers or non-members which private projects exist."""
+"""No entry point tells anonymous callers or non-members which private projects exist (REST, /v2, tokens)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
-from tests.integration.test_identity_helpers import Idp, make_idp, uid
+from moorage.auth.policy import Policy
+from tests.integration.test_identity_helpers import Idp, bearer, make_idp, uid
 
 
 @pytest.fixture
@@ -45,3 +47,65 @@ async def test_a_member_without_the_role_is_told_which_role_is_needed(idp: Idp) 
     _, guest = await idp.user_in(project, 3)
     status, message = await _answer(idp, guest, _robot("project", project))
     assert status == 403 and "needs the maintainer or projectAdmin role" in message and "guest" in message
+
+
+# -- one answer for "missing" and "private, not a member" on every entry point (issue 10) ------------
+def _same(a: str, name_a: str, b: str, name_b: str) -> bool:
+    return a.replace(name_a, "P") == b.replace(name_b, "P")
+
+
+async def test_head_project_name_tells_a_non_member_nothing(idp: Idp) -> None:
+    private, missing, public = await idp.project(public=False), uid("nope"), await idp.project(public=True)
+    _, outsider = await idp.user()
+    for auth in (outsider, None):
+        hidden = await idp.api("HEAD", "/projects", auth, params={"project_name": private})
+        absent = await idp.api("HEAD", "/projects", auth, params={"project_name": missing})
+        assert hidden.status_code == absent.status_code == 404, (auth, hidden.status_code, absent.status_code)
+        # HEAD answers like GET lists: a public project is there for anonymous callers too
+        assert (await idp.api("HEAD", "/projects", auth, params={"project_name": public})).status_code == 200
+        listed = await idp.api("GET", "/projects", auth, params={"name": public})
+        assert listed.status_code == 200 and [p["name"] for p in listed.json()] == [public]
+        listed = await idp.api("GET", "/projects", auth, params={"name": private})
+        assert listed.status_code == 200 and listed.json() == []
+    _, member = await idp.user_in(private, 5)
+    for auth in (member, idp.admin):
+        assert (await idp.api("HEAD", "/projects", auth, params={"project_name": private})).status_code == 200
+    assert (await idp.api("HEAD", "/projects", idp.admin, params={"project_name": missing})).status_code == 404
+
+
+async def test_creating_a_project_with_the_name_of_a_hidden_one_does_not_confirm_it(idp: Idp) -> None:
+    private = await idp.project(public=False)
+    _, outsider = await idp.user()
+    r = await idp.api("POST", "/projects", outsider, json={"project_name": private})
+    assert r.status_code == 409
+    assert r.json()["errors"][0]["message"] == f"the name '{private}' is not available; choose another name"
+    _, member = await idp.user_in(private, 3)
+    r = await idp.api("POST", "/projects", member, json={"project_name": private})
+    assert r.status_code == 409 and "already exists" in r.text
+    r = await idp.api("POST", "/projects", idp.admin, json={"project_name": private})
+    assert r.status_code == 409 and "already exists" in r.text
+
+
+async def test_rest_and_v2_answer_alike_for_a_hidden_project_and_a_missing_one(idp: Idp) -> None:
+    private, missing = await idp.project(public=False), uid("nope")
+    name, outsider = await idp.user()
+    token_private = (await idp.token(outsider, f"repository:{private}/app:pull,push"))["token"]
+    token_missing = (await idp.token(outsider, f"repository:{missing}/app:pull,push"))["token"]
+    for credentials in ((outsider, outsider), (bearer(token_private), bearer(token_missing))):
+        for method, suffix in (("GET", "tags/list"), ("HEAD", "manifests/v1"), ("POST", "blobs/uploads/")):
+            a = await idp.http.request(method, f"/v2/{private}/app/{suffix}", headers=credentials[0])
+            b = await idp.http.request(method, f"/v2/{missing}/app/{suffix}", headers=credentials[1])
+            assert a.status_code == b.status_code and _same(a.text, private, b.text, missing), (method, a.text, b.text)
+            assert a.status_code == (404 if method == "HEAD" else 403)
+    for path in ("/projects/{}", "/projects/{}/members", "/projects/{}/logs", "/projects/{}/repositories/app"):
+        a = await idp.api("GET", path.format(private), outsider)
+        b = await idp.api("GET", path.format(missing), outsider)
+        assert a.status_code == b.status_code == 404 and _same(a.text, private, b.text, missing), (path, a.text)
+    message = (await idp.api("GET", f"/projects/{private}", outsider)).json()["errors"][0]["message"]
+    assert message == Policy.hidden_message(private) and name not in message
+    # the token service grants nothing for either, and says nothing either way
+    for token in (token_private, token_missing):
+        assert jwt.decode(token, options={"verify_signature": False})["access"] == []
+    # a system administrator is told which it is
+    r = await idp.http.get(f"/v2/{missing}/app/tags/list", headers=idp.admin)
+    assert r.status_code == 403 and r.json()["errors"][0]["message"] == Policy.missing_message(missing)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 
 from moorage.auth.policy import Policy
 from moorage.auth.tokens import Account
-from tests.integration.oci_client import error_code, push_image
+from tests.integration.oci_client import error_code, push_blob, push_image
 from tests.integration.test_identity_helpers import (
     ADMIN_PASSWORD,
     PASSWORD,
@@ -206,3 +208,78 @@ async def test_a_rotation_on_one_node_is_honoured_at_once_by_another(idp: Idp) -
         assert (await b.keys.signing_key()).kid == new_kid
     finally:
         await b.db.dispose()
+
+
+async def test_one_scope_parameter_may_hold_several_scopes(idp: Idp) -> None:
+    """What a client sends after copying Distribution's multi-scope challenge into one parameter."""
+    a, b = await idp.project(), await idp.project()
+    _, dev = await idp.user_in(a, 2)
+    await idp.member(b, (await idp.api("GET", "/users/current", dev)).json()["username"], 3)
+    body = await idp.token(dev, f"repository:{a}/x:pull,push repository:{b}/y:pull,push")
+    claims = jwt.decode(body["token"], options={"verify_signature": False})
+    assert claims["access"] == [
+        {"type": "repository", "name": f"{a}/x", "actions": ["pull", "push"]},
+        {"type": "repository", "name": f"{b}/y", "actions": ["pull"]},
+    ]
+
+
+class ChallengeFollower:
+    """A token client that knows nothing but the challenge: on a 401 it fetches a token for exactly
+    the ``scope`` the ``WWW-Authenticate`` header names (one parameter, as written) and retries."""
+
+    def __init__(self, http: httpx.AsyncClient, credentials: dict[str, str]) -> None:
+        self.http = http
+        self.credentials = credentials
+        self.token: str | None = None
+        self.scopes_asked: list[str] = []
+
+    async def request(self, method: str, url: str) -> httpx.Response:
+        for _ in range(3):
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            r = await self.http.request(method, url, headers=headers)
+            if r.status_code != 401:
+                return r
+            challenge = dict(re.findall(r'(\w+)="([^"]*)"', r.headers["www-authenticate"]))
+            self.scopes_asked.append(challenge.get("scope", ""))
+            got = await self.http.get(challenge["realm"], headers=self.credentials,
+                                      params={"service": challenge["service"], "scope": challenge.get("scope", "")})
+            assert got.status_code == 200, got.text
+            self.token = got.json()["token"]
+        return r
+
+
+async def test_a_client_that_only_follows_challenges_gets_the_cross_repository_mount(idp: Idp) -> None:
+    source_project, target_project = await idp.project(), await idp.project()
+    name, dev = await idp.user_in(target_project, 2)
+    await idp.member(source_project, name, 3)  # may pull from the source
+    idp.http.headers.update(idp.admin)
+    try:
+        digest = await push_blob(idp.http, f"{source_project}/src", b"layer to mount")
+    finally:
+        del idp.http.headers["Authorization"]
+    source, target = f"{source_project}/src", f"{target_project}/dst"
+    client = ChallengeFollower(idp.http, dev)
+    r = await client.request("POST", f"/v2/{target}/blobs/uploads/?mount={digest}&from={source}")
+    assert r.status_code == 201, r.text
+    assert client.scopes_asked == [f"repository:{target}:pull,push repository:{source}:pull"]
+    assert (await client.request("HEAD", f"/v2/{target}/blobs/{digest}")).status_code == 200
+    # a client holding a token for the target only is asked for the source too, then mounts
+    client = ChallengeFollower(idp.http, dev)
+    client.token = (await idp.token(dev, f"repository:{target}:pull,push"))["token"]
+    r = await client.request("POST", f"/v2/{target}2/blobs/uploads/?mount={digest}&from={source}")
+    assert r.status_code == 201, r.text
+    assert client.scopes_asked[-1] == f"repository:{target}2:pull,push repository:{source}:pull"
+
+
+async def test_a_mount_from_a_repository_the_caller_may_not_read_falls_back_to_an_upload(idp: Idp) -> None:
+    source_project, target_project = await idp.project(), await idp.project()
+    _, dev = await idp.user_in(target_project, 2)
+    idp.http.headers.update(idp.admin)
+    try:
+        digest = await push_blob(idp.http, f"{source_project}/src", b"secret layer")
+    finally:
+        del idp.http.headers["Authorization"]
+    client = ChallengeFollower(idp.http, dev)
+    r = await client.request("POST", f"/v2/{target_project}/dst/blobs/uploads/?mount={digest}&from={source_project}/src")
+    assert r.status_code == 202 and len(client.scopes_asked) == 1  # no loop of challenges, no mount
+    assert (await client.request("HEAD", f"/v2/{target_project}/dst/blobs/{digest}")).status_code == 404
