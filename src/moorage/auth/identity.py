@@ -301,6 +301,7 @@ class IdentityStore:
                     )
         except IntegrityError:
             raise IdentityError("conflict", f"project {name!r} already exists; choose another name") from None
+        self.on_change()  # this node may have cached "no such project" a moment ago
         project = await self.project(name)
         if project is None:  # deleted by a concurrent request between the insert and this read
             raise IdentityError("not_found", f"project {name!r} was deleted while being created; create it again")
