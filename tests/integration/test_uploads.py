@@ -469,6 +469,61 @@ async def test_completing_an_already_stored_digest_only_links_it(services: Servi
 
 async def test_concurrent_completions_of_one_digest_on_two_nodes(settings: Settings, services: Services) -> None:
     """Pushes of the same layer finishing at once on two nodes all succeed and leave one correct blob."""
+    digest = await _complete_concurrently(settings, services, os.urandom(300_000), pushes=6)
+    assert [info.path for info in await _listed(services, f"blobs/sha256/{digest[7:9]}/{digest[7:]}")] == [
+        blob_path(parse_digest(digest))
+    ]
+
+
+OBJECT_STORES = [
+    pytest.param("ceph-s3", marks=pytest.mark.ceph),
+    pytest.param("ceph-swift", marks=pytest.mark.ceph),
+    pytest.param("openstack-swift", marks=pytest.mark.swift),
+]
+
+
+@pytest.mark.parametrize("backend", OBJECT_STORES)
+async def test_concurrent_completions_of_one_digest_on_object_storage(
+    backend: str, sqlite_database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The same on the real object stores, with a blob above the 5 MiB part/segment size (multipart
+    completion, server-side copy, Swift SLO segments)."""
+    from tests.integration.conftest import make_settings
+    from tests.storage.objectstores import TEMPURL_KEY, ensure_bucket, s3_settings, unique
+
+    env = {"MOORAGE_STORAGE__REDIRECT__DISABLE": "true"}  # the in-process client streams every blob
+    if backend == "ceph-s3":
+        service = request.getfixturevalue("ceph_rgw")
+        bucket = unique("uploads")
+        ensure_bucket(s3_settings(service, bucket))
+        env.update({
+            "MOORAGE_STORAGE__S3__REGIONENDPOINT": service["S3_ENDPOINT"],
+            "MOORAGE_STORAGE__S3__REGION": service["S3_REGION"],
+            "MOORAGE_STORAGE__S3__ACCESSKEY": service["S3_ACCESS_KEY"],
+            "MOORAGE_STORAGE__S3__SECRETKEY": service["S3_SECRET_KEY"],
+            "MOORAGE_STORAGE__S3__BUCKET": bucket,
+        })
+    else:
+        service = request.getfixturevalue("ceph_rgw" if backend == "ceph-swift" else "swift_saio")
+        env.update({
+            "MOORAGE_STORAGE__SWIFT__AUTHURL": service["SWIFT_AUTH_URL"],
+            "MOORAGE_STORAGE__SWIFT__USERNAME": service["SWIFT_USER"],
+            "MOORAGE_STORAGE__SWIFT__PASSWORD": service["SWIFT_KEY"],
+            "MOORAGE_STORAGE__SWIFT__CONTAINER": unique("uploads"),
+            "MOORAGE_STORAGE__SWIFT__SECRETKEY": TEMPURL_KEY,
+            "MOORAGE_STORAGE__SWIFT__CHUNKSIZE": str(5 * 1024 * 1024),
+        })
+    settings = make_settings(sqlite_database, tmp_path, **env)
+    services = Services.from_settings(settings)
+    try:
+        await _complete_concurrently(settings, services, os.urandom(5 * 1024 * 1024 + 1000), pushes=4)
+    finally:
+        await services.aclose()
+
+
+async def _complete_concurrently(settings: Settings, services: Services, data: bytes, *, pushes: int) -> str:
+    """Start ``pushes`` uploads of ``data`` alternately on two nodes, finish them all at once on the other
+    node, then pull every copy and re-hash what storage holds. Returns the digest."""
     import asyncio
 
     from sqlalchemy import func, select
@@ -477,38 +532,38 @@ async def test_concurrent_completions_of_one_digest_on_two_nodes(settings: Setti
     from moorage.db.tables import blobs
 
     other = Services.from_settings(settings)  # a second node: same database, same storage
+    nodes = []
     try:
-        nodes = []
         for built in (services, other):
             transport = httpx.ASGITransport(app=create_app(settings, built))
             nodes.append(httpx.AsyncClient(transport=transport, base_url="http://registry.test"))
-        data = os.urandom(300_000)
         digest = digest_of(data)
-        names = [unique_name() for _ in range(6)]
+        split = len(data) * 2 // 3
+        names = [unique_name() for _ in range(pushes)]
         locations = []
         for index, name in enumerate(names):
             node = nodes[index % 2]
             location = await _start(node, name)
-            response = await node.patch(location, content=data[:200_000])
-            assert response.status_code == 202
+            response = await node.patch(location, content=data[:split])
+            assert response.status_code == 202, response.text
             locations.append(response.headers["location"])
         finished = await asyncio.gather(
             *(
-                nodes[(index + 1) % 2].put(location, params={"digest": digest}, content=data[200_000:])
+                nodes[(index + 1) % 2].put(location, params={"digest": digest}, content=data[split:])
                 for index, location in enumerate(locations)
             )
         )
-        assert [response.status_code for response in finished] == [201] * len(names), [r.text for r in finished]
+        assert [response.status_code for response in finished] == [201] * pushes, [r.text for r in finished]
         for index, name in enumerate(names):
             pulled = await nodes[index % 2].get(f"/v2/{name}/blobs/{digest}")
             assert pulled.status_code == 200 and digest_of(pulled.content) == digest
+        stored = b"".join([chunk async for chunk in services.storage.read(blob_path(parse_digest(digest)))])
+        assert digest_of(stored) == digest
         assert await _storage_keys(services, "uploads") == []
-        assert [info.path for info in await _listed(services, f"blobs/sha256/{digest[7:9]}/{digest[7:]}")] == [
-            blob_path(parse_digest(digest))
-        ]
         async with services.db.read() as conn:
             rows = (await conn.execute(select(func.count()).where(blobs.c.digest == digest))).scalar()
         assert rows == 1
+        return digest
     finally:
         for node in nodes:
             await node.aclose()
