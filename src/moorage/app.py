@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -26,7 +26,21 @@ from moorage.services import Services
 
 __all__ = ["app_from_environment", "create_app"]
 
-_OCI_METHODS = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+
+class _OciRoute(Route):
+    """``/v2`` or every path under it, for any method: the OCI API answers all of them itself.
+
+    Starlette's ``{path:path}`` is ``.*`` without DOTALL, so a path holding an encoded newline
+    (``/v2/a%0A/tags/list``) matched nothing, and a method outside the route's list (``OPTIONS``)
+    got Starlette's 405: both were plain text where the spec wants its JSON error envelope.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__(path, endpoint)
+        self.methods = None  # Route would default a function endpoint to GET/HEAD
+        subtree = path.endswith("/{path:path}")
+        regex = "^/v2/(?P<path>.*)\\Z" if subtree else "^/v2\\Z"
+        self.path_regex = re.compile(regex, re.DOTALL)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -79,13 +93,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         body, content_type = render_metrics()
         return Response(body, media_type=content_type)
 
-    # DOTALL: Starlette's ``.*`` stops at a newline, so "/v2/p/app%0A/tags/list" would get a plain-text
-    # 404 instead of reaching the OCI router, which refuses it with the spec's JSON NAME_INVALID.
-    v2_paths = Route("/v2/{path:path}", oci, methods=_OCI_METHODS)
-    v2_paths.path_regex = re.compile(v2_paths.path_regex.pattern, re.DOTALL)
     routes = [
-        Route("/v2", oci, methods=_OCI_METHODS),
-        v2_paths,
+        _OciRoute("/v2", oci),
+        _OciRoute("/v2/{path:path}", oci),
         # Before the REST sub-app: these must answer even when identity or the UI cannot.
         *health_routes(lambda request: request.app.state.services.health),
         *job_routes(

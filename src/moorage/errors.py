@@ -34,7 +34,6 @@ CODES: dict[str, ErrorCode] = _codes(
     ErrorCode("NAME_INVALID", 400, "invalid repository name"),
     ErrorCode("NAME_UNKNOWN", 404, "repository name not known to registry"),
     ErrorCode("SIZE_INVALID", 400, "provided length did not match content length"),
-    ErrorCode("TAG_INVALID", 400, "manifest tag did not match URI"),
     ErrorCode("UNAUTHORIZED", 401, "authentication required"),
     ErrorCode("DENIED", 403, "requested access to the resource is denied"),
     ErrorCode("UNSUPPORTED", 405, "the operation is unsupported"),
@@ -43,6 +42,8 @@ CODES: dict[str, ErrorCode] = _codes(
     ErrorCode("MANIFEST_TOO_LARGE", 413, "manifest exceeds the configured size limit"),
     ErrorCode("UNAVAILABLE", 503, "service unavailable"),
     ErrorCode("PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"),
+    # Not an OCI code: Distribution's errcode.ErrorCodeUnknown, for failures nobody anticipated.
+    ErrorCode("UNKNOWN", 500, "unknown error"),
 )
 
 

@@ -7,10 +7,15 @@ import os
 
 import httpx
 
+from sqlalchemy import update
+
+from moorage.db.tables import manifests
 from moorage.services import Services
 from tests.integration.conftest import unique_name
 from tests.integration.oci_client import (
+    OCI_CONFIG,
     OCI_INDEX,
+    OCI_LAYER,
     OCI_MANIFEST,
     descriptor,
     digest_of,
@@ -164,9 +169,36 @@ async def test_bad_names_tags_and_references(client: httpx.AsyncClient) -> None:
     name = unique_name()
     _, body = await push_image(client, name, "ok", [b"x"])
     bad_tag = await _put(client, name, "-bad", body, OCI_MANIFEST)
-    assert bad_tag.status_code == 400 and error_code(bad_tag) == "TAG_INVALID"
-    assert error_code(await client.get(f"/v2/{name}/manifests/sha256:1234")) == "DIGEST_INVALID"
+    assert bad_tag.status_code == 400 and error_code(bad_tag) == "MANIFEST_INVALID"
+    assert "invalid tag '-bad'" in bad_tag.json()["errors"][0]["message"]
+    assert error_code(await _put(client, name, "sha256:1234", body, OCI_MANIFEST)) == "DIGEST_INVALID"
     assert error_code(await client.get(f"/v2/{name}/blobs/sha256:xyz")) == "DIGEST_INVALID"
+
+
+async def test_reads_of_a_reference_that_names_no_manifest_are_404(client: httpx.AsyncClient) -> None:
+    """distribution-spec: not found MUST be 404; TAG_INVALID is no OCI code (it was a 400)."""
+    name = unique_name()
+    await push_image(client, name, "ok", [b"x"])
+    for reference in ("-bad", "a" * 129, "sha256:1234", "md5:" + "a" * 32, "ok%0A", "%C3%A9"):
+        for method in ("GET", "HEAD", "DELETE"):
+            response = await client.request(method, f"/v2/{name}/manifests/{reference}")
+            assert response.status_code == 404, (method, reference, response.text)
+            if method != "HEAD":
+                assert error_code(response) == "MANIFEST_UNKNOWN", (method, reference)
+    message = (await client.get(f"/v2/{name}/manifests/-bad")).json()["errors"][0]["message"]
+    assert "invalid tag '-bad'" in message
+    assert (await client.get(f"/v2/{name}/manifests/ok")).status_code == 200  # the DELETEs changed nothing
+
+
+async def test_tag_with_trailing_newline_is_not_a_tag(client: httpx.AsyncClient) -> None:
+    """``re.match`` with ``$`` accepted "v1\n" as a tag (and "name\n" as a repository)."""
+    name = unique_name()
+    _, body = await push_image(client, name, "v1", [b"x"])
+    response = await _put(client, name, "v2%0A", body, OCI_MANIFEST)
+    assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID"
+    newline_name = await client.get(f"/v2/{name}%0A/tags/list")
+    assert newline_name.status_code == 400 and error_code(newline_name) == "NAME_INVALID"
+    assert (await client.get(f"/v2/{name}/tags/list")).json()["tags"] == ["v1"]
 
 
 async def test_delete_tag_then_manifest(client: httpx.AsyncClient) -> None:
@@ -303,3 +335,148 @@ async def test_subject_may_be_pushed_before_its_target(client: httpx.AsyncClient
     assert (await _put(client, name, digest_of(manifest), manifest, OCI_MANIFEST)).status_code == 201
     listing = await client.get(f"/v2/{name}/referrers/{future_subject['digest']}")
     assert len(listing.json()["manifests"]) == 1
+
+
+async def _push_referrer(
+    client: httpx.AsyncClient, name: str, subject: bytes, config_type: str, config: bytes = b"{}"
+) -> str:
+    """An image manifest with a ``subject`` and no ``artifactType``; returns its digest."""
+    await push_blob(client, name, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(config_type, config),
+            "layers": [],
+            "subject": descriptor(OCI_MANIFEST, subject),
+        }
+    ).encode()
+    assert (await _put(client, name, digest_of(manifest), manifest, OCI_MANIFEST)).status_code == 201
+    return digest_of(manifest)
+
+
+async def _listed(client: httpx.AsyncClient, name: str, subject: str, artifact_type: str | None = None) -> dict[str, str]:
+    params = {"artifactType": artifact_type} if artifact_type else {}
+    listing = await client.get(f"/v2/{name}/referrers/{subject}", params=params)
+    assert listing.status_code == 200, listing.text
+    return {m["digest"]: m.get("artifactType") for m in listing.json()["manifests"]}
+
+
+async def test_referrer_without_artifact_type_is_listed_with_its_config_media_type(client: httpx.AsyncClient) -> None:
+    """distribution-spec "Listing Referrers": no exception for the image-config or empty types."""
+    name = unique_name()
+    subject_digest, subject = await push_image(client, name, "app", [b"s"])
+    image_config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    types = {
+        await _push_referrer(client, name, subject, OCI_CONFIG, image_config): OCI_CONFIG,
+        await _push_referrer(client, name, subject, "application/vnd.oci.empty.v1+json"): "application/vnd.oci.empty.v1+json",
+        await _push_referrer(client, name, subject, "application/x.custom+json"): "application/x.custom+json",
+    }
+    assert await _listed(client, name, subject_digest) == types
+    for digest, artifact_type in types.items():
+        assert await _listed(client, name, subject_digest, artifact_type) == {digest: artifact_type}
+
+
+async def test_referrers_stored_before_the_fallback_list_and_filter_the_same(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Rows written by earlier versions have no artifact type for image/empty configs: read at listing."""
+    name = unique_name()
+    subject_digest, subject = await push_image(client, name, "app", [b"s"])
+    empty = await _push_referrer(client, name, subject, "application/vnd.oci.empty.v1+json")
+    custom = await _push_referrer(client, name, subject, "application/x.custom+json")
+    async with services.db.write() as conn:  # what the old code stored for the empty config
+        await conn.execute(update(manifests).where(manifests.c.digest == empty).values(artifact_type=None))
+    expected = {empty: "application/vnd.oci.empty.v1+json", custom: "application/x.custom+json"}
+    assert await _listed(client, name, subject_digest) == expected
+    assert await _listed(client, name, subject_digest, "application/vnd.oci.empty.v1+json") == {empty: expected[empty]}
+    assert await _listed(client, name, subject_digest, "application/x.custom+json") == {custom: expected[custom]}
+    assert await _listed(client, name, subject_digest, "application/x.other") == {}
+
+
+async def test_deeply_nested_manifest_is_manifest_invalid_and_stores_nothing(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    name = unique_name()
+    await push_image(client, name, "keep", [b"x"])
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000):
+        response = await _put(client, name, "deep", body, OCI_MANIFEST)
+        assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID", response.text
+        digest = digest_of(body)
+        assert [i async for i in services.storage.list(f"blobs/sha256/{digest[7:9]}/{digest[7:]}")] == []
+    assert (await client.get(f"/v2/{name}/tags/list")).json()["tags"] == ["keep"]
+
+
+def _image(config: dict[str, object], layers: list[dict[str, object]]) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers}).encode()
+
+
+async def test_descriptor_sizes_must_match_the_stored_blobs(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    layer = os.urandom(1000)
+    await push_blob(client, name, config)
+    await push_blob(client, name, layer)
+    good_config, good_layer = descriptor(OCI_CONFIG, config), descriptor(OCI_LAYER, layer)
+    cases = [
+        (_image({**good_config, "size": 1}, [good_layer]), "config", "SIZE"),
+        (_image(good_config, [{**good_layer, "size": 5}]), "layers[0]", "SIZE"),
+        (_image(good_config, [good_layer, {**good_layer, "size": 999}]), "layers[1]", "SIZE"),
+        (_image(good_config, [{**good_layer, "size": 2**70}]), "layers[0]", "INT64"),
+        (_image(good_config, [{**good_layer, "size": -1000}]), "layers[0]", "INT64"),
+    ]
+    for body, where, kind in cases:
+        response = await _put(client, name, "bad", body, OCI_MANIFEST)
+        assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID", response.text
+        error = response.json()["errors"][0]
+        assert error["detail"]["descriptor"] == where and where in error["message"]
+        if kind == "SIZE":
+            assert error["detail"]["stored"] in (len(config), len(layer))
+    assert (await client.get(f"/v2/{name}/manifests/bad")).status_code == 404
+    good = _image(good_config, [good_layer])
+    assert (await _put(client, name, "good", good, OCI_MANIFEST)).status_code == 201
+    child = descriptor(OCI_MANIFEST, good)
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{**child, "size": len(good) + 1}]}
+    response = await _put(client, name, "idx", json.dumps(index).encode(), OCI_INDEX)
+    assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID"
+    assert response.json()["errors"][0]["detail"] == {
+        "descriptor": "manifests[0]", "digest": child["digest"], "size": len(good) + 1, "stored": len(good)
+    }
+    index["manifests"] = [child]
+    assert (await _put(client, name, "idx", json.dumps(index).encode(), OCI_INDEX)).status_code == 201
+
+
+async def test_content_type_must_match_the_manifest_media_type(client: httpx.AsyncClient) -> None:
+    name = unique_name()
+    _, body = await push_image(client, name, "ok", [b"x"])
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/json"}, {"Content-Type": OCI_INDEX}):
+        response = await client.put(f"/v2/{name}/manifests/ct", content=body, headers=headers)
+        assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID", headers
+        assert f"send 'Content-Type: {OCI_MANIFEST}'" in response.json()["errors"][0]["message"]
+    assert (await client.get(f"/v2/{name}/manifests/ct")).status_code == 404
+    with_charset = await client.put(
+        f"/v2/{name}/manifests/ct", content=body, headers={"Content-Type": f"{OCI_MANIFEST}; charset=utf-8"}
+    )
+    assert with_charset.status_code == 201
+    without_media_type = json.loads(body)
+    del without_media_type["mediaType"]
+    untyped = json.dumps(without_media_type).encode()
+    refused = await client.put(f"/v2/{name}/manifests/untyped", content=untyped)
+    assert refused.status_code == 400 and error_code(refused) == "MANIFEST_INVALID"
+    assert (await _put(client, name, "untyped", untyped, OCI_MANIFEST)).status_code == 201
+    got = await client.get(f"/v2/{name}/manifests/untyped")
+    assert got.headers["content-type"] == OCI_MANIFEST and got.content == untyped
+
+
+async def test_duplicate_keys_are_refused_at_any_depth(client: httpx.AsyncClient) -> None:
+    """The same bytes (one digest) must not be read two ways by two clients."""
+    name = unique_name()
+    _, body = await push_image(client, name, "ok", [b"x"])
+    text = body.decode()
+    twice_media_type = text.replace("{", '{"mediaType": "application/vnd.oci.image.index.v1+json", ', 1)
+    twice_size = text.replace('"size": ', '"size": 1, "size": ', 1)
+    for duplicated in (twice_media_type, twice_size):
+        response = await _put(client, name, "dup", duplicated.encode(), OCI_MANIFEST)
+        assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID", duplicated
+        assert "repeats the key" in response.json()["errors"][0]["message"]
+    assert (await client.get(f"/v2/{name}/manifests/dup")).status_code == 404

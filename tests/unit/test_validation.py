@@ -14,7 +14,7 @@ from moorage.registry.manifests import parse_manifest
 from moorage.registry.names import validate_name, validate_tag
 
 GOOD_NAMES = ["a", "library/ubuntu", "a.b/c_d/e__f", "x-y--z/0", "a" * 255]
-BAD_NAMES = ["", "A", "a/", "/a", "a//b", "a..b", "-a", "a-", "a___b", "a b", "a" * 256, "a/.b"]
+BAD_NAMES = ["", "A", "a/", "/a", "a//b", "a..b", "-a", "a-", "a___b", "a b", "a" * 256, "a/.b", "a\n"]
 
 
 @pytest.mark.parametrize("name", GOOD_NAMES)
@@ -34,17 +34,25 @@ def test_good_tags(tag: str) -> None:
     assert validate_tag(tag) == tag
 
 
-@pytest.mark.parametrize("tag", ["", "-x", ".x", "a" * 129, "a/b", "a:b"])
+@pytest.mark.parametrize("tag", ["", "-x", ".x", "a" * 129, "a/b", "a:b", "latest\n"])
 def test_bad_tags(tag: str) -> None:
+    """``MANIFEST_INVALID``: the OCI spec has no tag code (``TAG_INVALID`` is Distribution's)."""
     with pytest.raises(RegistryError) as caught:
         validate_tag(tag)
-    assert caught.value.code == "TAG_INVALID"
+    assert caught.value.code == "MANIFEST_INVALID"
 
 
 def test_digests() -> None:
     assert str(parse_digest("sha256:" + "a" * 64)) == "sha256:" + "a" * 64
     assert parse_digest("sha512:" + "0" * 128).algorithm == "sha512"
-    for bad in ("sha256:" + "a" * 63, "sha256:" + "A" * 64, "sha256", "sha512:" + "a" * 64, ":" + "a" * 64):
+    for bad in (
+        "sha256:" + "a" * 63,
+        "sha256:" + "A" * 64,
+        "sha256",
+        "sha512:" + "a" * 64,
+        ":" + "a" * 64,
+        "sha256:" + "a" * 64 + "\n",
+    ):
         with pytest.raises(RegistryError) as caught:
             parse_digest(bad)
         assert caught.value.code == "DIGEST_INVALID"

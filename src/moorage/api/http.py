@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,7 +14,7 @@ from moorage.auth.clients import is_trusted
 from moorage.config import HttpSettings
 from moorage.errors import RegistryError
 
-__all__ = ["UrlBuilder", "error_response"]
+__all__ = ["UrlBuilder", "error_response", "new_request_id", "unexpected_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +54,35 @@ def error_response(error: RegistryError, method: str = "GET") -> Response:
     if method == "HEAD":
         headers["Content-Length"] = "0"
     return Response(body, status_code=error.status, headers=headers, media_type="application/json")
+
+
+def new_request_id() -> str:
+    """A fresh id that ties a client's error to the one server log line that explains it."""
+    return uuid.uuid4().hex
+
+
+def unexpected_error(error: Exception, request_id: str) -> RegistryError:
+    """The spec's error for a failure no handler anticipated, naming ``request_id``.
+
+    Database failures (lost connection, lock timeout, a broken schema) are ``UNAVAILABLE`` (503):
+    most are transient and clients retry a 503. Anything else is ``UNKNOWN`` (500), Distribution's
+    code for it (the OCI spec has none). The client gets no exception text, which may hold SQL or
+    paths; the log line with the same id has the traceback.
+    """
+    headers = {"X-Request-Id": request_id}
+    detail = {"requestId": request_id}
+    if isinstance(error, SQLAlchemyError):
+        return RegistryError(
+            "UNAVAILABLE",
+            f"the registry's database failed (request id {request_id}); retry later, and if it persists "
+            "the operator finds the cause under this id in the server log ('moorage check' tests the database)",
+            detail,
+            headers=headers,
+        )
+    return RegistryError(
+        "UNKNOWN",
+        f"the registry failed unexpectedly (request id {request_id}); retry, and if it persists report "
+        "this id to the operator: the server log has the cause under it",
+        detail,
+        headers=headers,
+    )

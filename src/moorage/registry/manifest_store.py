@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, exists, select
+from sqlalchemy import ColumnElement, bindparam, case, delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,13 +21,13 @@ from moorage.db.upsert import insert_ignore, upsert
 from moorage.errors import RegistryError
 from moorage.registry import mediatypes as mt
 from moorage.registry.digests import Digest, parse_digest
-from moorage.registry.manifests import ParsedManifest, parse_manifest
+from moorage.registry.manifests import Descriptor, ParsedManifest, config_media_type, parse_manifest
 from moorage.registry.names import validate_tag
 from moorage.registry.paths import blob_path
 from moorage.registry.repositories import ensure_repository, find_repository, link_blob, now
 from moorage.storage import StorageDriver
 
-__all__ = ["ManifestStore", "StoredManifest", "parse_reference"]
+__all__ = ["ManifestStore", "StoredManifest", "lookup_reference", "parse_reference"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +60,48 @@ _BY_TAG = (
 )
 
 
+#: Digests per ``IN (...)`` list: SQLite builds before 3.32 allow 999 bound parameters.
+_IN_CHUNK = 500
+
+
 def parse_reference(reference: str) -> Digest | str:
-    """A digest if ``reference`` looks like one (``alg:hex``), else a validated tag."""
+    """For a push: a digest if ``reference`` looks like one (``alg:hex``), else a validated tag.
+
+    Raises ``DIGEST_INVALID`` or ``MANIFEST_INVALID`` (the OCI spec has no tag error code).
+    """
     if ":" in reference:
         return parse_digest(reference)
     return validate_tag(reference)
+
+
+def lookup_reference(repository: str, reference: str) -> Digest | str:
+    """For a read or delete: like :func:`parse_reference`, but ``MANIFEST_UNKNOWN`` (404) when invalid.
+
+    distribution-spec: a manifest that is not found MUST be 404, and a reference that can name
+    no manifest is not found; the message still says why, so a typo is easy to spot.
+    """
+    try:
+        return parse_reference(reference)
+    except RegistryError as error:
+        raise RegistryError(
+            "MANIFEST_UNKNOWN",
+            f"manifest {reference!r} is not in repository {repository}: {error.message}",
+            {"repository": repository, "reference": reference},
+        ) from None
+
+
+def _chunks(values: set[str]) -> list[list[str]]:
+    ordered = sorted(values)
+    return [ordered[i : i + _IN_CHUNK] for i in range(0, len(ordered), _IN_CHUNK)]
+
+
+def _size_mismatch(descriptor: Descriptor, stored: int) -> RegistryError:
+    return RegistryError(
+        "MANIFEST_INVALID",
+        f"{descriptor.where} says {descriptor.digest} has {descriptor.size} bytes, but the registry holds "
+        f"{stored}; write the real size into the descriptor (clients check it when they pull)",
+        {"descriptor": descriptor.where, "digest": str(descriptor.digest), "size": descriptor.size, "stored": stored},
+    )
 
 
 def _manifest_unknown(repository: str, reference: str) -> RegistryError:
@@ -205,26 +242,31 @@ class ManifestStore:
         return int(manifest_id)
 
     async def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
+        """Every referenced blob and child manifest is in ``repository`` with the declared size.
+
+        Raises ``MANIFEST_BLOB_UNKNOWN`` for missing content, then ``MANIFEST_INVALID`` naming the
+        first descriptor whose ``size`` differs from what is stored (pulls would fail on it).
+        """
         wanted_blobs = {str(d.digest) for d in parsed.blobs if not d.external}
         wanted_manifests = {str(d.digest) for d in parsed.manifests}
+        found_blobs: dict[str, int] = {}
+        found_manifests: dict[str, int] = {}
         async with self.db.read() as conn:
-            found_blobs: set[str] = set()
-            found_manifests: set[str] = set()
-            if wanted_blobs:
+            for chunk in _chunks(wanted_blobs):
                 query = (
-                    select(blobs.c.digest)
+                    select(blobs.c.digest, blobs.c.size)
                     .select_from(blobs.join(repository_blobs).join(repositories))
-                    .where(repositories.c.name == repository, blobs.c.digest.in_(wanted_blobs))
+                    .where(repositories.c.name == repository, blobs.c.digest.in_(chunk))
                 )
-                found_blobs = set((await conn.execute(query)).scalars())
-            if wanted_manifests:
+                found_blobs.update((row.digest, row.size) for row in await conn.execute(query))
+            for chunk in _chunks(wanted_manifests):
                 query = (
-                    select(manifests.c.digest)
+                    select(manifests.c.digest, manifests.c.size)
                     .select_from(manifests.join(repositories))
-                    .where(repositories.c.name == repository, manifests.c.digest.in_(wanted_manifests))
+                    .where(repositories.c.name == repository, manifests.c.digest.in_(chunk))
                 )
-                found_manifests = set((await conn.execute(query)).scalars())
-        missing = sorted((wanted_blobs - found_blobs) | (wanted_manifests - found_manifests))
+                found_manifests.update((row.digest, row.size) for row in await conn.execute(query))
+        missing = sorted((wanted_blobs - found_blobs.keys()) | (wanted_manifests - found_manifests.keys()))
         if missing:
             raise RegistryError(
                 "MANIFEST_BLOB_UNKNOWN",
@@ -232,6 +274,11 @@ class ManifestStore:
                 f"(first: {missing[0]}); push those first, then the manifest",
                 {"missing": missing},
             )
+        for descriptors, found in ((parsed.blobs, found_blobs), (parsed.manifests, found_manifests)):
+            for descriptor in descriptors:
+                stored = found.get(str(descriptor.digest))
+                if stored is not None and stored != descriptor.size:
+                    raise _size_mismatch(descriptor, stored)
 
     async def tag(self, repository: str, tag: str, digest: Digest) -> None:
         """Point ``tag`` at a manifest already in the repository (``MANIFEST_UNKNOWN`` otherwise)."""
@@ -327,28 +374,40 @@ class ManifestStore:
             return list(rows.scalars())
 
     async def referrers(self, repository: str, subject: Digest, artifact_type: str | None) -> dict[str, Any]:
-        """The OCI image index of manifests whose ``subject`` is ``subject`` (empty when none)."""
+        """The OCI image index of manifests whose ``subject`` is ``subject`` (empty when none).
+
+        Rows stored before image manifests recorded their config's media type as artifact type
+        have none; theirs is read from the payload here, so old and new rows list and filter alike.
+        """
+        stored_type = manifests.c.artifact_type
+        legacy = stored_type.is_(None) & manifests.c.media_type.in_(sorted(mt.IMAGE_TYPES))
         query = (
             select(
                 manifests.c.digest,
                 manifests.c.media_type,
-                manifests.c.artifact_type,
+                stored_type,
                 manifests.c.size,
                 manifests.c.annotations,
+                case((legacy, manifests.c.payload), else_=None).label("legacy_payload"),
             )
             .select_from(manifests.join(repositories))
             .where(repositories.c.name == repository, manifests.c.subject_digest == str(subject))
             .order_by(manifests.c.id)
         )
         if artifact_type:
-            query = query.where(manifests.c.artifact_type == artifact_type)
+            query = query.where(or_(stored_type == artifact_type, legacy))
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
         descriptors = []
         for row in rows:
+            effective = row.artifact_type
+            if row.legacy_payload is not None:
+                effective = config_media_type(row.legacy_payload)
+            if artifact_type and effective != artifact_type:
+                continue
             descriptor: dict[str, Any] = {"mediaType": row.media_type, "digest": row.digest, "size": row.size}
-            if row.artifact_type:
-                descriptor["artifactType"] = row.artifact_type
+            if effective:
+                descriptor["artifactType"] = effective
             if row.annotations:
                 descriptor["annotations"] = json.loads(row.annotations)
             descriptors.append(descriptor)

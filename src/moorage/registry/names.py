@@ -9,7 +9,7 @@ whitespace characters of every script, so the message names the offending code p
 
 The ``check_*`` functions raise :class:`InvalidNameError` (a ``ValueError``) that each entry
 point renders its own way; :func:`validate_name` and :func:`validate_tag` raise the OCI
-``NAME_INVALID``/``TAG_INVALID`` errors of the ``/v2`` API.
+``NAME_INVALID``/``MANIFEST_INVALID`` errors of the ``/v2`` API.
 """
 
 from __future__ import annotations
@@ -179,8 +179,13 @@ def validate_name(name: str) -> str:
 
 
 def validate_tag(tag: str) -> str:
-    """Return ``tag`` or raise ``TAG_INVALID`` explaining the grammar."""
+    """Return ``tag`` or raise ``MANIFEST_INVALID`` explaining the grammar.
+
+    ``MANIFEST_INVALID``: the OCI spec has no tag error code (``TAG_INVALID`` is Distribution's
+    own), and a tag is validated when a manifest is pushed under it. Reads of a reference that is
+    no valid tag answer ``MANIFEST_UNKNOWN`` instead (``manifest_store.lookup_reference``).
+    """
     try:
         return check_tag(tag)
     except InvalidNameError as exc:
-        raise RegistryError("TAG_INVALID", exc.message, {"tag": tag[:160]}) from None
+        raise RegistryError("MANIFEST_INVALID", exc.message, {"tag": tag[:160]}) from None

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from moorage.api.http import UrlBuilder, error_response
+from moorage.api.http import UrlBuilder, error_response, new_request_id, unexpected_error
 from moorage.auth.access import AccessController, AccessRequest, Principal
 from moorage.auth.audit import auth_method
 from moorage.auth.clients import client_of
@@ -25,7 +25,7 @@ from moorage.errors import RegistryError
 from moorage.numbers import parse_decimal
 from moorage.registry.blobs import BlobService, parse_range
 from moorage.registry.digests import Digest, parse_digest
-from moorage.registry.manifest_store import ManifestStore, parse_reference
+from moorage.registry.manifest_store import ManifestStore, lookup_reference, parse_reference
 from moorage.registry.names import validate_name
 from moorage.registry.uploads import UploadService
 from moorage.storage import StorageError
@@ -187,6 +187,16 @@ class OciApi:
                 ),
                 method,
             )
+        except ClientDisconnect:
+            # The client hung up while sending a body: not a server fault, so one info line and
+            # no traceback. A manifest body is read whole before anything is written, so nothing
+            # was stored; the response below is never delivered.
+            log.info("client_disconnected", method=method, path=path)
+            return Response(status_code=400, headers={"Content-Length": "0"})
+        except Exception as error:  # every other failure still answers the spec's JSON envelope
+            request_id = new_request_id()
+            log.error("unhandled_error", request_id=request_id, method=method, path=path, exc_info=error)
+            return error_response(unexpected_error(error, request_id), method)
 
     def _ctx(self, request: Request) -> AccessRequest:
         return AccessRequest(
@@ -243,7 +253,7 @@ class OciApi:
     async def get_manifest(self, request: Request, params: dict[str, str]) -> Response:
         name = params["name"]
         await self._allow(request, name, "pull")
-        reference = parse_reference(params["reference"])
+        reference = lookup_reference(name, params["reference"])
         manifest = await self.manifests.get(name, reference)
         accept = ",".join(request.headers.getlist("accept"))
         accepted = {part.split(";")[0].strip() for part in accept.split(",") if part.strip()}
@@ -271,7 +281,9 @@ class OciApi:
         await self._allow(request, name, "pull", "push")
         reference = parse_reference(params["reference"])
         payload = await self.manifests.read_payload(request.stream(), _content_length(request))
-        digest, parsed = await self.manifests.put(name, reference, payload, request.headers.get("content-type"))
+        # "" when absent: over HTTP a missing Content-Type is checked, not inferred (parse_manifest).
+        content_type = request.headers.get("content-type", "")
+        digest, parsed = await self.manifests.put(name, reference, payload, content_type)
         headers = {
             **API_VERSION,
             "Location": self.urls.location(request, f"/v2/{name}/manifests/{digest}"),
@@ -286,7 +298,7 @@ class OciApi:
     async def delete_manifest(self, request: Request, params: dict[str, str]) -> Response:
         name = params["name"]
         await self._allow(request, name, "delete")
-        await self.manifests.delete(name, parse_reference(params["reference"]))
+        await self.manifests.delete(name, lookup_reference(name, params["reference"]))
         await self._event(request, "delete", name, params["reference"])
         return Response(status_code=202, headers={**API_VERSION, "Content-Length": "0"})
 
