@@ -170,7 +170,7 @@ async def test_bad_names_tags_and_references(client: httpx.AsyncClient) -> None:
     _, body = await push_image(client, name, "ok", [b"x"])
     bad_tag = await _put(client, name, "-bad", body, OCI_MANIFEST)
     assert bad_tag.status_code == 400 and error_code(bad_tag) == "MANIFEST_INVALID"
-    assert "invalid tag '-bad'" in bad_tag.json()["errors"][0]["message"]
+    assert "tag '-bad' is invalid" in bad_tag.json()["errors"][0]["message"]
     assert error_code(await _put(client, name, "sha256:1234", body, OCI_MANIFEST)) == "DIGEST_INVALID"
     assert error_code(await client.get(f"/v2/{name}/blobs/sha256:xyz")) == "DIGEST_INVALID"
 
@@ -186,7 +186,7 @@ async def test_reads_of_a_reference_that_names_no_manifest_are_404(client: httpx
             if method != "HEAD":
                 assert error_code(response) == "MANIFEST_UNKNOWN", (method, reference)
     message = (await client.get(f"/v2/{name}/manifests/-bad")).json()["errors"][0]["message"]
-    assert "invalid tag '-bad'" in message
+    assert "tag '-bad' is invalid" in message
     assert (await client.get(f"/v2/{name}/manifests/ok")).status_code == 200  # the DELETEs changed nothing
 
 
