@@ -10,6 +10,7 @@ from one node and uses it on the next, many times. A single 401 fails the test.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from functools import partial
@@ -130,3 +131,30 @@ def test_a_token_from_any_node_works_on_every_node(
             if catalog.status_code != 200:
                 failures.append(f"catalog via proxy: {catalog.status_code} {catalog.text}")
     assert failures == [], failures
+
+
+def test_a_member_removed_on_one_node_is_refused_by_the_others_within_the_cache_time(
+    token_cluster: tuple[list[RegistryProcess], NginxProxy],
+) -> None:
+    """Three processes: the token comes from node 0, the removal is made on node 1, the token is
+    used on node 2, which had just read (and cached) the old membership."""
+    from moorage.auth.policy import CACHE_SECONDS
+
+    nodes, proxy = token_cluster
+    project, user = _developer(nodes, proxy)
+    repository = f"{project}/removed"
+    with httpx.Client(timeout=30) as http:
+        token = http.get(f"{nodes[0].url}/service/token", headers=basic(user, PASSWORD),
+                         params={"service": "moorage", "scope": f"repository:{repository}:pull,push"}).json()["token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert http.post(f"{nodes[2].url}/v2/{repository}/blobs/uploads/", headers=bearer).status_code == 202
+        admin = basic("admin", ADMIN_PASSWORD)
+        members = http.get(f"{nodes[1].url}/api/v2.0/projects/{project}/members", headers=admin).json()
+        member_id = next(m["id"] for m in members if m["entity_name"] == user)
+        removed = http.delete(f"{nodes[1].url}/api/v2.0/projects/{project}/members/{member_id}", headers=admin)
+        assert removed.status_code == 200, removed.text
+        time.sleep(CACHE_SECONDS)
+        for node in nodes:
+            refused = http.post(f"{node.url}/v2/{repository}/blobs/uploads/", headers=bearer)
+            assert refused.status_code == 403, (node.label, refused.text)
+            assert "does not exist or you are not a member of it" in refused.text

@@ -109,3 +109,17 @@ async def test_rest_and_v2_answer_alike_for_a_hidden_project_and_a_missing_one(i
     # a system administrator is told which it is
     r = await idp.http.get(f"/v2/{missing}/app/tags/list", headers=idp.admin)
     assert r.status_code == 403 and r.json()["errors"][0]["message"] == Policy.missing_message(missing)
+
+
+async def test_a_robot_of_a_hidden_project_is_answered_as_a_missing_robot(idp: Idp) -> None:
+    private = await idp.project(public=False)
+    robot_id, _, _ = await idp.robot(private, ["pull"])
+    _, outsider = await idp.user()
+    for method, body in (("GET", None), ("PUT", {"disable": True}), ("PATCH", {}), ("DELETE", None)):
+        hidden = await idp.api(method, f"/robots/{robot_id}", outsider, json=body)
+        absent = await idp.api(method, "/robots/2147483000", outsider, json=body)
+        assert hidden.status_code == absent.status_code == 404, (method, hidden.text)
+        assert private not in hidden.text
+        assert _same(hidden.text, str(robot_id), absent.text, "2147483000")
+    assert (await idp.api("GET", f"/robots/{robot_id}")).status_code == 401
+    assert (await idp.api("GET", f"/robots/{robot_id}", idp.admin)).status_code == 200

@@ -29,7 +29,7 @@ async def _upload(node: Idp, repository: str, token: str) -> int:
     return r.status_code
 
 
-async def test_member_removal_role_change_user_delete_and_robot_disable_reach_the_other_node(
+async def test_member_removal_role_change_user_delete_robot_disable_and_admin_revocation_reach_the_other_node(
     nodes: tuple[Idp, Idp],
 ) -> None:
     a, b = nodes
@@ -40,11 +40,15 @@ async def test_member_removal_role_change_user_delete_and_robot_disable_reach_th
     lowered, lowered_auth = await a.user_in(project, 2)
     deleted, deleted_auth = await a.user_in(project, 2)
     robot_id, robot_name, robot_secret = await a.robot(project, ["pull", "push"])
+    boss, boss_auth = await a.user()
+    boss_id = next(u["user_id"] for u in (await a.api("GET", "/users", a.admin, params={"username": boss})).json())
+    assert (await a.api("PUT", f"/users/{boss_id}/sysadmin", a.admin, json={"sysadmin_flag": True})).status_code == 200
     tokens = {
         "removed": (await a.token(removed_auth, scope))["token"],
         "lowered": (await a.token(lowered_auth, scope))["token"],
         "deleted": (await a.token(deleted_auth, scope))["token"],
         "robot": (await a.token(basic(robot_name, robot_secret), scope))["token"],
+        "demoted": (await a.token(boss_auth, scope))["token"],
     }
     for token in tokens.values():  # node B reads (and caches) today's rights
         assert await _upload(b, repository, token) == 202
@@ -57,16 +61,17 @@ async def test_member_removal_role_change_user_delete_and_robot_disable_reach_th
     user_id = next(u["user_id"] for u in (await a.api("GET", "/users", a.admin, params={"username": deleted})).json())
     assert (await a.api("DELETE", f"/users/{user_id}", a.admin)).status_code == 200
     assert (await a.api("PUT", f"/robots/{robot_id}", a.admin, json={"disable": True})).status_code == 200
+    assert (await a.api("PUT", f"/users/{boss_id}/sysadmin", a.admin, json={"sysadmin_flag": False})).status_code == 200
 
     # Node A (which made the changes) refuses at once ...
     assert {name: await _upload(a, repository, token) for name, token in tokens.items()} == {
-        "removed": 403, "lowered": 403, "deleted": 401, "robot": 401,
+        "removed": 403, "lowered": 403, "deleted": 401, "robot": 401, "demoted": 403,
     }
     # ... and node B once its cache of the old rights has run out, whatever the tokens say.
     policy = b.services.identity.policy  # type: ignore[union-attr]
     await asyncio.sleep(policy.cache_seconds)
     assert {name: await _upload(b, repository, token) for name, token in tokens.items()} == {
-        "removed": 403, "lowered": 403, "deleted": 401, "robot": 401,
+        "removed": 403, "lowered": 403, "deleted": 401, "robot": 401, "demoted": 403,
     }
     r = await b.http.post(f"/v2/{repository}/blobs/uploads/", headers=bearer(tokens["lowered"]))
     assert f"user '{lowered}' has role guest in project '{project}', which does not allow push" in r.text

@@ -110,11 +110,20 @@ async def _may_manage(who: Caller, level: str, project: Project | None) -> None:
 
 
 async def _robot(who: Caller, robot_id: Id) -> tuple[Robot, Project | None]:
+    """The robot once the caller may manage it; a robot of a project the caller may not see is
+    answered as a missing one (a 403 would name that private project)."""
+    who.require_login()
+    missing = ApiError(404, f"robot {robot_id} does not exist; list robots with GET /api/v2.0/robots")
     try:
         robot = await who.identity.robots.get(robot_id)
-    except IdentityError as exc:
-        raise ApiError.of(exc) from None
-    project = None if robot.project_id is None else await who.identity.store.project(robot.project_id)
+    except IdentityError:
+        raise missing from None
+    project = None
+    if robot.project_id is not None:
+        rights = await who.identity.policy.rights(who.subject, robot.project_id)
+        if not rights.visible:
+            raise missing
+        project = rights.project
     await _may_manage(who, robot.level, project)
     return robot, project
 
