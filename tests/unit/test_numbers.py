@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from moorage.api.oci.routes import _content_range
 from moorage.errors import RegistryError
 from moorage.numbers import INT64_MAX, parse_decimal
 from moorage.registry.blobs import ByteRange, parse_range
@@ -18,6 +19,7 @@ def _is_ascii_number(text: str) -> bool:
     return bool(text) and all("0" <= c <= "9" for c in text)
 
 
+@settings(deadline=None)  # no timing assertions: a loaded CI machine must not fail these
 @given(st.one_of(st.text(alphabet=_TRICKY, max_size=25), st.text(max_size=25), st.integers(0, 2**70).map(str)))
 def test_accepts_exactly_ascii_digits_up_to_the_maximum(text: str) -> None:
     expected = int(text) if _is_ascii_number(text) and int(text) <= INT64_MAX else None
@@ -28,6 +30,7 @@ def test_accepts_exactly_ascii_digits_up_to_the_maximum(text: str) -> None:
     assert value == expected
 
 
+@settings(deadline=None)  # no timing assertions: a loaded CI machine must not fail these
 @given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 5))
 def test_maximum_is_inclusive_and_leading_zeros_are_fine(value: int, maximum: int, zeros: int) -> None:
     text = "0" * zeros + str(value)
@@ -70,6 +73,7 @@ def _model(header: str, size: int) -> ByteRange | None | str:
 _RANGE_PART = st.one_of(st.integers(0, 40).map(str), st.text(alphabet=_TRICKY, max_size=4))
 
 
+@settings(deadline=None)  # no timing assertions: a loaded CI machine must not fail these
 @given(
     st.one_of(
         st.builds(lambda a, b: f"bytes={a}-{b}", _RANGE_PART, _RANGE_PART),
@@ -100,3 +104,36 @@ def test_suffix_ranges_on_empty_and_short_blobs() -> None:
     assert parse_range("items=0-1", 10) is None  # RFC 9110 §14.2: an unknown unit is ignored
     with pytest.raises(RegistryError):
         parse_range("bytes=1_0-2_0", 100)
+
+
+@settings(deadline=None)  # no timing assertions: a loaded CI machine must not fail these
+@given(
+    st.one_of(
+        st.builds(lambda a, b: f"{a}-{b}", _RANGE_PART, _RANGE_PART),
+        st.builds(lambda p, a, b, t: f"{p}{a}-{b}{t}", st.sampled_from(["", "bytes ", "bytes="]), _RANGE_PART,
+                  _RANGE_PART, st.sampled_from(["", "/*", "/100", "/1_0", "/²"])),
+        st.text(alphabet="bytes=-/*0123456789 _²", max_size=16),
+    )
+)
+def test_chunk_content_range_takes_ascii_digits_only(header: str) -> None:
+    """A chunk's ``Content-Range`` (``<start>-<end>``, Docker's form) and nothing int() would also read."""
+    value = header.strip(" \t")
+    for prefix in ("bytes ", "bytes="):
+        if value.startswith(prefix):
+            value = value[len(prefix) :]
+            break
+    positions, slash, total = value.partition("/")
+    first, _, last = positions.partition("-")
+    valid = (
+        _is_ascii_number(first) and _is_ascii_number(last) and int(last) >= int(first)
+        and max(int(first), int(last)) <= INT64_MAX
+        and (not slash or total == "*" or (_is_ascii_number(total) and int(total) <= INT64_MAX))
+    )
+    if not header:
+        assert _content_range(header) is None
+    elif valid:
+        assert _content_range(header) == (int(first), int(last))
+    else:
+        with pytest.raises(RegistryError) as error:
+            _content_range(header)
+        assert error.value.code == "RANGE_INVALID"
