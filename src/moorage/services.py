@@ -86,6 +86,8 @@ class Services:
         )
 
     async def aclose(self) -> None:
+        if self.identity is not None:  # first: its queued audit rows need the database
+            await self.identity.aclose()
         if self.cache is not None:
             await self.cache.aclose()
         await self.storage.aclose()

@@ -2,7 +2,10 @@
 
 Rows are written in their own short transaction after the operation succeeded; a failure to
 write one is logged and never fails the operation the user asked for (the registry must not
-refuse a pull because the audit table is unavailable).
+refuse a pull because the audit table is unavailable). Pulls are the exception to "own
+transaction": they are written behind, in batches (:mod:`moorage.auth.write_behind`), so
+that pulls on SQLite do not each take the write lock; :meth:`AuditLog.query` flushes them
+first, and a kill -9 loses at most the last batch.
 
 Each row records how the caller authenticated (``auth_method``, see :func:`auth_method`), so a
 credential used where it should not be can be told from normal use. Logins are rows too
@@ -24,6 +27,7 @@ import structlog
 from sqlalchemy import func, insert, select
 
 from moorage.auth.identity import aware, utcnow
+from moorage.auth.write_behind import WriteBehind
 from moorage.db.identity_tables import audit_log
 from moorage.db.session import Database
 
@@ -74,23 +78,36 @@ class AuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._quiet: dict[tuple[str, ...], float] = {}
+        #: Pull rows, written in batches; :meth:`aclose` (at shutdown) writes what waits.
+        self.pulls = WriteBehind(self._insert)
 
     async def record(
         self, username: str, operation: str, resource_type: str, resource: str, *,
         project: str | None = None, client: str | None = None, detail: str | None = None,
-        auth: str | None = None,
+        auth: str | None = None, behind: bool = False,
     ) -> None:
+        """Write one row now; ``behind=True`` (pulls only) queues it for the next batch instead."""
+        row: dict[str, Any] = {
+            "op_time": utcnow(), "username": printable(username)[:255], "operation": operation,
+            "resource_type": resource_type, "resource": printable(resource)[:512], "project": project,
+            "client": (client or "")[:64] or None, "detail": detail, "auth_method": auth,
+        }
+        if behind:
+            await self.pulls.add(row)
+            return
         try:
-            async with self.db.write() as conn:
-                await conn.execute(
-                    insert(audit_log).values(
-                        op_time=utcnow(), username=printable(username)[:255], operation=operation,
-                        resource_type=resource_type, resource=printable(resource)[:512], project=project,
-                        client=(client or "")[:64] or None, detail=detail, auth_method=auth,
-                    )
-                )
+            await self._insert([row])
         except Exception as exc:  # noqa: BLE001 - auditing must not fail the audited operation
             log.error("audit_write_failed", operation=operation, resource=resource, error=str(exc))
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        """One transaction for ``rows`` (one row, or a batch of pulls)."""
+        async with self.db.write() as conn:
+            await conn.execute(insert(audit_log), rows)
+
+    async def aclose(self) -> None:
+        """Write the pulls still queued (application shutdown)."""
+        await self.pulls.aclose()
 
     def _quieted(self, key: tuple[str, ...]) -> bool:
         """Whether ``key`` was recorded within :data:`LOGIN_QUIET` seconds (and note it now if not)."""
@@ -125,6 +142,7 @@ class AuditLog:
         self, offset: int, limit: int, *, project: str | None = None, projects_in: list[str] | None = None,
         username: str | None = None, operation: str | None = None, resource: str | None = None,
     ) -> tuple[list[AuditEntry], int]:
+        await self.pulls.flush()  # this node's own pulls are listed at once
         query = select(audit_log)
         if project is not None:
             query = query.where(audit_log.c.project == project)

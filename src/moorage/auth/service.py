@@ -117,6 +117,10 @@ class IdentityService:
                 )
             self._started = True
 
+    async def aclose(self) -> None:
+        """Write the audit rows still queued (pulls are written behind); called at shutdown."""
+        await self.audit.aclose()
+
     # -- credentials -----------------------------------------------------------------------
     async def login(self, username: str, password: str, client: str) -> Subject:
         """:meth:`_login`, recorded in the audit log (success, failure or throttled; see :meth:`AuditLog.login`)."""
@@ -260,5 +264,5 @@ class IdentityService:
         await self.audit.record(
             getattr(principal, "name", "anonymous"), operation, resource_type, f"{repository}:{reference}"
             if ":" not in reference else f"{repository}@{reference}",
-            project=repository.split("/", 1)[0], client=client, auth=auth,
+            project=repository.split("/", 1)[0], client=client, auth=auth, behind=operation == "pull",
         )
