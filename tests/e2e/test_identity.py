@@ -108,8 +108,16 @@ def test_developer_logs_in_pushes_and_pulls(reg: RegistryProcess, api: AdminApi,
     dev = api.user(project, 2)
     _login(tools, reg, dev, PASSWORD)
     _push_pull(tools, layout, f"{reg.host}/{project}/app:v1")
-    logs = api.http.get(f"/projects/{project}/logs").json()
-    assert {"push", "pull"} <= {entry["operation"] for entry in logs if entry["username"] == dev}
+    # Pull rows are written behind: the node that answers this query lists its own at once, the
+    # other worker's within its flush interval (1 s; docs/operations.md). Wait for them, bounded.
+    deadline = time.monotonic() + 15
+    while True:
+        logs = api.http.get(f"/projects/{project}/logs").json()
+        ops = sorted(entry["operation"] for entry in logs if entry["username"] == dev)
+        if "pull" in ops or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert ops == ["pull", "push"], logs
 
 
 def test_wrong_password_is_refused_at_login(reg: RegistryProcess, api: AdminApi, tools: ContainersTools) -> None:
