@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from moorage.api.health import health_routes
+from moorage.api.http import UrlBuilder
 from moorage.api.jobs import job_routes, sysadmin_only
 from moorage.api.oci.routes import OciApi
 from moorage.api.rest import rest_mount
@@ -53,9 +54,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             uploads=built.uploads,
             manifests=built.manifests,
             access=built.access,
-            urls=built.urls,
+            urls=UrlBuilder(settings.http),
             page_max=settings.limits.page_max,
-            read_only=settings.storage.maintenance.readonly.enabled,
             on_event=built.identity.oci_event if built.identity is not None else None,
         )
 

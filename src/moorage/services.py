@@ -1,22 +1,36 @@
-"""The services one process runs, built from settings and passed explicitly (no globals)."""
+"""The services one process runs, built from settings and passed explicitly (no globals).
+
+Imports point one way: the API layers import this module, and this module imports only the
+domain (registry, auth), the infrastructure (db, storage, cache, jobs) and settings, never
+``moorage.api``. Entry points take the service they use from here (REST handlers through
+FastAPI dependencies, the ``/v2`` routes and the CLI through their constructors).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from moorage.api.health import HealthChecker
-from moorage.api.http import UrlBuilder
 from moorage.auth.access import AccessController, OpenAccess
 from moorage.auth.service import IdentityService
 from moorage.auth.token_access import TokenAccess
-from moorage.cache import CachedBlobService, CachedManifestStore, RegistryCache, cache_from_settings
+from moorage.cache import (
+    CachedBlobService,
+    CachedManifestStore,
+    CachedRepositories,
+    RegistryCache,
+    cache_from_settings,
+)
 from moorage.config import Settings
 from moorage.db.session import Database
+from moorage.health import HealthChecker
 from moorage.jobs import HandlerRegistry, JobQueue, Periodic
 from moorage.jobs.builtin import register_builtin
 from moorage.registry.blobs import BlobService
+from moorage.registry.guard import WriteGuard
+from moorage.registry.interfaces import Blobs, Manifests, Repositories
 from moorage.registry.manifest_store import ManifestStore
+from moorage.registry.repository_service import RepositoryService
 from moorage.registry.uploads import UploadService
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.factory import build_driver
@@ -29,11 +43,13 @@ class Services:
     settings: Settings
     db: Database
     storage: CheckedDriver
-    blobs: BlobService
+    #: What may change (read-only maintenance, deletes, projects required); every service checks it.
+    guard: WriteGuard
+    blobs: Blobs
     uploads: UploadService
-    manifests: ManifestStore
+    manifests: Manifests
+    repositories: Repositories
     access: AccessController
-    urls: UrlBuilder
     jobs: JobQueue
     health: HealthChecker
     cache: RegistryCache | None = None
@@ -53,18 +69,20 @@ class Services:
             settings.data_dir,
             redirect=not storage_settings.redirect.disable,
         )
-        delete_enabled = storage_settings.delete.enabled
-        blobs = BlobService(
-            db, storage, delete_enabled=delete_enabled, redirect_expiry=storage_settings.redirect.expiry
+        guard = WriteGuard(
+            read_only=storage_settings.maintenance.readonly.enabled,
+            delete_enabled=storage_settings.delete.enabled,
+            projects_required=settings.auth.mode == "token",
         )
-        manifests = ManifestStore(
-            db, storage, max_bytes=settings.limits.manifest_max_bytes, delete_enabled=delete_enabled
-        )
+        blobs: Blobs = BlobService(db, storage, redirect_expiry=storage_settings.redirect.expiry, guard=guard)
+        manifests: Manifests = ManifestStore(db, storage, max_bytes=settings.limits.manifest_max_bytes, guard=guard)
+        repositories: Repositories = RepositoryService(db, guard=guard)
         cache = cache_from_settings(settings.redis, db)
         if cache is not None:
             blobs = CachedBlobService(blobs, cache)
             manifests = CachedManifestStore(manifests, cache)
-        uploads = UploadService(db, storage)
+            repositories = CachedRepositories(repositories, cache)
+        uploads = UploadService(db, storage, guard=guard)
         handlers = HandlerRegistry()
         periodic = register_builtin(handlers, settings, uploads)
         identity = IdentityService(db, settings.auth, data_dir=settings.data_dir) if settings.auth.mode == "token" else None
@@ -72,11 +90,12 @@ class Services:
             settings=settings,
             db=db,
             storage=storage,
+            guard=guard,
             blobs=blobs,
             uploads=uploads,
             manifests=manifests,
+            repositories=repositories,
             access=TokenAccess(identity) if identity is not None else OpenAccess(),
-            urls=UrlBuilder(settings.http),
             jobs=JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
             health=HealthChecker(db, storage, cache),
             cache=cache,

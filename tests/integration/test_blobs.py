@@ -123,9 +123,9 @@ async def test_read_only_mode_refuses_writes_and_serves_reads(database_url: str,
     name = unique_name()
     writable = make_settings(database_url, Path(tmp_path))
     read_only = make_settings(database_url, Path(tmp_path), MOORAGE_STORAGE__MAINTENANCE__READONLY__ENABLED="true")
-    built = Services.from_settings(writable)
-    try:
-        for settings, push_status in ((writable, 201), (read_only, 405)):
+    for settings, push_status in ((writable, 201), (read_only, 405)):
+        built = Services.from_settings(settings)  # read-only mode lives in the services, not in the app
+        try:
             transport = httpx.ASGITransport(app=create_app(settings, built))
             async with httpx.AsyncClient(transport=transport, base_url="http://r.test") as http:
                 data = b"payload" if push_status == 201 else b"refused"
@@ -135,9 +135,9 @@ async def test_read_only_mode_refuses_writes_and_serves_reads(database_url: str,
                 assert response.status_code == push_status, response.text
                 pulled = await http.get(f"/v2/{name}/blobs/{digest_of(b'payload')}")
                 assert pulled.status_code == 200
-        assert "read-only" in response.json()["errors"][0]["message"]
-    finally:
-        await built.aclose()
+        finally:
+            await built.aclose()
+    assert "read-only" in response.json()["errors"][0]["message"]
 
 
 async def test_numbers_in_headers_queries_and_paths_are_ascii_digits(client: httpx.AsyncClient) -> None:

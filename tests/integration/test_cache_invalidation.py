@@ -16,9 +16,12 @@ import httpx
 import pytest
 
 from moorage.app import create_app
-from moorage.cache.wrappers import CachedManifestStore
+from moorage.cache.wrappers import CachedBlobService, CachedManifestStore, CachedRepositories
+from moorage.registry.blobs import BlobService
 from moorage.registry.digests import parse_digest
+from moorage.registry.interfaces import Blobs, Manifests, Repositories
 from moorage.registry.manifest_store import ManifestStore
+from moorage.registry.repository_service import RepositoryService
 from moorage.services import Services
 from tests.conftest import skip_or_fail
 from tests.integration.conftest import make_settings, unique_name
@@ -26,17 +29,36 @@ from tests.integration.oci_client import push_image
 
 REDIS_URL = os.environ.get("MOORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 #: ManifestStore methods that change what a read returns.
-MUTATORS = {"put", "delete", "tag"}
+MUTATORS = {"put", "delete", "tag", "delete_tag"}
+
+
+def _public(cls: type) -> set[str]:
+    return {n for n, _ in inspect.getmembers(cls, inspect.iscoroutinefunction) if not n.startswith("_")}
 
 
 def test_the_cached_store_overrides_every_mutator() -> None:
-    public = {name for name, _ in inspect.getmembers(ManifestStore, inspect.iscoroutinefunction)}
+    public = _public(ManifestStore)
     readers = {"get", "tags", "catalog", "referrers", "read_payload"}
-    assert public - readers - {n for n in public if n.startswith("_")} == MUTATORS, (
+    assert public - readers == MUTATORS, (
         "a new ManifestStore method: classify it here and, if it mutates, override it in CachedManifestStore"
     )
     for name in MUTATORS:
         assert name in CachedManifestStore.__dict__, f"CachedManifestStore does not invalidate on {name}()"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "service", "wrapper"),
+    [
+        (Manifests, ManifestStore, CachedManifestStore),
+        (Blobs, BlobService, CachedBlobService),
+        (Repositories, RepositoryService, CachedRepositories),
+    ],
+)
+def test_each_wrapper_forwards_the_whole_protocol(protocol: type, service: type, wrapper: type) -> None:
+    """A wrapper is the Protocol itself (it forwards every method), never a subclass that rebuilds its inner."""
+    assert _public(service) == _public(protocol), f"{service.__name__} and {protocol.__name__} differ"
+    assert _public(protocol) <= set(wrapper.__dict__), f"{wrapper.__name__} does not forward every method"
+    assert not issubclass(wrapper, service)
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from moorage.api.health import HealthChecker
 from moorage.app import create_app
 from moorage.auth.bootstrap import INITIAL_PASSWORD_FILE
 from moorage.db.migrate import upgrade
+from moorage.health import HealthChecker
 from moorage.services import Services
 from moorage.storage.driver import StorageDriver
 from tests.integration.conftest import make_settings

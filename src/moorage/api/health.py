@@ -19,119 +19,21 @@ full shared volume on one node is caught, not only an unreachable one. ``/health
 every concurrent caller: however many requests arrive, a node probes its storage at most once
 per window (before issue 10, each anonymous call wrote and deleted an object). ``/ping`` costs
 nothing and stays the liveness check.
+
+The checks themselves are :class:`moorage.health.HealthChecker` (no HTTP types there).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from collections.abc import Callable
 
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from moorage.db.session import Database
-from moorage.registry.paths import health_probe_path
-from moorage.storage import StorageDriver
+from moorage.health import HealthChecker
 
-__all__ = ["ComponentHealth", "HealthChecker", "Pingable", "health_routes"]
-
-
-class Pingable(Protocol):
-    """What the health check needs of the Redis cache: one round trip that raises on failure."""
-
-    async def ping(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ComponentHealth:
-    name: str
-    healthy: bool
-    required: bool
-    latency_ms: float
-    error: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "name": self.name,
-            "status": "healthy" if self.healthy else "unhealthy",
-            "required": self.required,
-            "latency_ms": round(self.latency_ms, 2),
-        }
-        if self.error:
-            body["error"] = self.error
-        return body
-
-
-class HealthChecker:
-    """Runs every dependency check concurrently, each bounded by ``timeout`` seconds.
-
-    Results are reused for ``cache_seconds`` (measured with ``clock``); callers arriving while a
-    check runs wait for that check instead of starting their own.
-    """
-
-    def __init__(
-        self, db: Database, storage: StorageDriver, redis: Pingable | None = None, *, timeout: float = 3.0,
-        cache_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.db = db
-        self.storage = storage
-        self.redis = redis
-        self.timeout = timeout
-        self.cache_seconds = cache_seconds
-        self.clock = clock
-        self.node = uuid.uuid4().hex
-        self._last: tuple[float, list[ComponentHealth]] | None = None
-        self._lock = asyncio.Lock()
-
-    async def _database(self) -> None:
-        async with self.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
-
-    async def _storage(self) -> None:
-        path = health_probe_path(self.node)
-        payload = str(time.time()).encode()
-        await self.storage.put(path, payload)
-        read = b"".join([chunk async for chunk in self.storage.read(path)])
-        if read != payload:
-            raise RuntimeError("the probe read back different bytes than were written")
-        await self.storage.delete(path)
-
-    async def _timed(self, name: str, required: bool, check: Callable[[], Awaitable[None]]) -> ComponentHealth:
-        started = time.perf_counter()
-        try:
-            await asyncio.wait_for(check(), self.timeout)
-        except Exception as exc:  # noqa: BLE001 - any failure is a finding, reported with its message
-            message = str(exc) or type(exc).__name__
-            if isinstance(exc, TimeoutError):
-                message = f"no answer within {self.timeout:g}s"
-            return ComponentHealth(name, False, required, (time.perf_counter() - started) * 1000, message[:500])
-        return ComponentHealth(name, True, required, (time.perf_counter() - started) * 1000)
-
-    def _fresh(self) -> list[ComponentHealth] | None:
-        if self._last is None or self.clock() - self._last[0] >= self.cache_seconds:
-            return None
-        return self._last[1]
-
-    async def check(self, *, strict: bool = False) -> list[ComponentHealth]:
-        """Every component's result (at most ``cache_seconds`` old); ``strict`` makes Redis required."""
-        results = self._fresh()
-        if results is None:
-            async with self._lock:  # one probe for every caller of this window
-                results = self._fresh()
-                if results is None:
-                    checks = [self._timed("database", True, self._database),
-                              self._timed("storage", True, self._storage)]
-                    if self.redis is not None:
-                        checks.append(self._timed("redis", False, self.redis.ping))
-                    results = list(await asyncio.gather(*checks))
-                    self._last = (self.clock(), results)
-        return [replace(c, required=True) if strict and c.name == "redis" else c for c in results]
+__all__ = ["health_routes"]
 
 
 def health_routes(checker_of: Callable[[Request], HealthChecker]) -> list[Route]:

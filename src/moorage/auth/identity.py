@@ -27,6 +27,7 @@ from moorage.auth.passwords import (
 )
 from moorage.auth.roles import ROLE_ACTIONS
 from moorage.db.identity_tables import project_members, projects, users
+from moorage.db.ownership import adopt_repositories
 from moorage.db.session import Database
 from moorage.registry.names import InvalidNameError, check_project, check_username
 
@@ -299,6 +300,8 @@ class IdentityStore:
                             created_at=now, updated_at=now,
                         )
                     )
+                if project_id is not None:  # repositories pushed before the project existed (auth.mode: none)
+                    await adopt_repositories(conn, int(project_id), name)
         except IntegrityError:
             raise IdentityError("conflict", f"project {name!r} already exists; choose another name") from None
         self.on_change()  # this node may have cached "no such project" a moment ago

@@ -151,7 +151,8 @@ def import_distribution(config: ConfigOption = None) -> None:
     async def run() -> str:
         services = Services.from_settings(settings)
         try:
-            report = await DistributionImporter(services.storage, services.manifests).run()
+            importer = DistributionImporter(services.db, services.storage, services.manifests, guard=services.guard)
+            report = await importer.run()
         finally:
             await services.aclose()
         for line in report.skipped:

@@ -3,6 +3,10 @@
 One process takes a database-wide lock (PostgreSQL advisory lock; on SQLite an exclusive
 file lock beside the database file), migrates, and releases it; the others wait on the
 lock, then find nothing left to do.
+
+On SQLite migrations run with foreign-key enforcement off, as Alembic's batch mode requires
+(it rebuilds a table by copy, drop and rename, and the drop would otherwise cascade into every
+referencing table), and ``PRAGMA foreign_key_check`` must come back empty before the commit.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def _config(connection: Connection) -> Config:
 def _locked(url: str) -> Iterator[Connection]:
     engine = create_engine(sync_url(url), poolclass=None)
     if is_sqlite(url):
-        configure_sqlite(engine)
+        configure_sqlite(engine, foreign_keys=False)
         database = sync_url(url).database
         lock_path = Path(f"{database}.migrate.lock") if database else None
         if lock_path is not None:
@@ -67,10 +71,24 @@ def _locked(url: str) -> Iterator[Connection]:
         engine.dispose()
 
 
+def _check_foreign_keys(conn: Connection) -> None:
+    """Refuse to commit a SQLite migration that left rows pointing at nothing (enforcement was off)."""
+    if conn.dialect.name != "sqlite":
+        return
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        conn.rollback()
+        raise RuntimeError(
+            f"the migration left {len(broken)} row(s) with dangling foreign keys (first: {tuple(broken[0])}); "
+            "nothing was committed: restore the backup and report this"
+        )
+
+
 def upgrade(url: str, revision: str = "heads") -> None:
     """Bring the database to ``revision`` (all heads by default) under the migration lock."""
     with _locked(url) as conn:
         command.upgrade(_config(conn), revision)
+        _check_foreign_keys(conn)
         conn.commit()
 
 
@@ -78,6 +96,7 @@ def downgrade(url: str, revision: str) -> None:
     """Step the schema back to ``revision`` (``base`` drops everything) under the migration lock."""
     with _locked(url) as conn:
         command.downgrade(_config(conn), revision)
+        _check_foreign_keys(conn)
         conn.commit()
 
 

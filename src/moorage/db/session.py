@@ -51,7 +51,7 @@ def sync_url(url: str) -> URL:
     return parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}")
 
 
-def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+def _sqlite_pragmas(busy_timeout_ms: int, foreign_keys: bool) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Autocommit at the driver level: SQLAlchemy's "begin" event below emits BEGIN itself.
         dbapi_connection.isolation_level = None
@@ -59,7 +59,7 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
 
     return on_connect
@@ -70,9 +70,14 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
-def configure_sqlite(engine: Engine, *, busy_timeout_ms: int = 30_000) -> None:
-    """Install WAL/busy-timeout pragmas and explicit BEGINs on a sync engine (or an async one's core)."""
-    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+def configure_sqlite(engine: Engine, *, busy_timeout_ms: int = 30_000, foreign_keys: bool = True) -> None:
+    """Install WAL/busy-timeout pragmas and explicit BEGINs on a sync engine (or an async one's core).
+
+    ``foreign_keys=False`` is for migrations only: SQLite changes a table by copying it and
+    dropping the original, and with enforcement on that DROP would run every ``ON DELETE
+    CASCADE`` of the tables that reference it (see :mod:`moorage.db.migrate`).
+    """
+    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, foreign_keys))
     event.listen(engine, "begin", _sqlite_begin)
 
 

@@ -46,12 +46,17 @@ metadata = MetaData(
 DIGEST = String(160)
 TIMESTAMP = DateTime(timezone=True)
 
+#: ``project_id`` is the project that owns the repository (``NULL`` with ``auth.mode: none``, where
+#: there are no projects): deleting a project deletes exactly its repositories, and a new project of
+#: the same name starts empty instead of inheriting rows that only share the name prefix.
 repositories = Table(
     "repositories",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(255), nullable=False, unique=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
     Column("created_at", TIMESTAMP, nullable=False),
+    Index("ix_repositories_project_id", "project_id"),
 )
 
 #: Content known to the registry (stored once, whatever number of repositories link it).

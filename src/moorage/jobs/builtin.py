@@ -27,6 +27,7 @@ def register_builtin(registry: HandlerRegistry, settings: Settings, uploads: Upl
 
     registry.register(UPLOADS_PURGE, purge)
     periodic: list[Periodic] = []
-    if purging.enabled:
+    # Read-only maintenance refuses the purge (WriteGuard); scheduling it would only fail every interval.
+    if purging.enabled and not settings.storage.maintenance.readonly.enabled:
         periodic.append(Periodic(UPLOADS_PURGE, parse_duration(purging.interval), {"age": purging.age}))
     return periodic

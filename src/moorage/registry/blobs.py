@@ -13,6 +13,7 @@ from moorage.db.tables import blobs, manifest_references, manifests, repository_
 from moorage.errors import RegistryError
 from moorage.numbers import parse_decimal
 from moorage.registry.digests import Digest
+from moorage.registry.guard import WriteGuard
 from moorage.registry.paths import blob_path
 from moorage.registry.repositories import ensure_repository, find_repository, link_blob, linked_blob_size
 from moorage.storage import PathNotFoundError, StorageDriver
@@ -75,11 +76,13 @@ def parse_range(header: str, size: int) -> ByteRange | None:
 class BlobService:
     """Blob operations on the database (links) and storage (bytes)."""
 
-    def __init__(self, db: Database, storage: StorageDriver, *, delete_enabled: bool, redirect_expiry: int) -> None:
+    def __init__(
+        self, db: Database, storage: StorageDriver, *, redirect_expiry: int, guard: WriteGuard | None = None
+    ) -> None:
         self.db = db
         self.storage = storage
-        self.delete_enabled = delete_enabled
         self.redirect_expiry = redirect_expiry
+        self.guard = guard or WriteGuard()
 
     async def size(self, repository: str, digest: Digest) -> int:
         """Size of a blob linked into ``repository``; ``BLOB_UNKNOWN`` otherwise."""
@@ -122,11 +125,12 @@ class BlobService:
 
     async def mount(self, repository: str, source: str, digest: Digest) -> int | None:
         """Link ``digest`` from ``source`` into ``repository``; its size, or ``None`` when not mountable."""
+        self.guard.writable()
         async with self.db.write() as conn:
             size = await linked_blob_size(conn, source, digest)
             if size is None:
                 return None
-            repository_id = await ensure_repository(conn, repository)
+            repository_id = await ensure_repository(conn, repository, project_required=self.guard.projects_required)
             await link_blob(conn, repository_id, digest, size)
         return size
 
@@ -138,11 +142,7 @@ class BlobService:
         cannot be pulled. The error names the manifests; delete them first. ``BLOB_UNKNOWN``
         when the blob is not in the repository, ``UNSUPPORTED`` when deletes are disabled.
         """
-        if not self.delete_enabled:
-            raise RegistryError(
-                "UNSUPPORTED",
-                "deletes are disabled on this registry; set storage.delete.enabled: true to allow them",
-            )
+        self.guard.deletable()
         async with self.db.write() as conn:
             repository_id = await find_repository(conn, repository)
             blob_id = (await conn.execute(select(blobs.c.id).where(blobs.c.digest == str(digest)))).scalar()

@@ -19,9 +19,11 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from moorage.db.session import Database
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest, parse_digest
-from moorage.registry.manifest_store import ManifestStore
+from moorage.registry.guard import WriteGuard
+from moorage.registry.interfaces import Manifests
 from moorage.registry.manifests import parse_manifest
 from moorage.registry.names import validate_name
 from moorage.registry.paths import blob_path
@@ -64,10 +66,13 @@ class ImportReport:
 class DistributionImporter:
     """Records a Distribution tree found in ``storage`` (see the module docstring)."""
 
-    def __init__(self, storage: StorageDriver, manifests: ManifestStore) -> None:
+    def __init__(
+        self, db: Database, storage: StorageDriver, manifests: Manifests, *, guard: WriteGuard | None = None
+    ) -> None:
+        self.db = db
         self.storage = storage
         self.manifests = manifests
-        self.db = manifests.db
+        self.guard = guard or WriteGuard()
 
     async def _scan(self) -> dict[str, _Repository]:
         found: dict[str, _Repository] = defaultdict(_Repository)
@@ -88,7 +93,11 @@ class DistributionImporter:
         return b"".join([chunk async for chunk in self.storage.read(path)])
 
     async def run(self) -> ImportReport:
-        """Import everything; problems with single items are reported, not raised."""
+        """Import everything; problems with single items are reported, not raised.
+
+        Raises ``UNSUPPORTED`` at once in read-only maintenance mode.
+        """
+        self.guard.writable()
         report = ImportReport()
         for name, repository in sorted((await self._scan()).items()):
             try:
@@ -96,15 +105,19 @@ class DistributionImporter:
             except RegistryError as error:
                 report.skipped.append(f"repository {name}: {error.message}")
                 continue
+            try:
+                await self._import_layers(name, repository, report)
+            except RegistryError as error:  # e.g. token mode and no project of that name
+                report.skipped.append(f"repository {name}: {error.message}")
+                continue
             report.repositories += 1
-            await self._import_layers(name, repository, report)
             await self._import_manifests(name, repository, report)
             await self._import_tags(name, repository, report)
         return report
 
     async def _import_layers(self, name: str, repository: _Repository, report: ImportReport) -> None:
         async with self.db.write() as conn:
-            repository_id = await ensure_repository(conn, name)
+            repository_id = await ensure_repository(conn, name, project_required=self.guard.projects_required)
         for value in sorted(repository.layers):
             digest = parse_digest(value)
             try:

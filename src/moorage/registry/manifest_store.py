@@ -21,6 +21,7 @@ from moorage.db.upsert import insert_ignore, upsert
 from moorage.errors import RegistryError
 from moorage.registry import mediatypes as mt
 from moorage.registry.digests import Digest, parse_digest
+from moorage.registry.guard import WriteGuard
 from moorage.registry.manifests import Descriptor, ParsedManifest, config_media_type, parse_manifest
 from moorage.registry.names import validate_tag
 from moorage.registry.paths import blob_path
@@ -116,11 +117,13 @@ def _manifest_unknown(repository: str, reference: str) -> RegistryError:
 class ManifestStore:
     """Manifest, tag and referrer operations."""
 
-    def __init__(self, db: Database, storage: StorageDriver, *, max_bytes: int, delete_enabled: bool) -> None:
+    def __init__(
+        self, db: Database, storage: StorageDriver, *, max_bytes: int, guard: WriteGuard | None = None
+    ) -> None:
         self.db = db
         self.storage = storage
         self.max_bytes = max_bytes
-        self.delete_enabled = delete_enabled
+        self.guard = guard or WriteGuard()
 
     async def read_payload(self, body: AsyncIterable[bytes], declared_length: int | None) -> bytes:
         """Collect a manifest body, refusing more than the limit before reading it whole."""
@@ -155,6 +158,7 @@ class ManifestStore:
         ``store_payload=False`` records a payload that storage already holds under its digest
         (importing an existing Distribution tree).
         """
+        self.guard.writable()
         algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
         digest = Digest.of(payload, algorithm)
         if isinstance(reference, Digest) and digest != reference:
@@ -171,7 +175,9 @@ class ManifestStore:
         for attempt in range(3):
             try:
                 async with self.db.write() as conn:
-                    repository_id = await ensure_repository(conn, repository)
+                    repository_id = await ensure_repository(
+                        conn, repository, project_required=self.guard.projects_required
+                    )
                     manifest_id = await self._record(conn, repository_id, digest, parsed, payload, annotations)
                     if isinstance(reference, str):
                         await upsert(
@@ -282,6 +288,7 @@ class ManifestStore:
 
     async def tag(self, repository: str, tag: str, digest: Digest) -> None:
         """Point ``tag`` at a manifest already in the repository (``MANIFEST_UNKNOWN`` otherwise)."""
+        self.guard.writable()
         validate_tag(tag)
         async with self.db.write() as conn:
             repository_id = await find_repository(conn, repository)
@@ -317,10 +324,7 @@ class ManifestStore:
 
     async def delete(self, repository: str, reference: Digest | str) -> None:
         """Delete a manifest (by digest, with its tags) or only a tag (by tag)."""
-        if not self.delete_enabled:
-            raise RegistryError(
-                "UNSUPPORTED", "deletes are disabled on this registry; set storage.delete.enabled: true to allow them"
-            )
+        self.guard.deletable()
         async with self.db.write() as conn:
             repository_id = await find_repository(conn, repository)
             deleted = 0
@@ -340,6 +344,33 @@ class ManifestStore:
                 ).rowcount
         if not deleted:
             raise _manifest_unknown(repository, str(reference))
+
+    async def delete_tag(self, repository: str, tag: str, digest: Digest) -> None:
+        """Delete ``tag`` only while it still points at ``digest`` (compare-and-delete).
+
+        A tag moved to another manifest after the caller looked is left alone and the caller
+        gets ``MANIFEST_UNKNOWN`` naming both, instead of deleting what someone just pushed.
+        """
+        self.guard.deletable()
+        pointed = (
+            select(manifests.c.id)
+            .select_from(manifests.join(repositories))
+            .where(repositories.c.name == repository, manifests.c.digest == str(digest))
+            .scalar_subquery()
+        )
+        async with self.db.write() as conn:
+            deleted = (
+                await conn.execute(
+                    delete(tags).where(tags.c.name == tag, tags.c.manifest_id == pointed)
+                )
+            ).rowcount
+        if not deleted:
+            raise RegistryError(
+                "MANIFEST_UNKNOWN",
+                f"tag {tag} of repository {repository} does not point at {digest} (any more); "
+                "list the artifact's tags and try again",
+                {"repository": repository, "tag": tag, "digest": str(digest)},
+            )
 
     async def tags(self, repository: str, limit: int, last: str | None) -> list[str]:
         """Up to ``limit`` tag names after ``last``, in lexical order; ``NAME_UNKNOWN`` for no repository."""

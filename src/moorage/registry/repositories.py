@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from moorage.db.ownership import owning_project_id, project_name_of
 from moorage.db.session import Reader
 from moorage.db.tables import blobs, repositories, repository_blobs
 from moorage.db.upsert import insert_ignore
+from moorage.errors import RegistryError
 from moorage.registry.digests import Digest
 
 __all__ = ["ensure_repository", "find_repository", "link_blob", "linked_blob_size", "now"]
@@ -25,13 +28,42 @@ async def find_repository(conn: Reader, name: str) -> int | None:
     return result.scalar_one_or_none()
 
 
-async def ensure_repository(conn: AsyncConnection, name: str) -> int:
-    """The repository's id, creating the row on first push (inside the caller's write transaction)."""
-    await insert_ignore(conn, repositories, {"name": name, "created_at": now()}, ["name"])
-    repository_id = await find_repository(conn, name)
-    if repository_id is None:  # pragma: no cover - the insert above guarantees a row
+def _no_project(name: str) -> RegistryError:
+    project = project_name_of(name) or name
+    return RegistryError(
+        "NAME_UNKNOWN",
+        f"project {project!r} does not exist; create it (POST /api/v2.0/projects) or check the name",
+        {"name": name},
+    )
+
+
+async def ensure_repository(conn: AsyncConnection, name: str, *, project_required: bool = False) -> int:
+    """The repository's id, creating the row on first push (inside the caller's write transaction).
+
+    The row is linked to the project its name starts with. ``project_required`` (token mode)
+    refuses a name whose project does not exist with ``NAME_UNKNOWN``; the foreign key makes
+    that check hold against a project deleted concurrently (the insert then fails, and so does
+    the push). A repository created before its project (``auth.mode: none``) joins it here.
+    """
+    project_id = await owning_project_id(conn, name)
+    if project_id is None and project_required:
+        raise _no_project(name)
+    try:
+        await insert_ignore(
+            conn, repositories, {"name": name, "project_id": project_id, "created_at": now()}, ["name"]
+        )
+    except IntegrityError:
+        # Only the project foreign key can fail here (the name conflict is ignored): the
+        # project was deleted between the lookup above and this insert.
+        raise _no_project(name) from None
+    row = (
+        await conn.execute(select(repositories.c.id, repositories.c.project_id).where(repositories.c.name == name))
+    ).first()
+    if row is None:  # pragma: no cover - the insert above guarantees a row
         raise RuntimeError(f"repository {name} vanished inside its own transaction")
-    return repository_id
+    if row.project_id is None and project_id is not None:
+        await conn.execute(update(repositories).where(repositories.c.id == row.id).values(project_id=project_id))
+    return int(row.id)
 
 
 async def link_blob(conn: AsyncConnection, repository_id: int, digest: Digest, size: int) -> None:

@@ -30,6 +30,7 @@ from moorage.db.session import Database
 from moorage.db.tables import blobs, repositories, uploads
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest
+from moorage.registry.guard import WriteGuard
 from moorage.registry.hashing import ResumableSha256, feed
 from moorage.registry.paths import blob_path, upload_dir, upload_path
 from moorage.registry.repositories import ensure_repository, link_blob, now
@@ -139,16 +140,21 @@ class UploadService:
     client cut off mid-chunk can resume after at most that) and how often it is renewed.
     """
 
-    def __init__(self, db: Database, storage: StorageDriver, *, lease: LeaseTiming | None = None) -> None:
+    def __init__(
+        self, db: Database, storage: StorageDriver, *, lease: LeaseTiming | None = None,
+        guard: WriteGuard | None = None,
+    ) -> None:
         self.db = db
         self.storage = storage
         self.lease = lease or LeaseTiming()
+        self.guard = guard or WriteGuard()
 
     async def start(self, repository: str) -> UploadProgress:
+        self.guard.writable()
         upload_id = str(uuid.uuid4())
         timestamp = now()
         async with self.db.write() as conn:
-            repository_id = await ensure_repository(conn, repository)
+            repository_id = await ensure_repository(conn, repository, project_required=self.guard.projects_required)
             await conn.execute(
                 uploads.insert().values(
                     id=upload_id,
@@ -225,6 +231,7 @@ class UploadService:
         length: int | None = None,
     ) -> UploadProgress:
         """Accept one chunk. ``start`` (from ``Content-Range``) must equal the bytes received so far."""
+        self.guard.writable()
         session = await self._load(repository, upload_id)
         if start is not None and start != session.size:
             raise self._out_of_order(session, start)
@@ -322,6 +329,7 @@ class UploadService:
 
         On a digest mismatch nothing changes: the upload stays as it was before this request.
         """
+        self.guard.writable()
         session = await self._load(repository, upload_id)
         if start is not None and start != session.size:
             raise self._out_of_order(session, start)
@@ -424,6 +432,7 @@ class UploadService:
 
     async def monolithic(self, repository: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None) -> int:
         """``POST ?digest=`` with the whole blob: no session row unless it succeeds."""
+        self.guard.writable()
         upload_id = str(uuid.uuid4())
         session = _Session(upload_id, 0, 0, ResumableSha256(), None)
         path = upload_path(upload_id)
@@ -449,7 +458,7 @@ class UploadService:
             await self._cleanup(upload_id)
             raise
         async with self.db.write() as conn:
-            repository_id = await ensure_repository(conn, repository)
+            repository_id = await ensure_repository(conn, repository, project_required=self.guard.projects_required)
             await link_blob(conn, repository_id, digest, state["size"])
         await self._cleanup(upload_id)
         return int(state["size"])
@@ -479,6 +488,7 @@ class UploadService:
         resumed the upload since it was listed (a chunk moved ``updated_at``, or a request holds
         its lease) keeps it.
         """
+        self.guard.writable()
         async with self.db.write() as conn:
             result = await conn.execute(delete(uploads).where(uploads.c.id == upload_id, self._stale(cutoff, now())))
         if result.rowcount != 1:
@@ -495,6 +505,8 @@ class UploadService:
         written right now and is kept whatever its age, and so is one resumed between the
         listing and its delete (:meth:`discard_if_stale`).
         """
+        if not dry_run:
+            self.guard.writable()
         cutoff = now() - older_than
         stale = await self.stale(cutoff)
         if dry_run:
@@ -502,6 +514,7 @@ class UploadService:
         return sum([await self.discard_if_stale(upload_id, cutoff) for upload_id in stale])
 
     async def cancel(self, repository: str, upload_id: str) -> None:
+        self.guard.writable()
         session = await self._load(repository, upload_id)
         await self._discard(session.id)
 

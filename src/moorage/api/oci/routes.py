@@ -23,9 +23,10 @@ from moorage.auth.audit import auth_method
 from moorage.auth.clients import client_of
 from moorage.errors import RegistryError
 from moorage.numbers import parse_decimal
-from moorage.registry.blobs import BlobService, parse_range
+from moorage.registry.blobs import parse_range
 from moorage.registry.digests import Digest, parse_digest
-from moorage.registry.manifest_store import ManifestStore, lookup_reference, parse_reference
+from moorage.registry.interfaces import Blobs, Manifests
+from moorage.registry.manifest_store import lookup_reference, parse_reference
 from moorage.registry.names import validate_name
 from moorage.registry.uploads import UploadService
 from moorage.storage import StorageError
@@ -125,13 +126,12 @@ class OciApi:
     def __init__(
         self,
         *,
-        blobs: BlobService,
+        blobs: Blobs,
         uploads: UploadService,
-        manifests: ManifestStore,
+        manifests: Manifests,
         access: AccessController,
         urls: UrlBuilder,
         page_max: int,
-        read_only: bool = False,
         on_event: EventHook | None = None,
     ) -> None:
         self.on_event = on_event
@@ -141,7 +141,6 @@ class OciApi:
         self.access = access
         self.urls = urls
         self.page_max = page_max
-        self.read_only = read_only
 
     async def __call__(self, request: Request) -> Response:
         # The raw path: request.url.path goes through urlsplit, which silently drops "\n", "\r" and
@@ -159,12 +158,6 @@ class OciApi:
                         "UNSUPPORTED",
                         f"{method} is not allowed on {path}; allowed: {', '.join(route.methods)}",
                         headers={"Allow": ", ".join(route.methods)},
-                    )
-                if self.read_only and method not in ("GET", "HEAD"):
-                    raise RegistryError(
-                        "UNSUPPORTED",
-                        "the registry is in read-only maintenance mode: pushes and deletes are refused "
-                        "until an operator sets storage.maintenance.readonly.enabled: false",
                     )
                 params = match.groupdict()
                 if "name" in params:

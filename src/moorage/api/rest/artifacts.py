@@ -4,18 +4,18 @@ are URL-encoded twice when they contain ``/``, e.g. ``team%252Fapp``, as Harbor 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import exists, func, select
 
 from moorage.api.rest.common import ApiError, Caller, CallerDep, PageDep, paginate, visible_project
-from moorage.auth.identity import aware
-from moorage.db.tables import manifest_references, manifests, repositories, tags
+from moorage.api.rest.deps import ManifestsDep, RepositoriesDep
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest, parse_digest
+from moorage.registry.guard import ReadOnlyError
+from moorage.registry.interfaces import Manifests, Repositories
+from moorage.registry.repository_service import ArtifactInfo, RepositoryInfo
 
 router = APIRouter(tags=["repository", "artifact"])
 
@@ -70,137 +70,117 @@ async def _access(who: Caller, project_name: str, repository_name: str, action: 
     return project.id, full
 
 
-async def _repository_id(who: Caller, full: str) -> int:
-    async with who.services.db.read() as conn:
-        found = (await conn.execute(select(repositories.c.id).where(repositories.c.name == full))).scalar()
-    if found is None:
-        raise ApiError(404, f"repository {full!r} does not exist; push an image to create it")
-    return int(found)
-
-
 def _registry_error(exc: RegistryError) -> ApiError:
-    return ApiError(404 if exc.status == 404 else 400 if exc.status < 500 else 501, exc.message)
+    if isinstance(exc, ReadOnlyError):
+        return ApiError(403, exc.message)
+    status = exc.status if exc.status in (404, 412) else 400 if exc.status < 500 else 501
+    return ApiError(status, exc.message)
+
+
+def _repository_out(repository: RepositoryInfo, project_id: int) -> RepositoryOut:
+    return RepositoryOut(id=repository.id, project_id=project_id, name=repository.name,
+                         artifact_count=repository.artifact_count, creation_time=repository.created_at)
+
+
+def _artifact_out(artifact: ArtifactInfo, project_id: int, full: str) -> ArtifactOut:
+    return ArtifactOut(
+        id=artifact.id, type="IMAGE" if "image" in artifact.media_type else "UNKNOWN", digest=artifact.digest,
+        size=artifact.size, media_type=artifact.media_type, manifest_media_type=artifact.media_type,
+        artifact_type=artifact.artifact_type, push_time=artifact.created_at, repository_id=artifact.repository_id,
+        project_id=project_id, repository_name=full,
+        tags=[TagOut(id=t.id, repository_id=t.repository_id, artifact_id=t.manifest_id, name=t.name,
+                     push_time=t.updated_at) for t in artifact.tags],
+        references=[Reference(parent_id=artifact.id, child_digest=child) for child in artifact.children],
+    )
+
+
+async def _artifacts(repositories: Repositories, full: str, digest: str | None, offset: int,
+                     limit: int) -> tuple[list[ArtifactInfo], int]:
+    try:
+        return await repositories.artifacts(full, offset, limit, digest)
+    except RegistryError as exc:
+        raise _registry_error(exc) from None
 
 
 @router.get("/projects/{project_name}/repositories", response_model=list[RepositoryOut])
 async def list_repositories(
-    request: Request, response: Response, project_name: str, who: CallerDep, page: PageDep
+    request: Request, response: Response, project_name: str, who: CallerDep, page: PageDep,
+    repositories: RepositoriesDep,
 ) -> list[RepositoryOut]:
     project, _ = await visible_project(who, project_name)
     await _access(who, project.name, "x", "pull")
-    count = (
-        select(func.count(manifests.c.id)).where(manifests.c.repository_id == repositories.c.id).scalar_subquery()
-    )
-    query = select(repositories.c.id, repositories.c.name, repositories.c.created_at, count.label("n")).where(
-        repositories.c.name.startswith(project.name + "/", autoescape=True),
-        exists().where(manifests.c.repository_id == repositories.c.id),
-    )
-    async with who.services.db.read() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-        rows = (await conn.execute(query.order_by(repositories.c.name).offset(page.offset).limit(page.page_size))).all()
-    paginate(request, response, page, int(total))
-    return [RepositoryOut(id=r.id, project_id=project.id, name=r.name, artifact_count=int(r.n),
-                          creation_time=aware(r.created_at)) for r in rows]
+    found, total = await repositories.of_project(project.id, page.offset, page.page_size)
+    paginate(request, response, page, total)
+    return [_repository_out(r, project.id) for r in found]
 
 
 @router.get("/projects/{project_name}/repositories/{repository_name}", response_model=RepositoryOut)
-async def get_repository(project_name: str, repository_name: str, who: CallerDep) -> RepositoryOut:
+async def get_repository(
+    project_name: str, repository_name: str, who: CallerDep, repositories: RepositoriesDep
+) -> RepositoryOut:
     project_id, full = await _access(who, project_name, repository_name, "pull")
-    repo_id = await _repository_id(who, full)
-    async with who.services.db.read() as conn:
-        row = (await conn.execute(select(repositories).where(repositories.c.id == repo_id))).one()
-        n = (await conn.execute(select(func.count()).where(manifests.c.repository_id == repo_id))).scalar_one()
-    return RepositoryOut(id=repo_id, project_id=project_id, name=full, artifact_count=int(n),
-                         creation_time=aware(row.created_at))
+    try:
+        return _repository_out(await repositories.get(full), project_id)
+    except RegistryError as exc:
+        raise _registry_error(exc) from None
 
 
 @router.delete("/projects/{project_name}/repositories/{repository_name}", response_model=None)
-async def delete_repository(project_name: str, repository_name: str, who: CallerDep) -> None:
+async def delete_repository(
+    project_name: str, repository_name: str, who: CallerDep, repositories: RepositoriesDep
+) -> None:
+    """Deletes the repository whole (artifacts, tags, blob links) in one transaction; bytes go to GC."""
     _, full = await _access(who, project_name, repository_name, "delete")
-    repo_id = await _repository_id(who, full)
-    async with who.services.db.read() as conn:
-        digests = list((await conn.execute(select(manifests.c.digest).where(manifests.c.repository_id == repo_id)))
-                       .scalars())
-    for digest in digests:
-        try:
-            await who.services.manifests.delete(full, parse_digest(digest))
-        except RegistryError as exc:
-            if exc.status != 404:  # a concurrent delete got there first
-                raise _registry_error(exc) from None
+    try:
+        await repositories.delete(full)
+    except RegistryError as exc:
+        raise _registry_error(exc) from None
     await who.audit("delete", "repository", full, project_name)
 
 
-async def _artifacts(who: Caller, repo_id: int, project_id: int, full: str, digest: str | None,
-                     offset: int, limit: int) -> tuple[list[ArtifactOut], int]:
-    query = select(manifests.c.id, manifests.c.digest, manifests.c.size, manifests.c.media_type,
-                   manifests.c.artifact_type, manifests.c.created_at).where(manifests.c.repository_id == repo_id)
-    if digest is not None:
-        query = query.where(manifests.c.digest == digest)
-    async with who.services.db.read() as conn:
-        total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-        rows = (await conn.execute(query.order_by(manifests.c.created_at.desc(), manifests.c.id.desc())
-                                   .offset(offset).limit(limit))).all()
-        ids = [row.id for row in rows]
-        tag_rows = (await conn.execute(select(tags).where(tags.c.manifest_id.in_(ids)).order_by(tags.c.name))).all()
-        ref_rows = (await conn.execute(select(manifest_references).where(
-            manifest_references.c.manifest_id.in_(ids), manifest_references.c.kind == "manifest"))).all()
-    by_id: dict[int, dict[str, list[Any]]] = {i: {"tags": [], "refs": []} for i in ids}
-    for t in tag_rows:
-        by_id[t.manifest_id]["tags"].append(TagOut(id=t.id, repository_id=repo_id, artifact_id=t.manifest_id,
-                                                   name=t.name, push_time=aware(t.updated_at)))
-    for r in ref_rows:
-        by_id[r.manifest_id]["refs"].append(Reference(parent_id=r.manifest_id, child_digest=r.digest))
-    out = [
-        ArtifactOut(
-            id=row.id, type="IMAGE" if "image" in row.media_type else "UNKNOWN", digest=row.digest, size=row.size,
-            media_type=row.media_type, manifest_media_type=row.media_type, artifact_type=row.artifact_type,
-            push_time=aware(row.created_at), repository_id=repo_id, project_id=project_id, repository_name=full,
-            tags=by_id[row.id]["tags"], references=by_id[row.id]["refs"],
-        )
-        for row in rows
-    ]
-    return out, int(total)
-
-
-async def _digest_of(who: Caller, full: str, reference: str) -> Digest:
+async def _digest_of(manifests: Manifests, full: str, reference: str) -> Digest:
     try:
         if reference.startswith(("sha256:", "sha512:")):
             return parse_digest(reference)
-        return parse_digest((await who.services.manifests.get(full, reference)).digest)
+        return parse_digest((await manifests.get(full, reference)).digest)
     except RegistryError as exc:
         raise _registry_error(exc) from None
 
 
 @router.get("/projects/{project_name}/repositories/{repository_name}/artifacts", response_model=list[ArtifactOut])
 async def list_artifacts(request: Request, response: Response, project_name: str, repository_name: str,
-                         who: CallerDep, page: PageDep) -> list[ArtifactOut]:
+                         who: CallerDep, page: PageDep, repositories: RepositoriesDep) -> list[ArtifactOut]:
     project_id, full = await _access(who, project_name, repository_name, "pull")
-    repo_id = await _repository_id(who, full)
-    found, total = await _artifacts(who, repo_id, project_id, full, None, page.offset, page.page_size)
+    found, total = await _artifacts(repositories, full, None, page.offset, page.page_size)
     paginate(request, response, page, total)
-    return found
+    return [_artifact_out(a, project_id, full) for a in found]
 
 
-@router.get("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}",
-            response_model=ArtifactOut)
-async def get_artifact(project_name: str, repository_name: str, reference: str, who: CallerDep) -> ArtifactOut:
-    """``reference`` is a digest or a tag; the answer lists the artifact's tags and child references."""
-    project_id, full = await _access(who, project_name, repository_name, "pull")
-    repo_id = await _repository_id(who, full)
-    digest = await _digest_of(who, full, reference)
-    found, _ = await _artifacts(who, repo_id, project_id, full, str(digest), 0, 1)
+async def _artifact(repositories: Repositories, manifests: Manifests, full: str, reference: str) -> ArtifactInfo:
+    digest = await _digest_of(manifests, full, reference)
+    found, _ = await _artifacts(repositories, full, str(digest), 0, 1)
     if not found:
         raise ApiError(404, f"artifact {reference!r} does not exist in {full!r}")
     return found[0]
 
 
+@router.get("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}",
+            response_model=ArtifactOut)
+async def get_artifact(project_name: str, repository_name: str, reference: str, who: CallerDep,
+                       repositories: RepositoriesDep, manifests: ManifestsDep) -> ArtifactOut:
+    """``reference`` is a digest or a tag; the answer lists the artifact's tags and child references."""
+    project_id, full = await _access(who, project_name, repository_name, "pull")
+    return _artifact_out(await _artifact(repositories, manifests, full, reference), project_id, full)
+
+
 @router.delete("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}",
                response_model=None)
-async def delete_artifact(project_name: str, repository_name: str, reference: str, who: CallerDep) -> None:
+async def delete_artifact(project_name: str, repository_name: str, reference: str, who: CallerDep,
+                          manifests: ManifestsDep) -> None:
     _, full = await _access(who, project_name, repository_name, "delete")
-    digest = await _digest_of(who, full, reference)
+    digest = await _digest_of(manifests, full, reference)
     try:
-        await who.services.manifests.delete(full, digest)
+        await manifests.delete(full, digest)
     except RegistryError as exc:
         raise _registry_error(exc) from None
     await who.audit("delete", "artifact", f"{full}@{digest}", project_name)
@@ -209,14 +189,10 @@ async def delete_artifact(project_name: str, repository_name: str, reference: st
 @router.get("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags",
             response_model=list[TagOut])
 async def list_tags(request: Request, response: Response, project_name: str, repository_name: str,
-                    reference: str, who: CallerDep, page: PageDep) -> list[TagOut]:
+                    reference: str, who: CallerDep, page: PageDep, repositories: RepositoriesDep,
+                    manifests: ManifestsDep) -> list[TagOut]:
     project_id, full = await _access(who, project_name, repository_name, "pull")
-    repo_id = await _repository_id(who, full)
-    digest = await _digest_of(who, full, reference)
-    found, _ = await _artifacts(who, repo_id, project_id, full, str(digest), 0, 1)
-    if not found:
-        raise ApiError(404, f"artifact {reference!r} does not exist in {full!r}")
-    all_tags = found[0].tags
+    all_tags = _artifact_out(await _artifact(repositories, manifests, full, reference), project_id, full).tags
     paginate(request, response, page, len(all_tags))
     return all_tags[page.offset: page.offset + page.page_size]
 
@@ -224,17 +200,12 @@ async def list_tags(request: Request, response: Response, project_name: str, rep
 @router.delete("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags/{tag_name}",
                response_model=None)
 async def delete_tag(project_name: str, repository_name: str, reference: str, tag_name: str,
-                     who: CallerDep) -> None:
+                     who: CallerDep, manifests: ManifestsDep) -> None:
+    """Deletes the tag only while it points at ``reference`` (a tag moved meanwhile is left alone: 404)."""
     _, full = await _access(who, project_name, repository_name, "delete")
-    digest = await _digest_of(who, full, reference)
+    digest = await _digest_of(manifests, full, reference)
     try:
-        tagged = parse_digest((await who.services.manifests.get(full, tag_name)).digest)
-    except RegistryError as exc:
-        raise _registry_error(exc) from None
-    if tagged != digest:
-        raise ApiError(404, f"tag {tag_name!r} does not point at {reference!r} in {full!r}")
-    try:
-        await who.services.manifests.delete(full, tag_name)
+        await manifests.delete_tag(full, tag_name, digest)
     except RegistryError as exc:
         raise _registry_error(exc) from None
     await who.audit("delete", "tag", f"{full}:{tag_name}", project_name)

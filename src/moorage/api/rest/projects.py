@@ -7,13 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import exists, func, select
 
 from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, role_id, visible_project
+from moorage.api.rest.deps import RepositoriesDep
 from moorage.api.rest.logs import AuditLogItem, audit_items
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.roles import ROLE_NAMES, can_manage_members, can_see_members
-from moorage.db.tables import manifests, repositories
+from moorage.errors import RegistryError
+from moorage.registry.guard import ReadOnlyError
+from moorage.registry.interfaces import Repositories
 
 router = APIRouter(tags=["project"])
 
@@ -81,21 +83,12 @@ def _public(flag: bool | None, metadata: ProjectMetadata | None) -> bool | None:
     return None
 
 
-async def _repo_count(who: CallerDep, project: Project) -> int:
-    query = select(func.count()).select_from(repositories).where(
-        repositories.c.name.startswith(project.name + "/", autoescape=True),
-        exists().where(manifests.c.repository_id == repositories.c.id),
-    )
-    async with who.services.db.read() as conn:
-        return int((await conn.execute(query)).scalar_one())
-
-
-async def _out(who: CallerDep, project: Project, role: str | None) -> ProjectOut:
+async def _out(repositories: Repositories, project: Project, role: str | None) -> ProjectOut:
     rid = role_id(role)
     return ProjectOut(
         project_id=project.id, name=project.name, public=project.public, owner_id=project.owner_id,
         creation_time=project.created_at, update_time=project.updated_at,
-        repo_count=await _repo_count(who, project), current_user_role_id=rid,
+        repo_count=await repositories.count(project.id), current_user_role_id=rid,
         current_user_role_ids=[rid] if rid else [],
         metadata=ProjectMetadata(public="true" if project.public else "false"),
     )
@@ -111,13 +104,13 @@ def _manage(who: CallerDep, role: str | None, project: Project, what: str) -> No
 
 @router.get("/projects", response_model=list[ProjectOut])
 async def list_projects(
-    request: Request, response: Response, who: CallerDep, page: PageDep,
+    request: Request, response: Response, who: CallerDep, page: PageDep, repositories: RepositoriesDep,
     name: Annotated[str | None, Query(max_length=255)] = None, public: bool | None = None,
 ) -> list[ProjectOut]:
     visible = who.identity.policy.visible_projects(who.subject)
     found, total = await who.identity.store.list_projects(visible, page.offset, page.page_size, name, public)
     paginate(request, response, page, total)
-    return [await _out(who, p, await who.identity.store.role_of(who.subject, p)) for p in found]
+    return [await _out(repositories, p, await who.identity.store.role_of(who.subject, p)) for p in found]
 
 
 @router.head("/projects", status_code=200, responses={404: {"description": "no such project you may see"}})
@@ -148,9 +141,9 @@ async def create_project(request: Request, response: Response, body: ProjectReq,
 
 
 @router.get("/projects/{project_name_or_id}", response_model=ProjectOut)
-async def get_project(project_name_or_id: str, who: CallerDep) -> ProjectOut:
+async def get_project(project_name_or_id: str, who: CallerDep, repositories: RepositoriesDep) -> ProjectOut:
     project, role = await visible_project(who, project_name_or_id)
-    return await _out(who, project, role)
+    return await _out(repositories, project, role)
 
 
 @router.put("/projects/{project_name_or_id}", response_model=None)
@@ -162,13 +155,17 @@ async def update_project(project_name_or_id: str, body: ProjectUpdate, who: Call
 
 
 @router.delete("/projects/{project_name_or_id}", response_model=None)
-async def delete_project(project_name_or_id: str, who: CallerDep) -> None:
+async def delete_project(project_name_or_id: str, who: CallerDep, repositories: RepositoriesDep) -> None:
+    """Deletes the project with its members, robot accounts and empty repositories in one transaction;
+    412 while a repository holds artifacts (checked inside that transaction)."""
     project, role = await visible_project(who, project_name_or_id)
     _manage(who, role, project, "deleting the project")
-    if await _repo_count(who, project):
-        raise ApiError(412, f"project {project.name!r} still has repositories; delete them first")
     robots = await who.identity.robots.all_of_project(project.id)  # the delete removes them with it
-    await who.identity.store.delete_project(project)
+    try:
+        await repositories.delete_project(project.id)
+    except RegistryError as exc:
+        status = 403 if isinstance(exc, ReadOnlyError) else exc.status if exc.status in (404, 412) else 400
+        raise ApiError(status, exc.message) from None
     await who.audit("delete", "project", project.name, project.name)
     for robot in robots:
         await who.audit("delete", "robot", robot.name, project.name,

@@ -1,0 +1,88 @@
+"""Migration 0007 (repositories → project_id) on SQLite and PostgreSQL: back-fill, downgrade, upgrade again.
+
+Each run uses a fresh database, since it steps the schema back and forth.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from moorage.db.migrate import current_heads, downgrade, upgrade
+from moorage.db.session import configure_sqlite, sync_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    admin = str(request.getfixturevalue("postgres_admin_url"))
+    name = f"moorage_migrate_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_project_link_is_back_filled_and_downgrades_without_losing_rows(fresh_url: str) -> None:
+    upgrade(fresh_url, "0002_identity")
+    upgrade(fresh_url, "0003_jobs")
+    engine = create_engine(sync_url(fresh_url))
+    if engine.dialect.name == "sqlite":
+        configure_sqlite(engine)  # foreign keys on, as the application runs
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            for pid, name in ((1, "a_b"), (2, "axb")):
+                conn.execute(
+                    text("INSERT INTO projects (id, name, public, created_at, updated_at) VALUES (:i, :n, true, :t, :t)"),
+                    {"i": pid, "n": name, "t": now},
+                )
+            # '_' must not match like a LIKE wildcard; a name that only starts with the project's
+            # name (a_bc/...) or has no project stays without one
+            for rid, name in ((1, "a_b/x"), (2, "axb/y"), (3, "a_bc/z"), (4, "free/w"), (5, "single")):
+                conn.execute(
+                    text("INSERT INTO repositories (id, name, created_at) VALUES (:i, :n, :t)"),
+                    {"i": rid, "n": name, "t": now},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO manifests (id, repository_id, digest, media_type, size, payload, created_at) "
+                    "VALUES (1, 1, 'sha256:00', 'application/json', 1, :p, :t)"
+                ),
+                {"p": b"{}", "t": now},
+            )
+        upgrade(fresh_url)
+        assert {"0003_jobs", "0007_repository_project"} <= current_heads(fresh_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, project_id FROM repositories ORDER BY id")).all()
+            assert [tuple(r) for r in rows] == [
+                ("a_b/x", 1), ("axb/y", 2), ("a_bc/z", None), ("free/w", None), ("single", None)
+            ]
+        assert "ix_repositories_project_id" in {i["name"] for i in inspect(engine).get_indexes("repositories")}
+        assert {fk["referred_table"] for fk in inspect(engine).get_foreign_keys("repositories")} == {"projects"}
+
+        downgrade(fresh_url, "0002_identity")
+        inspector = inspect(engine)
+        assert "project_id" not in {c["name"] for c in inspector.get_columns("repositories")}
+        assert {"jobs", "projects"} <= set(inspector.get_table_names())
+        with engine.connect() as conn:  # the table rebuild on SQLite cascaded into nothing
+            assert conn.execute(text("SELECT count(*) FROM repositories")).scalar_one() == 5
+            assert conn.execute(text("SELECT count(*) FROM manifests")).scalar_one() == 1
+
+        upgrade(fresh_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT project_id FROM repositories WHERE id = 1")).scalar_one() == 1
+            assert conn.execute(text("SELECT count(*) FROM manifests")).scalar_one() == 1
+    finally:
+        engine.dispose()

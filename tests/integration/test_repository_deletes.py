@@ -1,0 +1,153 @@
+"""Deleting a repository or a project leaves nothing reachable, also after re-creating the same name.
+
+Token mode on SQLite and PostgreSQL. "Reachable" is checked through every door a client has:
+``/v2`` by tag, by digest, blobs, tag list and catalog, and the REST API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from moorage.errors import RegistryError
+from moorage.registry.digests import parse_digest
+from tests.integration.oci_client import digest_of, push_blob, push_image
+from tests.integration.test_identity_helpers import Idp, make_idp
+
+
+@pytest.fixture
+async def idp(database_url: str, tmp_path: Path) -> AsyncIterator[Idp]:
+    async for value in make_idp(database_url, tmp_path):
+        yield value
+
+
+async def _as_admin(idp: Idp) -> httpx.AsyncClient:
+    idp.http.headers.update(idp.admin)
+    return idp.http
+
+
+async def _catalog(idp: Idp) -> list[str]:
+    names: list[str] = []
+    last = ""
+    while True:  # page through: the session's database is shared with other tests
+        r = await idp.http.get("/v2/_catalog", params={"n": 1000, "last": last}, headers=idp.admin)
+        assert r.status_code == 200, r.text
+        page = r.json()["repositories"]
+        names += page
+        if "link" not in r.headers:
+            return names
+        last = page[-1]
+
+
+async def _nothing_of(idp: Idp, project: str, name: str, digest: str, layers: list[str]) -> None:
+    """Every door answers "not found" for ``name``, ``digest`` (tag ``v1``) and ``layers``."""
+    auth = idp.admin
+    assert (await idp.http.get(f"/v2/{name}/manifests/v1", headers=auth)).status_code == 404
+    assert (await idp.http.get(f"/v2/{name}/manifests/{digest}", headers=auth)).status_code == 404
+    assert (await idp.http.head(f"/v2/{name}/manifests/{digest}", headers=auth)).status_code == 404
+    for layer in layers:
+        assert (await idp.http.head(f"/v2/{name}/blobs/{layer}", headers=auth)).status_code == 404, layer
+        assert (await idp.http.get(f"/v2/{name}/blobs/{layer}", headers=auth)).status_code == 404, layer
+    assert (await idp.http.get(f"/v2/{name}/tags/list", headers=auth)).status_code == 404
+    assert name not in await _catalog(idp)
+    repo = quote(quote(name.split("/", 1)[1], safe=""), safe="")
+    assert (await idp.api("GET", f"/projects/{project}/repositories/{repo}", auth)).status_code == 404
+    assert (await idp.api("GET", f"/projects/{project}/repositories", auth)).json() == []
+    assert (await idp.api("GET", f"/projects/{project}", auth)).json()["repo_count"] == 0
+
+
+async def test_deleted_repository_serves_nothing_and_a_new_push_starts_empty(idp: Idp) -> None:
+    project = await idp.project()
+    name = f"{project}/team/app"
+    layers = [b"old-layer-one", b"old-layer-two"]
+    http = await _as_admin(idp)
+    try:
+        digest, _ = await push_image(http, name, "v1", layers)
+        assert (await http.head(f"/v2/{name}/blobs/{digest_of(layers[0])}")).status_code == 200
+    finally:
+        del http.headers["Authorization"]
+    repo = quote(quote("team/app", safe=""), safe="")
+    assert (await idp.api("DELETE", f"/projects/{project}/repositories/{repo}", idp.admin)).status_code == 200
+    await _nothing_of(idp, project, name, digest, [digest_of(layer) for layer in layers])
+    assert (await idp.api("DELETE", f"/projects/{project}/repositories/{repo}", idp.admin)).status_code == 404
+
+    http = await _as_admin(idp)
+    try:
+        new_digest, _ = await push_image(http, name, "v2", [b"new-layer"])
+        assert (await http.get(f"/v2/{name}/manifests/{new_digest}")).status_code == 200
+        assert (await http.get(f"/v2/{name}/manifests/{digest}")).status_code == 404
+        assert (await http.head(f"/v2/{name}/blobs/{digest_of(layers[0])}")).status_code == 404
+        assert (await http.get(f"/v2/{name}/tags/list")).json()["tags"] == ["v2"]
+    finally:
+        del http.headers["Authorization"]
+
+
+async def test_project_deleted_and_created_again_inherits_nothing(idp: Idp) -> None:
+    project = await idp.project()
+    member, member_auth = await idp.user_in(project, 2)
+    _, robot_name, _ = await idp.robot(project, ["pull"])
+    layers = [b"project-layer"]
+    http = await _as_admin(idp)
+    try:
+        digest, _ = await push_image(http, f"{project}/app", "v1", layers)
+        # a repository that holds only blobs does not block the project delete, and goes with it
+        blob = await push_blob(http, f"{project}/blobs-only", b"only a blob")
+    finally:
+        del http.headers["Authorization"]
+    r = await idp.api("DELETE", f"/projects/{project}", idp.admin)
+    assert r.status_code == 412 and f"{project}/app" in r.json()["errors"][0]["message"]
+    assert (await idp.api("DELETE", f"/projects/{project}/repositories/app", idp.admin)).status_code == 200
+    assert (await idp.api("DELETE", f"/projects/{project}", idp.admin)).status_code == 200
+
+    r = await idp.api("POST", "/projects", idp.admin, json={"project_name": project, "public": False})
+    assert r.status_code == 201, r.text
+    await _nothing_of(idp, project, f"{project}/app", digest, [digest_of(layers[0])])
+    await _nothing_of(idp, project, f"{project}/blobs-only", digest, [blob])
+    # the old project's members and robots are not members of the new one
+    assert (await idp.api("GET", f"/projects/{project}/repositories", member_auth)).status_code == 404
+    robots = (await idp.api("GET", "/robots", idp.admin, params={"page_size": 100})).json()
+    assert robot_name not in {r["name"] for r in robots}
+    members = (await idp.api("GET", f"/projects/{project}/members", idp.admin)).json()
+    assert member not in {m["entity_name"] for m in members}
+
+
+async def test_a_repository_cannot_be_created_outside_a_project(idp: Idp) -> None:
+    """Token mode: the domain services themselves refuse a repository whose project does not exist."""
+    project = await idp.project()
+    missing = f"{project}x/app"
+    with pytest.raises(RegistryError) as refused:
+        await idp.services.uploads.start(missing)
+    assert refused.value.code == "NAME_UNKNOWN" and "does not exist; create it" in refused.value.message
+    http = await _as_admin(idp)
+    try:
+        digest = await push_blob(http, f"{project}/source", b"mountable")
+    finally:
+        del http.headers["Authorization"]
+    with pytest.raises(RegistryError) as refused:
+        await idp.services.blobs.mount(missing, f"{project}/source", parse_digest(digest))
+    assert refused.value.code == "NAME_UNKNOWN"
+
+
+async def test_repositories_pushed_before_their_project_join_it(idp: Idp, database_url: str, tmp_path: Path) -> None:
+    """``auth.mode: none`` first, then token mode: creating the project adopts what was pushed under its name."""
+    from moorage.app import create_app
+    from moorage.services import Services
+    from tests.integration.conftest import make_settings
+    from tests.integration.test_identity_helpers import uid
+
+    project = uid("late")
+    open_services = Services.from_settings(make_settings(database_url, tmp_path / "open"))
+    try:
+        transport = httpx.ASGITransport(app=create_app(open_services.settings, open_services))
+        async with httpx.AsyncClient(transport=transport, base_url="http://open.test") as open_http:
+            await push_image(open_http, f"{project}/app", "v1", [b"pushed in the open"])
+    finally:
+        await open_services.aclose()
+    r = await idp.api("POST", "/projects", idp.admin, json={"project_name": project})
+    assert r.status_code == 201, r.text
+    listed = (await idp.api("GET", f"/projects/{project}/repositories", idp.admin)).json()
+    assert [r["name"] for r in listed] == [f"{project}/app"]
