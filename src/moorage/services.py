@@ -76,16 +76,19 @@ class Services:
         )
         blobs: Blobs = BlobService(db, storage, redirect_expiry=storage_settings.redirect.expiry, guard=guard)
         manifests: Manifests = ManifestStore(db, storage, max_bytes=settings.limits.manifest_max_bytes, guard=guard)
-        repositories: Repositories = RepositoryService(db, guard=guard)
         cache = cache_from_settings(settings.redis, db)
         if cache is not None:
             blobs = CachedBlobService(blobs, cache)
             manifests = CachedManifestStore(manifests, cache)
-            repositories = CachedRepositories(repositories, cache)
         uploads = UploadService(db, storage, guard=guard)
         handlers = HandlerRegistry()
         periodic = register_builtin(handlers, settings, uploads)
         identity = IdentityService(db, settings.auth, data_dir=settings.data_dir) if settings.auth.mode == "token" else None
+        repositories: Repositories = RepositoryService(
+            db, guard=guard, on_project_deleted=identity.store.on_change if identity is not None else None
+        )
+        if cache is not None:
+            repositories = CachedRepositories(repositories, cache)
         return cls(
             settings=settings,
             db=db,

@@ -22,6 +22,8 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
+from sqlalchemy import ColumnElement
+
 from moorage.cache.store import RegistryCache
 from moorage.registry.blobs import ByteRange
 from moorage.registry.digests import Digest
@@ -99,8 +101,8 @@ class CachedManifestStore:
     async def tags(self, repository: str, limit: int, last: str | None) -> list[str]:
         return await self.inner.tags(repository, limit, last)
 
-    async def catalog(self, limit: int, last: str | None) -> list[str]:
-        return await self.inner.catalog(limit, last)
+    async def catalog(self, limit: int, last: str | None, visible: ColumnElement[bool] | None = None) -> list[str]:
+        return await self.inner.catalog(limit, last, visible)
 
     async def referrers(self, repository: str, subject: Digest, artifact_type: str | None) -> dict[str, Any]:
         return await self.inner.referrers(repository, subject, artifact_type)

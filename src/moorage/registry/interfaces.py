@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, Protocol
 
+from sqlalchemy import ColumnElement
+
 from moorage.registry.blobs import ByteRange
 from moorage.registry.digests import Digest
 from moorage.registry.manifest_store import StoredManifest
@@ -84,8 +86,8 @@ class Manifests(Protocol):
         """Tag names after ``last``, in lexical order."""
         ...
 
-    async def catalog(self, limit: int, last: str | None) -> list[str]:
-        """Repository names holding a manifest, after ``last``, in lexical order."""
+    async def catalog(self, limit: int, last: str | None, visible: ColumnElement[bool] | None = None) -> list[str]:
+        """Repository names holding a manifest, after ``last``, in lexical order (only ``visible`` ones)."""
         ...
 
     async def referrers(self, repository: str, subject: Digest, artifact_type: str | None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ foreign key (see :func:`moorage.registry.repositories.ensure_repository`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -116,9 +116,13 @@ async def _delete_repositories(conn: AsyncConnection, ids: list[int]) -> None:
 class RepositoryService:
     """Repository listings, artifacts, and whole-repository and whole-project deletes."""
 
-    def __init__(self, db: Database, *, guard: WriteGuard | None = None) -> None:
+    def __init__(
+        self, db: Database, *, guard: WriteGuard | None = None, on_project_deleted: Callable[[], None] | None = None
+    ) -> None:
         self.db = db
         self.guard = guard or WriteGuard()
+        #: Called after a project delete commits (drops this node's cache of projects and rights).
+        self.on_project_deleted = on_project_deleted or (lambda: None)
 
     async def of_project(self, project_id: int, offset: int, limit: int) -> tuple[list[RepositoryInfo], int]:
         """The project's repositories that hold artifacts, by name, and how many there are in all."""
@@ -245,4 +249,5 @@ class RepositoryService:
             await conn.execute(delete(robots).where(robots.c.project_id == project_id))
             await conn.execute(delete(project_members).where(project_members.c.project_id == project_id))
             await conn.execute(delete(projects).where(projects.c.id == project_id))
+        self.on_project_deleted()
         return names
