@@ -326,6 +326,9 @@ class AuthSettings(_Section):
     token_expiry: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
     service: str = "moorage"
     anonymous_pull: bool = True
+    #: Tell authenticated users whether a project they may not see is missing or private (default:
+    #: one answer for both, so nobody learns which private projects exist; admins always get the cause).
+    disclose_project_existence: bool = False
     #: Login throttling (per user name and client address, shared by every node through the database).
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     login_window: int = Field(default=300, ge=1)

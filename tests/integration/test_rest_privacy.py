@@ -123,3 +123,20 @@ async def test_a_robot_of_a_hidden_project_is_answered_as_a_missing_robot(idp: I
         assert _same(hidden.text, str(robot_id), absent.text, "2147483000")
     assert (await idp.api("GET", f"/robots/{robot_id}")).status_code == 401
     assert (await idp.api("GET", f"/robots/{robot_id}", idp.admin)).status_code == 200
+
+
+async def test_an_operator_may_choose_to_disclose_which_projects_exist(database_url: str, tmp_path: Path) -> None:
+    """``auth.disclose_project_existence: true``: users are told "missing" or "private"; anonymous callers are not."""
+    async for idp in make_idp(database_url, tmp_path, MOORAGE_AUTH__DISCLOSE_PROJECT_EXISTENCE="true"):
+        private, missing = await idp.project(public=False), uid("nope")
+        _, outsider = await idp.user()
+        r = await idp.http.get(f"/v2/{private}/app/tags/list", headers=outsider)
+        assert r.status_code == 403 and f"project '{private}' is private and you are not a member of it" in r.text
+        r = await idp.http.get(f"/v2/{missing}/app/tags/list", headers=outsider)
+        assert r.status_code == 403 and r.json()["errors"][0]["message"] == Policy.missing_message(missing)
+        r = await idp.api("GET", f"/projects/{private}", outsider)
+        assert r.status_code == 404 and "is private" in r.text
+        assert (await idp.api("HEAD", "/projects", outsider, params={"project_name": private})).status_code == 200
+        assert (await idp.api("HEAD", "/projects", None, params={"project_name": private})).status_code == 404
+        r = await idp.api("POST", "/projects", outsider, json={"project_name": private})
+        assert r.status_code == 409 and "already exists" in r.text

@@ -11,6 +11,8 @@ every node within seconds, whatever tokens are out there.
 Disclosure: by default a project that does not exist and a private project the caller may not
 see get the same answer with the same wording (:meth:`Policy.hidden_message`), on every entry
 point; system administrators, and members (who can see the project anyway), get the exact cause.
+``auth.disclose_project_existence: true`` tells every authenticated user which it is (Harbor's
+behaviour, for registries where project names are no secret); anonymous callers never learn it.
 """
 
 from __future__ import annotations
@@ -96,10 +98,12 @@ class Policy:
     """The decisions; :class:`~moorage.auth.service.IdentityService` builds one per process."""
 
     def __init__(self, store: IdentityStore, robots: RobotStore, *, anonymous_pull: bool,
-                 cache_seconds: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+                 disclose_existence: bool = False, cache_seconds: float = CACHE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.robots = robots
         self.anonymous_pull = anonymous_pull
+        self.disclose_existence = disclose_existence
         self.cache_seconds = cache_seconds
         self._clock = clock
         self._accounts: _TtlCache[tuple[str, str], Subject | None] = _TtlCache(cache_seconds, clock)
@@ -250,9 +254,21 @@ class Policy:
         name = rights.project_name
         if subject.anonymous:
             return Denial("unauthorized", f"project {name!r} is not public or does not exist; send credentials")
-        if subject.sysadmin and rights.project is None:
+        if (subject.sysadmin or self.disclose_existence) and rights.project is None:
             return Denial("not_found", self.missing_message(name), {"project": name})
+        if self.disclose_existence:
+            return Denial(
+                "not_found",
+                f"project {name!r} is private and you are not a member of it: ask its administrator to add you",
+                {"project": name},
+            )
         return Denial("not_found", self.hidden_message(name), {"project": name})
+
+    def may_know_exists(self, subject: Subject, rights: Rights) -> bool:
+        """Whether ``subject`` may be told that the project exists (``HEAD /projects?project_name=``)."""
+        if rights.visible:
+            return True
+        return self.disclose_existence and not subject.anonymous and rights.project is not None
 
     def project_denial(self, subject: Subject, rights: Rights) -> Denial | None:
         """``None`` when ``subject`` may see the project, else the refusal (never telling private from missing)."""
@@ -292,7 +308,7 @@ class Policy:
         A free name is created, so an answer other than 201 necessarily tells that the name is
         taken; it does not tell that a project holds it, whether it is private, or anything else.
         """
-        if rights.visible:
+        if rights.visible or self.disclose_existence:
             return f"project {project_name!r} already exists; choose another name"
         return f"the name {project_name!r} is not available; choose another name"
 

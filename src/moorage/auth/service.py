@@ -83,7 +83,8 @@ class IdentityService:
         self.data_dir = data_dir
         self.store = IdentityStore(db, on_change=self._forget)
         self.robots = RobotStore(db, on_change=self._forget)
-        self.policy = Policy(self.store, self.robots, anonymous_pull=settings.anonymous_pull)
+        self.policy = Policy(self.store, self.robots, anonymous_pull=settings.anonymous_pull,
+                             disclose_existence=settings.disclose_project_existence)
         self.audit = AuditLog(db)
         self.throttle = LoginThrottle(
             db, max_failures=settings.login_max_failures, window=settings.login_window,

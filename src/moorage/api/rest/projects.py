@@ -118,7 +118,7 @@ async def project_exists(who: CallerDep, project_name: Annotated[str, Query(min_
     """200 when the caller may see the project (as ``GET`` would list it), else 404: a private project
     of which the caller is not a member answers as a missing one, anonymous callers included."""
     rights = await who.identity.policy.rights(who.subject, project_name)
-    if not rights.visible:
+    if not who.identity.policy.may_know_exists(who.subject, rights):
         raise ApiError(404, who.identity.policy.hidden_message(project_name))
 
 
