@@ -130,6 +130,10 @@ async def test_blob_delete_is_a_blob_and_every_row_says_how_the_caller_authentic
     assert r.status_code == 200
     updated = await _logs(idp, resource=project, operation="update")
     assert updated[0]["auth_method"] == "basic" and updated[0]["username"] == "admin"
+    api_token = (await idp.token(idp.admin, service="moorage-api"))["token"]  # a token minted for the API
+    assert (await idp.api("PUT", f"/projects/{project}", bearer(api_token), json={"public": True})).status_code == 200
+    updated = await _logs(idp, resource=project, operation="update")
+    assert updated[0]["auth_method"] == "token" and updated[0]["username"] == "admin"
 
 
 def test_auth_method_migration_has_a_downgrade(tmp_path: Path) -> None:
