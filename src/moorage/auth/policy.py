@@ -22,13 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, false, or_, select
 
 from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Project, Subject
 from moorage.auth.robots import RobotStore
 from moorage.auth.roles import ALL_ACTIONS, ROLE_ACTIONS, minimum_role_for
 from moorage.auth.tokens import Account
 from moorage.db.identity_tables import project_members, projects
+from moorage.db.tables import repositories
 
 __all__ = ["CACHE_SECONDS", "Denial", "Policy", "Rights"]
 
@@ -215,21 +216,18 @@ class Policy:
             visible = or_(visible, projects.c.name.in_(sorted(subject.robot_access)))
         return visible
 
-    def visible_repositories(self, subject: Subject, name: ColumnElement[str]) -> ColumnElement[bool] | None:
-        """The condition on a repository ``name`` column for the repositories ``subject`` may list.
+    def visible_repositories(self, subject: Subject) -> ColumnElement[bool] | None:
+        """The condition on ``repositories`` rows ``subject`` may list (``None``: every repository).
 
-        A repository belongs to the project named by its first component; the prefix test is
-        written with ``substr``/``length`` so it runs unchanged on SQLite and PostgreSQL (and
-        ``_`` in a project name is no ``LIKE`` wildcard).
+        Through the repository's ``project_id``: a repository of no (or a deleted) project is
+        listed to system administrators only.
         """
         if subject.anonymous and not self.anonymous_pull:
             return false()
         visible = self.visible_projects(subject)
         if visible is None:
             return None
-        prefix = projects.c.name + literal("/")
-        in_project = func.substr(name, 1, func.length(projects.c.name) + 1) == prefix
-        return exists(select(literal(1)).select_from(projects).where(and_(in_project, visible)))
+        return repositories.c.project_id.in_(select(projects.c.id).where(visible))
 
     # -- what a refusal says ------------------------------------------------------------------
     @staticmethod

@@ -16,7 +16,6 @@ from moorage.auth.identity import ANONYMOUS, IdentityError, Subject
 from moorage.auth.policy import Denial
 from moorage.auth.service import IdentityService, parse_authorization
 from moorage.auth.tokens import TokenError
-from moorage.db.tables import repositories
 from moorage.errors import RegistryError
 
 __all__ = ["TokenAccess", "challenge"]
@@ -146,10 +145,7 @@ class TokenAccess:
     async def catalog_visibility(self, request: AccessRequest) -> ColumnElement[bool] | None:
         """The condition on repositories the caller may list (``None``: all of them), from the policy."""
         subject, _ = await self._subject(request, "registry:catalog:*")
-        visible = self.identity.policy.visible_repositories(subject, repositories.c.name)
-        if visible is None:
-            return None
-        return visible
+        return self.identity.policy.visible_repositories(subject)
 
 
 def _principal(subject: Subject) -> Principal:

@@ -76,7 +76,7 @@ async def search(
     index = SearchIndex(who.services.db)
     found, _ = await who.identity.store.list_projects(policy.visible_projects(who.subject), 0, SEARCH_LIMIT, q)
     projects = [await _project(who, index, project) for project in found]
-    hits = await index.repositories(q, policy.visible_repositories(who.subject, SearchIndex.NAME), SEARCH_LIMIT)
+    hits = await index.repositories(q, policy.visible_repositories(who.subject), SEARCH_LIMIT)
     repositories = []
     for hit in hits:
         project = await policy.project(hit.project)
