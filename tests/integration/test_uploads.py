@@ -652,14 +652,16 @@ async def test_a_client_that_stalls_loses_the_upload_after_the_lease(services: S
     uploads = UploadService(services.db, services.storage, lease=LeaseTiming(seconds=0.5, renew_every=0.1))
     name = unique_name()
     started = await uploads.start(name)
-    resume = asyncio.Event()
+    first_sent, resume = asyncio.Event(), asyncio.Event()
 
     async def stalling() -> AsyncIterator[bytes]:
         yield b"a" * 100
+        first_sent.set()
         await resume.wait()
         yield b"b" * 100
 
     stalled = asyncio.create_task(uploads.append(name, started.id, stalling()))
+    await asyncio.wait_for(first_sent.wait(), 30)  # the stalled request holds the lease from here on
     retried = None
     for _ in range(100):  # the retry is refused while the lease lasts, then it takes over
         try:
@@ -675,3 +677,20 @@ async def test_a_client_that_stalls_loses_the_upload_after_the_lease(services: S
     assert lost.value.code == "BLOB_UPLOAD_INVALID" and lost.value.status == 416
     digest = parse_digest(digest_of(b"c" * 100))
     assert await uploads.complete(name, started.id, digest, _chunks()) == 100
+
+
+async def test_a_body_longer_than_declared_is_size_invalid_not_a_storage_failure(client: httpx.AsyncClient) -> None:
+    """The error the chunk stream raises inside the driver reaches the client as itself (the storage
+    wrapper turned it into a 503 "storage backend failed"), and the upload is unchanged."""
+    name = unique_name()
+    location = await _start(client, name)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x" * 5
+        yield b"y" * 5
+
+    response = await client.patch(location, content=body(), headers={"Content-Range": "0-4"})
+    assert response.status_code == 400 and error_code(response) == "SIZE_INVALID", response.text
+    assert (await client.get(location)).headers["range"] == "0-0"
+    retry = await client.patch(location, content=b"x" * 5, headers={"Content-Range": "0-4"})
+    assert retry.status_code == 202 and retry.headers["range"] == "0-4"

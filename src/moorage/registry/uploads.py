@@ -67,7 +67,7 @@ class _Counted:
     idle, not working), and renews the lease itself when a chunk arrives after a long wait.
     """
 
-    __slots__ = ("activity", "hasher", "limit", "renew", "renew_every", "source", "total")
+    __slots__ = ("activity", "failure", "hasher", "limit", "renew", "renew_every", "source", "total")
 
     def __init__(
         self,
@@ -85,31 +85,40 @@ class _Counted:
         self.renew = renew
         self.renew_every = renew_every
         self.total = 0
+        #: What this iterator raised (the client's body failed, too many bytes, the lease was lost):
+        #: the driver that consumes it may wrap it in a StorageError; the caller re-raises it as is.
+        self.failure: Exception | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        chunks = aiter(self.source)
-        while True:
-            self.activity.waiting_since = time.monotonic()
-            try:
-                chunk = await anext(chunks)
-            except StopAsyncIteration:
-                return
-            finally:
-                self.activity.waiting_since = None
-            if not chunk:
-                continue
-            if self.renew is not None and time.monotonic() - self.activity.renewed > self.renew_every:
-                await self.renew()  # the client was silent for a while: is the upload still ours?
-                self.activity.renewed = time.monotonic()
-            self.total += len(chunk)
-            if self.limit is not None and self.total > self.limit:
-                raise RegistryError(
-                    "SIZE_INVALID",
-                    f"the request body is longer than the declared {self.limit} bytes; send a matching "
-                    "Content-Length/Content-Range",
-                )
-            await feed(self.hasher, chunk)
-            yield chunk
+        try:
+            chunks = aiter(self.source)
+            while True:
+                self.activity.waiting_since = time.monotonic()
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    self.activity.waiting_since = None
+                if chunk:
+                    await self._accept(chunk)
+                    yield chunk
+        except Exception as exc:  # GeneratorExit (the driver stopped early) is not recorded
+            self.failure = exc
+            raise
+
+    async def _accept(self, chunk: bytes) -> None:
+        if self.renew is not None and time.monotonic() - self.activity.renewed > self.renew_every:
+            await self.renew()  # the client was silent for a while: is the upload still ours?
+            self.activity.renewed = time.monotonic()
+        self.total += len(chunk)
+        if self.limit is not None and self.total > self.limit:
+            raise RegistryError(
+                "SIZE_INVALID",
+                f"the request body is longer than the declared {self.limit} bytes; send a matching "
+                "Content-Length/Content-Range",
+            )
+        await feed(self.hasher, chunk)
 
 
 def _busy(session: _Session, lease_seconds: float) -> RegistryError:
@@ -207,7 +216,12 @@ class UploadService:
         counted = _Counted(
             chunks, session.hasher, expected_length, activity or Activity(), renew, self.lease.renew_every
         )
-        state = await self.storage.append(upload_path(session.id), session.state, counted)
+        try:
+            state = await self.storage.append(upload_path(session.id), session.state, counted)
+        except StorageError:
+            if counted.failure is not None:  # not the storage's failure: say what really happened
+                raise counted.failure from None
+            raise
         if expected_length is not None and counted.total != expected_length:
             raise RegistryError(
                 "SIZE_INVALID",
