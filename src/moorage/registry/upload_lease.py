@@ -88,9 +88,12 @@ async def hold(work: Awaitable[T], renew: Callable[[], Awaitable[None]], activit
                     raise
                 activity.renewed = time.monotonic()
     finally:
+        # When we leave early, the work's own ending (its cancellation, or the error it raised
+        # while a renewal was failing too) is superseded by what is already propagating; it is
+        # still retrieved, so asyncio never logs it as "never retrieved".
         if not task.done():
             task.cancel()
-            # The work's own ending (its cancellation or the error it raised meanwhile) is
-            # superseded by the error or cancellation that is already propagating.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        elif not task.cancelled():
+            task.exception()
