@@ -25,6 +25,7 @@ from moorage.registry.repository_service import RepositoryService
 from moorage.services import Services
 from tests.conftest import skip_or_fail
 from tests.integration.conftest import make_settings, unique_name
+from tests.integration.manifest_wrappers import Counting
 from tests.integration.oci_client import push_image
 
 REDIS_URL = os.environ.get("MOORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -98,3 +99,25 @@ async def test_deleted_manifest_is_gone_at_once(cached: tuple[httpx.AsyncClient,
     assert (await client.delete(f"/v2/{name}/manifests/{digest}")).status_code == 202
     assert (await client.get(f"/v2/{name}/manifests/{digest}")).status_code == 404
     assert (await client.get(f"/v2/{name}/manifests/t")).status_code == 404
+
+
+async def test_other_wrappers_stay_in_the_chain(cached: tuple[httpx.AsyncClient, Services]) -> None:
+    """The cache wraps whatever it is given and may itself be wrapped; nothing in the chain is dropped."""
+    client, services = cached
+    assert services.cache is not None
+    name = unique_name()
+    first, _ = await push_image(client, name, "t", [b"chain one"])
+    second, _ = await push_image(client, name, "u", [b"chain two"])
+    store = ManifestStore(
+        services.db, services.storage, max_bytes=services.settings.limits.manifest_max_bytes, guard=services.guard
+    )
+    below = Counting(store)
+    cache_over_counter = CachedManifestStore(below, services.cache)
+    for _ in range(3):
+        assert (await cache_over_counter.get(name, "t")).digest == first
+    assert below.gets == 1  # the counter saw the miss; the cache answered the rest
+
+    above = Counting(CachedManifestStore(store, services.cache))
+    await above.tag(name, "t", parse_digest(second))  # through both: the cache invalidates
+    assert (await above.get(name, "t")).digest == second and above.gets == 1
+    assert (await cache_over_counter.get(name, "t")).digest == second

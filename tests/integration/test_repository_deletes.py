@@ -1,4 +1,4 @@
-"""Deleting a repository or a project leaves nothing reachable, also after re-creating the same name.
+"""Deletes that leave nothing half done: repositories, projects (also re-created with the same name), tags.
 
 Token mode on SQLite and PostgreSQL. "Reachable" is checked through every door a client has:
 ``/v2`` by tag, by digest, blobs, tag list and catalog, and the REST API.
@@ -15,6 +15,7 @@ import pytest
 
 from moorage.errors import RegistryError
 from moorage.registry.digests import parse_digest
+from tests.integration.manifest_wrappers import ChangeBeforeDelete
 from tests.integration.oci_client import digest_of, push_blob, push_image
 from tests.integration.test_identity_helpers import Idp, make_idp
 
@@ -151,3 +152,52 @@ async def test_repositories_pushed_before_their_project_join_it(idp: Idp, databa
     assert r.status_code == 201, r.text
     listed = (await idp.api("GET", f"/projects/{project}/repositories", idp.admin)).json()
     assert [r["name"] for r in listed] == [f"{project}/app"]
+
+
+async def test_a_tag_moved_before_its_delete_is_left_alone(idp: Idp) -> None:
+    """REST ``DELETE …/artifacts/<A>/tags/t`` while a push moves ``t`` to B: B keeps its tag (404 for A).
+
+    The push is made to land exactly between the handler's look at the tag and its delete, by a
+    wrapper in the service chain (see ``manifest_wrappers``), so the interleaving is the same every run.
+    """
+    project = await idp.project()
+    name = f"{project}/app"
+    http = await _as_admin(idp)
+    try:
+        first, _ = await push_image(http, name, "t", [b"first image"])
+        second, _ = await push_image(http, name, "other", [b"second image"])
+    finally:
+        del http.headers["Authorization"]
+    store = idp.services.manifests
+
+    async def push_moves_the_tag() -> None:
+        await store.tag(name, "t", parse_digest(second))
+
+    idp.services.manifests = ChangeBeforeDelete(store, push_moves_the_tag)
+    try:
+        r = await idp.api("DELETE", f"/projects/{project}/repositories/app/artifacts/{first}/tags/t", idp.admin)
+        assert r.status_code == 404 and "does not point at" in r.json()["errors"][0]["message"], r.text
+        r = await idp.api("DELETE", f"/projects/{project}/repositories/app/artifacts/t/tags/t", idp.admin)
+        assert r.status_code == 200  # by tag: resolved to where it points now, and deleted
+    finally:
+        idp.services.manifests = store
+    r = await idp.http.get(f"/v2/{name}/tags/list", headers=idp.admin)
+    assert r.json()["tags"] == ["other"]
+
+
+async def test_delete_tag_compares_the_manifest_it_points_at(idp: Idp) -> None:
+    project = await idp.project()
+    name = f"{project}/app"
+    http = await _as_admin(idp)
+    try:
+        first, _ = await push_image(http, name, "t", [b"one"])
+        second, _ = await push_image(http, name, "u", [b"two"])
+    finally:
+        del http.headers["Authorization"]
+    manifests = idp.services.manifests
+    with pytest.raises(RegistryError) as refused:
+        await manifests.delete_tag(name, "t", parse_digest(second))
+    assert refused.value.code == "MANIFEST_UNKNOWN"
+    assert (await manifests.get(name, "t")).digest == first
+    await manifests.delete_tag(name, "t", parse_digest(first))
+    assert await manifests.tags(name, 10, None) == ["u"]

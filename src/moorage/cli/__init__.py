@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from moorage.config import ConfigError, Settings, load_settings
+from moorage.errors import RegistryError
 
 __all__ = ["app", "main"]
 
@@ -200,3 +201,6 @@ def main() -> None:
     except ConfigError as exc:  # raised inside a worker factory, e.g. a bad MOORAGE_ variable
         err.print(f"[red]configuration error:[/red] {exc}")
         sys.exit(2)
+    except RegistryError as exc:  # a domain refusal (e.g. read-only maintenance mode): its message says what to do
+        err.print(f"[red]refused:[/red] {exc.message}")
+        sys.exit(1)
