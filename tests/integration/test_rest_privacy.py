@@ -120,7 +120,7 @@ async def test_a_robot_of_a_hidden_project_is_answered_as_a_missing_robot(idp: I
         absent = await idp.api(method, "/robots/2147483000", outsider, json=body)
         assert hidden.status_code == absent.status_code == 404, (method, hidden.text)
         assert private not in hidden.text
-        assert _same(hidden.text, str(robot_id), absent.text, "2147483000")
+        assert hidden.text.replace(f"robot {robot_id} ", "robot N ") == absent.text.replace("robot 2147483000 ", "robot N ")
     assert (await idp.api("GET", f"/robots/{robot_id}")).status_code == 401
     assert (await idp.api("GET", f"/robots/{robot_id}", idp.admin)).status_code == 200
 
