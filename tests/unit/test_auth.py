@@ -20,7 +20,7 @@ from moorage.auth.passwords import (
 from moorage.auth.robots import parse_permissions
 from moorage.auth.roles import ROLE_ACTIONS, ROLE_IDS, ROLE_NAMES, minimum_role_for
 from moorage.auth.service import parse_authorization
-from moorage.auth.tokens import Scope, parse_scope
+from moorage.auth.tokens import Scope, parse_scope, parse_scopes
 
 
 @pytest.mark.parametrize(
@@ -36,6 +36,14 @@ from moorage.auth.tokens import Scope, parse_scope
 )
 def test_parse_scope(raw: str, expected: Scope | None) -> None:
     assert parse_scope(raw) == expected
+
+
+def test_one_scope_parameter_may_hold_several_scopes() -> None:
+    assert parse_scopes(["repository:a/x:pull,push repository:b/y:pull", " registry:catalog:*  ", "junk"]) == [
+        Scope("repository", "a/x", ("pull", "push")),
+        Scope("repository", "b/y", ("pull",)),
+        Scope("registry", "catalog", ("*",)),
+    ]
 
 
 def test_role_table_is_harbors() -> None:

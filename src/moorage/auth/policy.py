@@ -135,7 +135,8 @@ class Policy:
             self._accounts.put(key, subject, read_at)
         who = f"robot account {account.name!r}" if account.kind == "robot" else f"user {account.name!r}"
         if subject is None:
-            raise IdentityError("unauthorized", f"{who} no longer exists, is disabled or expired; log in again")
+            state = "no longer exists, is disabled or expired" if account.kind == "robot" else "no longer exists"
+            raise IdentityError("unauthorized", f"{who} {state}; log in again")
         if subject.generation != account.generation:
             raise IdentityError(
                 "unauthorized",
