@@ -41,6 +41,7 @@ async def test_rest_and_v2_changes_are_refused_and_reads_served(database_url: st
             await node.http.post(f"/v2/{name}/blobs/uploads/", headers=admin),
         ):
             assert r.status_code == 405 and MESSAGE in r.json()["errors"][0]["message"], r.text
+        assert (await node.api("GET", "/systeminfo", admin)).json()["read_only"] is True
         # nothing changed, and reads are served
         assert (await node.api("GET", f"{repo}/artifacts/v1", admin)).json()["digest"] == digest
         assert (await node.http.get(f"/v2/{name}/manifests/v1", headers=admin)).status_code == 200

@@ -8,7 +8,7 @@ message that says what to do.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -351,6 +351,19 @@ class IdentityStore:
         self.on_change()
 
     # -- members -------------------------------------------------------------------------
+    async def projects_with_role(self, user_id: int | None, roles: Collection[str]) -> list[str]:
+        """Names of the projects where the user holds one of ``roles`` (none for robots and anonymous)."""
+        if user_id is None:
+            return []
+        query = (
+            select(projects.c.name)
+            .join(project_members, project_members.c.project_id == projects.c.id)
+            .where(project_members.c.user_id == user_id, project_members.c.role.in_(sorted(roles)))
+            .order_by(projects.c.name)
+        )
+        async with self.db.read() as conn:
+            return list((await conn.execute(query)).scalars())
+
     async def role_of(self, subject: Subject, project: Project) -> str | None:
         if subject.user_id is None:
             return None

@@ -26,6 +26,7 @@ __all__ = [
     "can_manage_members",
     "can_manage_robots",
     "can_see_members",
+    "member_viewer_roles",
 ]
 
 ALL_ACTIONS = frozenset({"pull", "push", "delete"})
@@ -50,8 +51,17 @@ def can_manage_robots(role: str | None, sysadmin: bool) -> bool:
     return sysadmin or role in ("projectAdmin", "maintainer")
 
 
+#: Roles that see a project's members and its audit log (all but limitedGuest).
+_MEMBER_VIEWERS = frozenset({"projectAdmin", "maintainer", "developer", "guest"})
+
+
 def can_see_members(role: str | None, sysadmin: bool) -> bool:
-    return sysadmin or role in ("projectAdmin", "maintainer", "developer", "guest")
+    return sysadmin or role in _MEMBER_VIEWERS
+
+
+def member_viewer_roles() -> frozenset[str]:
+    """The roles :func:`can_see_members` accepts, for queries over many projects at once."""
+    return _MEMBER_VIEWERS
 
 
 def minimum_role_for(action: str) -> str:

@@ -60,17 +60,6 @@ class SearchIndex:
             rows = (await conn.execute(query.order_by(repositories.c.name).limit(limit))).all()
         return [RepositoryHit(str(row.name), int(row.artifacts)) for row in rows]
 
-    async def repository_count(self, project: str) -> int:
-        """Repositories of ``project`` that hold at least one artifact."""
-        prefix = project + "/"
-        query = select(func.count()).select_from(repositories).where(
-            # substr, not LIKE: '_' is a wildcard there and valid in project names.
-            func.substr(repositories.c.name, 1, len(prefix)) == prefix,
-            exists().where(manifests.c.repository_id == repositories.c.id),
-        )
-        async with self.db.read() as conn:
-            return int((await conn.execute(query)).scalar_one())
-
     async def role_counts(self, project_id: int) -> Counter[str]:
         """Members of a project per role name (``projectAdmin``, ``developer``…)."""
         query = (

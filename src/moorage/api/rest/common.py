@@ -104,11 +104,14 @@ def identity_of(request: Request) -> IdentityService:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated (or anonymous) caller of a REST request, with the services it may use."""
+    """The authenticated (or anonymous) caller of a REST request and the identity service that judges it.
+
+    It carries no other service: a handler declares the one it uses as a dependency
+    (:mod:`moorage.api.rest.deps`).
+    """
 
     subject: Subject
     identity: IdentityService
-    services: Services
     client: str
     #: How the caller authenticated (:func:`moorage.auth.audit.auth_method`), recorded on audit rows.
     auth: str = "anonymous"
@@ -141,7 +144,7 @@ async def caller(request: Request) -> Caller:
         subject = await identity.from_credentials(credentials, client, api=True)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
-    return Caller(subject, identity, services_of(request), client, auth_method(credentials.scheme, subject.kind))
+    return Caller(subject, identity, client, auth_method(credentials.scheme, subject.kind))
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

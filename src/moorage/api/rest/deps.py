@@ -11,10 +11,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from moorage.api.rest.common import services_of
+from moorage.auth.search import SearchIndex
 from moorage.registry.guard import WriteGuard
 from moorage.registry.interfaces import Manifests, Repositories
 
-__all__ = ["GuardDep", "ManifestsDep", "RepositoriesDep"]
+__all__ = ["GuardDep", "ManifestsDep", "RepositoriesDep", "SearchDep"]
 
 
 def repositories_of(request: Request) -> Repositories:
@@ -29,6 +30,11 @@ def guard_of(request: Request) -> WriteGuard:
     return services_of(request).guard
 
 
+def search_of(request: Request) -> SearchIndex:
+    return SearchIndex(services_of(request).db)
+
+
 RepositoriesDep = Annotated[Repositories, Depends(repositories_of)]
 ManifestsDep = Annotated[Manifests, Depends(manifests_of)]
 GuardDep = Annotated[WriteGuard, Depends(guard_of)]
+SearchDep = Annotated[SearchIndex, Depends(search_of)]

@@ -7,11 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from moorage.api.rest.common import CallerDep, PageDep, paginate
 from moorage.auth.audit import AuditEntry
-from moorage.db.identity_tables import project_members, projects
+from moorage.auth.roles import member_viewer_roles
 
 router = APIRouter(tags=["auditlog"])
 
@@ -50,14 +49,8 @@ async def audit_logs(
     """Harbor filters with ``q=``; Moorage takes ``username``, ``operation`` and ``resource`` parameters."""
     who.require_login()
     projects_in: list[str] | None = None
-    if not who.subject.sysadmin:
-        query = (
-            select(projects.c.name)
-            .join(project_members, project_members.c.project_id == projects.c.id)
-            .where(project_members.c.user_id == (who.subject.user_id or -1), project_members.c.role != "limitedGuest")
-        )
-        async with who.services.db.read() as conn:
-            projects_in = list((await conn.execute(query)).scalars())
+    if not who.subject.sysadmin:  # members see the logs of their projects (guest and above)
+        projects_in = await who.identity.store.projects_with_role(who.subject.user_id, member_viewer_roles())
     entries, total = await who.identity.audit.query(
         page.offset, page.page_size, projects_in=projects_in, username=username, operation=operation,
         resource=resource,

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from moorage.api.rest.common import Caller, CallerDep, role_id, visible_project
+from moorage.api.rest.deps import RepositoriesDep, SearchDep
 from moorage.api.rest.projects import ProjectMetadata, ProjectOut
 from moorage.auth.identity import Project
 from moorage.auth.roles import can_see_members
-from moorage.auth.search import SearchIndex
+from moorage.registry.interfaces import Repositories
 
 router = APIRouter(tags=["search", "project"])
 
@@ -54,13 +55,13 @@ class ProjectSummary(BaseModel):
     limited_guest_count: int | None = None
 
 
-async def _project(who: Caller, index: SearchIndex, project: Project) -> ProjectOut:
+async def _project(who: Caller, repositories: Repositories, project: Project) -> ProjectOut:
     """Harbor's ``Project`` as ``GET /projects`` lists it."""
     rid = role_id(await who.identity.policy.role(who.subject, project))
     return ProjectOut(
         project_id=project.id, name=project.name, public=project.public, owner_id=project.owner_id,
         creation_time=project.created_at, update_time=project.updated_at,
-        repo_count=await index.repository_count(project.name), current_user_role_id=rid,
+        repo_count=await repositories.count(project.id), current_user_role_id=rid,
         current_user_role_ids=[rid] if rid else [],
         metadata=ProjectMetadata(public="true" if project.public else "false"),
     )
@@ -68,14 +69,13 @@ async def _project(who: Caller, index: SearchIndex, project: Project) -> Project
 
 @router.get("/search", response_model=SearchResult)
 async def search(
-    who: CallerDep,
+    who: CallerDep, index: SearchDep, repository_counts: RepositoriesDep,
     q: Annotated[str, Query(min_length=1, max_length=255, description="part of a project or repository name")],
 ) -> SearchResult:
     """Projects and repositories whose names contain ``q``, among those the caller may see."""
     policy = who.identity.policy
-    index = SearchIndex(who.services.db)
     found, _ = await who.identity.store.list_projects(policy.visible_projects(who.subject), 0, SEARCH_LIMIT, q)
-    projects = [await _project(who, index, project) for project in found]
+    projects = [await _project(who, repository_counts, project) for project in found]
     hits = await index.repositories(q, policy.visible_repositories(who.subject), SEARCH_LIMIT)
     repositories = []
     for hit in hits:
@@ -90,11 +90,12 @@ async def search(
 
 
 @router.get("/projects/{project_name_or_id}/summary", response_model=ProjectSummary)
-async def project_summary(project_name_or_id: str, who: CallerDep) -> ProjectSummary:
+async def project_summary(
+    project_name_or_id: str, who: CallerDep, index: SearchDep, repositories: RepositoriesDep
+) -> ProjectSummary:
     """Repository and member counts of a project the caller may see."""
     project, role = await visible_project(who, project_name_or_id)
-    index = SearchIndex(who.services.db)
-    summary = ProjectSummary(repo_count=await index.repository_count(project.name))
+    summary = ProjectSummary(repo_count=await repositories.count(project.id))
     if can_see_members(role, who.subject.sysadmin):
         counts = await index.role_counts(project.id)
         summary.project_admin_count = counts["projectAdmin"]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from moorage.api.rest.common import ApiError, Caller, CallerDep, Id, PageDep, paginate
+from moorage.api.rest.deps import GuardDep
 from moorage.auth.identity import IdentityError, User
 
 router = APIRouter(tags=["user"])
@@ -87,11 +88,11 @@ async def _user(who: Caller, user_id: Id) -> User:
 
 
 @router.get("/systeminfo", response_model=SystemInfo, tags=["systeminfo"])
-async def systeminfo(who: CallerDep) -> SystemInfo:
+async def systeminfo(who: CallerDep, guard: GuardDep) -> SystemInfo:
     return SystemInfo(
         auth_mode="db_auth", harbor_version="v2.0-compatible", moorage_version=version("moorage"), self_registration=False,
         project_creation_restriction="everyone",
-        read_only=who.services.settings.storage.maintenance.readonly.enabled, has_ca_root=False,
+        read_only=guard.read_only, has_ca_root=False,
     )
 
 

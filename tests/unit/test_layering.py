@@ -1,0 +1,67 @@
+"""Imports point one way: entry points (api, app, cli) → services → domain (registry, auth) → db, storage.
+
+Read from the source, function-level imports included, so an import hidden in a function to dodge
+a cycle fails too. (Storage's own rule is ``tests/storage/test_layering.py``.)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import moorage
+
+PACKAGE = Path(moorage.__file__).parent
+
+#: Layer (a top-level module or package of moorage) → the layers it may import besides itself.
+ALLOWED: dict[str, set[str]] = {
+    "db": set(),
+    "registry": {"db", "errors", "numbers", "storage"},
+    "health": {"db", "registry", "storage"},
+    "cache": {"config", "db", "errors", "registry"},
+    "jobs": {"config", "db", "errors", "registry"},
+}
+#: Only entry points may import these.
+ENTRY_ONLY = {"api": {"api", "app"}, "app": {"app"}, "services": {"api", "app", "cli"}}
+
+
+def _layer(path: Path) -> str:
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        found |= {name.split(".")[1] for name in names if name.startswith("moorage.")}
+    return found
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_lower_layers_import_only_below_them(layer: str) -> None:
+    wrong = [
+        f"{path.relative_to(PACKAGE)} imports moorage.{name}"
+        for path in SOURCES
+        if _layer(path) == layer
+        for name in sorted(_imports(path) - ALLOWED[layer] - {layer})
+    ]
+    assert wrong == []
+
+
+def test_only_entry_points_import_the_api_and_the_service_container() -> None:
+    wrong = [
+        f"{path.relative_to(PACKAGE)} imports moorage.{name}"
+        for path in SOURCES
+        for name in sorted(_imports(path) & set(ENTRY_ONLY))
+        if _layer(path) not in ENTRY_ONLY[name]
+    ]
+    assert wrong == []
