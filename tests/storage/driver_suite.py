@@ -204,6 +204,19 @@ async def test_concurrent_moves_to_one_key_leave_one_whole_object(driver: Storag
     assert {info.path async for info in driver.list(final.rsplit("/", 1)[0])} == {final}
 
 
+async def test_concurrent_puts_of_one_object_to_one_key(driver: StorageDriver) -> None:
+    """Eight concurrent puts of the same bytes object to one key all succeed and leave it whole.
+
+    The filesystem driver named its temporary file after the process and the bytes object, so
+    two such puts shared it and one failed with PathNotFoundError.
+    """
+    data = os.urandom(256 * 1024)
+    path = _key("put", "data")
+    await asyncio.gather(*(driver.put(path, data) for _ in range(8)))
+    assert await _read_all(driver, path) == data
+    assert {info.path async for info in driver.list(path.rsplit("/", 1)[0])} == {path}
+
+
 async def test_move_replaces_an_object_of_another_size(driver: StorageDriver) -> None:
     """Only an object of the same size counts as already published; anything else is damage to repair."""
     data = os.urandom(1024 * 1024 + 7)

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import stat as stat_mode
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -226,7 +227,9 @@ class FilesystemDriver:
 
     def _put_sync(self, path: str, data: bytes) -> None:
         full = self._full(path)
-        temp = full.with_name(f"{full.name}.{os.getpid()}.{id(data):x}.tmp")
+        # Unique per call: two concurrent puts of one path (two requests, even with the same bytes
+        # object) must never share a temporary file, or one replaces the other's away under it.
+        temp = full.with_name(f"{full.name}.{uuid.uuid4().hex}.tmp")
         try:
             full.parent.mkdir(parents=True, exist_ok=True)
             with open(temp, "wb") as handle:
