@@ -201,3 +201,46 @@ async def test_delete_tag_compares_the_manifest_it_points_at(idp: Idp) -> None:
     assert (await manifests.get(name, "t")).digest == first
     await manifests.delete_tag(name, "t", parse_digest(first))
     assert await manifests.tags(name, 10, None) == ["u"]
+
+
+async def test_a_push_in_flight_holds_off_the_project_delete(idp: Idp) -> None:
+    """A push whose transaction is open when the project delete starts is waited for, then seen (412).
+
+    Checking for artifacts and deleting in one transaction, after locking the project's rows, is
+    what makes this hold; a check made before the push committed would delete the pushed image.
+    On PostgreSQL the test waits until the delete is blocked on a lock before letting the push
+    commit; SQLite serialises write transactions, so the delete waits for the write lock.
+    """
+    import asyncio
+
+    from sqlalchemy import text
+
+    from moorage.db.tables import manifests
+    from moorage.registry.repositories import ensure_repository, now
+
+    project = await idp.project()
+    project_id = (await idp.api("GET", f"/projects/{project}", idp.admin)).json()["project_id"]
+    db = idp.services.db
+    delete: asyncio.Task[list[str]] | None = None
+    async with db.write() as conn:  # the push, between its first write and its commit
+        repository_id = await ensure_repository(conn, f"{project}/app", project_required=True)
+        await conn.execute(manifests.insert().values(
+            repository_id=repository_id, digest=digest_of(b"in flight"), media_type="application/json",
+            size=2, payload=b"{}", created_at=now(),
+        ))
+        delete = asyncio.create_task(idp.services.repositories.delete_project(project_id))
+        if not db.sqlite:
+            for _ in range(1000):  # until the delete waits on the push's row lock (bounded)
+                async with db.read() as probe:
+                    if (await probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar():
+                        break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the project delete never waited for the open push")
+        else:
+            for _ in range(20):
+                await asyncio.sleep(0)
+    with pytest.raises(RegistryError) as refused:
+        await delete
+    assert refused.value.status == 412 and f"{project}/app" in refused.value.message
+    assert (await idp.api("GET", f"/projects/{project}/repositories/app", idp.admin)).status_code == 200
