@@ -36,6 +36,7 @@ __all__ = [
     "AuthSettings",
     "ConfigError",
     "DatabaseSettings",
+    "GcSettings",
     "HttpSettings",
     "JobsSettings",
     "LimitsSettings",
@@ -360,6 +361,22 @@ class JobsSettings(_Section):
     concurrency: int = Field(default=4, ge=1, le=64)
 
 
+class GcSettings(_Section):
+    """``gc``: online garbage collection (docs/gc.md)."""
+
+    #: Nothing younger than this is collected: blobs pushed, linked or published, untagged manifests.
+    grace_period: str = "2h"
+    #: Blobs marked and deleted per transaction.
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("grace_period")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if parse_duration(value).total_seconds() < 0:
+            raise ValueError("the grace period cannot be negative")
+        return value
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -388,6 +405,7 @@ class Settings(_Section):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)

@@ -23,6 +23,7 @@ from moorage.cache import (
 )
 from moorage.config import Settings
 from moorage.db.session import Database
+from moorage.gc.job import register_gc
 from moorage.health import HealthChecker
 from moorage.jobs import HandlerRegistry, JobQueue, Periodic
 from moorage.jobs.builtin import register_builtin
@@ -83,6 +84,9 @@ class Services:
         uploads = UploadService(db, storage, guard=guard)
         handlers = HandlerRegistry()
         periodic = register_builtin(handlers, settings, uploads)
+        register_gc(
+            handlers, settings.gc, db, storage, cache, read_only=storage_settings.maintenance.readonly.enabled
+        )
         identity = IdentityService(db, settings.auth, data_dir=settings.data_dir) if settings.auth.mode == "token" else None
         repositories: Repositories = RepositoryService(
             db, guard=guard, on_project_deleted=identity.store.on_change if identity is not None else None

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from moorage.cli.gc import add_gc_commands
 from moorage.config import ConfigError, Settings, load_settings
 from moorage.errors import RegistryError
 
@@ -193,6 +194,9 @@ def uploads_purge(
 
     count = asyncio.run(run())
     typer.echo(f"{'would purge' if dry_run else 'purged'} {count} upload session(s) older than {age}")
+
+
+add_gc_commands(app, _settings)
 
 
 def main() -> None:

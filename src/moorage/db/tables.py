@@ -67,6 +67,11 @@ blobs = Table(
     Column("digest", DIGEST, nullable=False, unique=True),
     Column("size", BigInteger, nullable=False),
     Column("created_at", TIMESTAMP, nullable=False),
+    # Online GC (docs/gc.md): ``active`` rows have their bytes; ``pending`` ones are being
+    # published; ``deleting`` ones are being removed by GC. Only ``active`` blobs are visible.
+    Column("state", String(16), nullable=False, server_default="active"),
+    Column("state_at", TIMESTAMP, nullable=True),
+    Index("ix_blobs_state", "state", "state_at"),
 )
 
 #: A blob is pullable from a repository only through a row here.

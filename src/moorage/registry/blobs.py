@@ -13,6 +13,7 @@ from moorage.db.tables import blobs, manifest_references, manifests, repository_
 from moorage.errors import RegistryError
 from moorage.numbers import parse_decimal
 from moorage.registry.digests import Digest
+from moorage.registry.gc_fence import BlobNotActive
 from moorage.registry.guard import WriteGuard
 from moorage.registry.paths import blob_path
 from moorage.registry.repositories import ensure_repository, find_repository, link_blob, linked_blob_size
@@ -131,7 +132,10 @@ class BlobService:
             if size is None:
                 return None
             repository_id = await ensure_repository(conn, repository, project_required=self.guard.projects_required)
-            await link_blob(conn, repository_id, digest, size)
+            try:
+                await link_blob(conn, repository_id, digest, size)
+            except BlobNotActive:
+                return None  # GC is deleting it: the client pushes the blob instead (docs/gc.md)
         return size
 
     async def unlink(self, repository: str, digest: Digest) -> None:

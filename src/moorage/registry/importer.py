@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from moorage.db.session import Database
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest, parse_digest
+from moorage.registry.gc_fence import record_existing
 from moorage.registry.guard import WriteGuard
 from moorage.registry.interfaces import Manifests
 from moorage.registry.manifests import parse_manifest
@@ -126,6 +127,9 @@ class DistributionImporter:
                 report.skipped.append(f"{name}: blob {digest} is linked but its data is missing")
                 continue
             async with self.db.write() as conn:
+                if not await record_existing(conn, digest, size):
+                    report.skipped.append(f"{name}: blob {digest} is being garbage collected; import again later")
+                    continue
                 await link_blob(conn, repository_id, digest, size)
             report.blobs += 1
 

@@ -21,6 +21,14 @@ from moorage.db.upsert import insert_ignore, upsert
 from moorage.errors import RegistryError
 from moorage.registry import mediatypes as mt
 from moorage.registry.digests import Digest, parse_digest
+from moorage.registry.gc_fence import (
+    ACTIVE,
+    BlobNotActive,
+    lock_manifest,
+    publish_blob,
+    record_existing,
+    require_references,
+)
 from moorage.registry.guard import WriteGuard
 from moorage.registry.manifests import Descriptor, ParsedManifest, config_media_type, parse_manifest
 from moorage.registry.names import validate_tag
@@ -169,16 +177,17 @@ class ManifestStore:
             )
         parsed = parse_manifest(payload, content_type)
         await self._check_references(repository, parsed)
-        if store_payload:
-            await self.storage.put(blob_path(digest), payload)
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
         for attempt in range(3):
             try:
+                await self._publish_payload(digest, payload, store_payload)
                 async with self.db.write() as conn:
                     repository_id = await ensure_repository(
                         conn, repository, project_required=self.guard.projects_required
                     )
-                    manifest_id = await self._record(conn, repository_id, digest, parsed, payload, annotations)
+                    manifest_id = await self._record(
+                        conn, repository, repository_id, digest, parsed, payload, annotations
+                    )
                     if isinstance(reference, str):
                         await upsert(
                             conn,
@@ -193,31 +202,63 @@ class ManifestStore:
                             ["manifest_id", "updated_at"],
                         )
                 break
-            except IntegrityError:
-                # A concurrent push of the same manifest won the insert; the next attempt reads its row.
-                if attempt == 2:
-                    raise
+            except (IntegrityError, BlobNotActive) as exc:
+                # A concurrent push of the same manifest won the insert (the next attempt reads its
+                # row), or GC reclaimed the payload's blob between publishing and recording it.
+                if attempt < 2:
+                    continue
+                if isinstance(exc, BlobNotActive):
+                    raise RegistryError(
+                        "UNAVAILABLE",
+                        f"garbage collection is removing the content of manifest {digest}; push it again",
+                        {"digest": str(digest)},
+                    ) from None
+                raise
         return digest, parsed
+
+    async def _publish_payload(self, digest: Digest, payload: bytes, store_payload: bool) -> None:
+        """Make the payload an active blob under its key (docs/gc.md), writing it unless it is already there."""
+        if not store_payload:
+            async with self.db.write() as conn:
+                if not await record_existing(conn, digest, len(payload)):
+                    raise BlobNotActive(str(digest))
+            return
+
+        async def place() -> None:
+            await self.storage.put(blob_path(digest), payload)
+
+        async def nothing(_conn: AsyncConnection, _blob_id: int) -> None:
+            return None
+
+        try:
+            await publish_blob(self.db, self.storage, digest, len(payload), place, nothing)
+        except RegistryError as exc:
+            if exc.code == "BLOB_UPLOAD_UNKNOWN":  # GC reclaimed it while it was written: write it again
+                raise BlobNotActive(str(digest)) from None
+            raise
 
     async def _record(
         self,
         conn: AsyncConnection,
+        repository_name: str,
         repository_id: int,
         digest: Digest,
         parsed: ParsedManifest,
         payload: bytes,
         annotations: str | None,
     ) -> int:
-        existing = (
-            await conn.execute(
-                select(manifests.c.id).where(
-                    manifests.c.repository_id == repository_id, manifests.c.digest == str(digest)
-                )
-            )
-        ).scalar_one_or_none()
+        existing = await lock_manifest(conn, repository_id, str(digest))  # GC cannot delete it under us
         if existing is not None:
-            return int(existing)
+            return existing
         await link_blob(conn, repository_id, digest, len(payload))
+        await require_references(
+            conn,
+            repository_name,
+            repository_id,
+            (str(d.digest) for d in parsed.blobs if not d.external),
+            (str(d.digest) for d in parsed.manifests),
+            str(parsed.subject.digest) if parsed.subject else None,
+        )
         timestamp = now()
         manifest_id = (
             await conn.execute(
@@ -262,7 +303,7 @@ class ManifestStore:
                 query = (
                     select(blobs.c.digest, blobs.c.size)
                     .select_from(blobs.join(repository_blobs).join(repositories))
-                    .where(repositories.c.name == repository, blobs.c.digest.in_(chunk))
+                    .where(repositories.c.name == repository, blobs.c.digest.in_(chunk), blobs.c.state == ACTIVE)
                 )
                 found_blobs.update((row.digest, row.size) for row in await conn.execute(query))
             for chunk in _chunks(wanted_manifests):
@@ -294,13 +335,7 @@ class ManifestStore:
             repository_id = await find_repository(conn, repository)
             manifest_id = None
             if repository_id is not None:
-                manifest_id = (
-                    await conn.execute(
-                        select(manifests.c.id).where(
-                            manifests.c.repository_id == repository_id, manifests.c.digest == str(digest)
-                        )
-                    )
-                ).scalar_one_or_none()
+                manifest_id = await lock_manifest(conn, repository_id, str(digest))  # GC cannot delete it under us
             if repository_id is None or manifest_id is None:
                 raise _manifest_unknown(repository, str(digest))
             await upsert(

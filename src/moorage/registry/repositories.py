@@ -14,6 +14,7 @@ from moorage.db.tables import blobs, repositories, repository_blobs
 from moorage.db.upsert import insert_ignore
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest
+from moorage.registry.gc_fence import ACTIVE, link_active
 
 __all__ = ["ensure_repository", "find_repository", "link_blob", "linked_blob_size", "now"]
 
@@ -67,22 +68,24 @@ async def ensure_repository(conn: AsyncConnection, name: str, *, project_require
 
 
 async def link_blob(conn: AsyncConnection, repository_id: int, digest: Digest, size: int) -> None:
-    """Record ``digest`` as known content and make it pullable from the repository."""
-    await insert_ignore(conn, blobs, {"digest": str(digest), "size": size, "created_at": now()}, ["digest"])
-    blob_id = (await conn.execute(select(blobs.c.id).where(blobs.c.digest == str(digest)))).scalar_one()
-    await insert_ignore(
-        conn,
-        repository_blobs,
-        {"repository_id": repository_id, "blob_id": blob_id, "created_at": now()},
-        ["repository_id", "blob_id"],
-    )
+    """Make an active blob pullable from the repository (``size`` is informative).
+
+    Raises :class:`~moorage.registry.gc_fence.BlobNotActive` when the blob has no active row: bytes are
+    recorded only by publishing (:func:`moorage.registry.gc_fence.publish_blob`) or importing
+    (:func:`moorage.registry.gc_fence.record_existing`), never by linking (docs/gc.md).
+    """
+    await link_active(conn, repository_id, digest)
 
 
 # Built once: every blob HEAD/GET runs it (see manifest_store for the measurement).
 _LINKED_SIZE = (
     select(blobs.c.size)
     .select_from(blobs.join(repository_blobs).join(repositories))
-    .where(repositories.c.name == bindparam("repository"), blobs.c.digest == bindparam("digest"))
+    .where(
+        repositories.c.name == bindparam("repository"),
+        blobs.c.digest == bindparam("digest"),
+        blobs.c.state == ACTIVE,  # a blob being published or garbage collected is not there (docs/gc.md)
+    )
 )
 
 

@@ -7,8 +7,8 @@ step 2 never happens is discarded by the driver on the next append, so a client 
 is always safe. A blob becomes pullable only after its digest was verified, its bytes
 were published under the content-addressed key, and its link row was committed.
 
-Publishing is idempotent: when the digest is already stored (its ``blobs`` row exists and the
-bytes are under its key), completing an upload links the blob and discards the upload instead
+Publishing is idempotent: when the digest is already stored (its ``blobs`` row is active, so
+its bytes are under its key: docs/gc.md), completing an upload links the blob and discards the upload instead
 of moving bytes onto the existing key (as Distribution does); two completions of one digest at
 once may both move, which every driver's ``move`` tolerates (see ``StorageDriver.move``).
 """
@@ -25,15 +25,17 @@ from typing import TypeVar
 
 import structlog
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.session import Database
-from moorage.db.tables import blobs, repositories, uploads
+from moorage.db.tables import repositories, uploads
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest
+from moorage.registry.gc_fence import link_blob_id, publish_blob
 from moorage.registry.guard import WriteGuard
 from moorage.registry.hashing import ResumableSha256, feed
 from moorage.registry.paths import blob_path, upload_dir, upload_path
-from moorage.registry.repositories import ensure_repository, link_blob, now
+from moorage.registry.repositories import ensure_repository, now
 from moorage.registry.upload_lease import Activity, LeaseTiming, hold
 from moorage.storage import InvalidOffsetError, PathNotFoundError, StorageDriver, StorageError, WriteState
 
@@ -130,6 +132,14 @@ def _busy(session: _Session, lease_seconds: float) -> RegistryError:
         {"upload": session.id},
         status=416,
         headers={"Range": f"0-{max(session.size - 1, 0)}", "Docker-Upload-UUID": session.id},
+    )
+
+
+def _reclaimed(digest: Digest) -> RegistryError:
+    return RegistryError(
+        "BLOB_UPLOAD_UNKNOWN",
+        f"the published bytes of {digest} are gone (garbage collected); push the blob again",
+        {"digest": str(digest)},
     )
 
 
@@ -368,16 +378,23 @@ class UploadService:
             published = await self._published_size(digest)
             if published is None:
                 raise
-            activity.end()
-            await self._record(session, digest, published)
+
+            async def still_published() -> None:
+                # The row was not active: check again now that it is ours (pending), GC may have had it.
+                if await self._published_size(digest) != published:
+                    raise _reclaimed(digest) from None
+
+            await self._publish_and_record(session, digest, published, still_published, activity)
             return published
         size = int(state["size"])
         path = upload_path(session.id)
         if digest.algorithm == "sha256":
             self._verify(digest, session.hasher.hexdigest())
-            if not await self._stored(digest, size):
+
+            async def place() -> None:
                 await self.storage.commit(path, state)
                 await self._publish(path, digest)
+
         else:
             # Only SHA-256 is hashed while streaming; other algorithms are verified by a re-read.
             await self.storage.commit(path, state)
@@ -392,34 +409,40 @@ class UploadService:
                     f"uploaded content does not match {digest}; the upload was cancelled, push the blob again",
                     {"digest": str(digest)},
                 )
-            if not await self._stored(digest, size):
+
+            async def place() -> None:
                 await self._publish(path, digest)
-        activity.end()
-        await self._record(session, digest, size)  # links the blob and discards the upload's bytes
+
+        await self._publish_and_record(session, digest, size, place, activity)
         return size
 
-    async def _stored(self, digest: Digest, size: int) -> bool:
-        """Whether ``digest`` is already published: its ``blobs`` row and its bytes (of that size) exist.
+    async def _publish_and_record(
+        self,
+        session: _Session,
+        digest: Digest,
+        size: int,
+        place: Callable[[], Awaitable[None]],
+        activity: Activity,
+    ) -> None:
+        """Publish the blob (``place`` is skipped when it is already active), link it and end the session.
 
-        Then completing an upload only links the blob; the bytes under the key stay untouched
-        (a key is written once). A row whose bytes are missing or of another size is repaired by
-        publishing this verified upload over it.
+        Publishing an already stored digest only links it. The GC protocol lives in
+        :func:`moorage.registry.gc_fence.publish_blob`; when GC reclaimed the blob while it was being
+        placed, the session's bytes went with it and the session ends too.
         """
-        async with self.db.read() as conn:
-            recorded = (await conn.execute(select(blobs.c.size).where(blobs.c.digest == str(digest)))).scalar()
-        if recorded != size:
-            return False
-        try:
-            info = await self.storage.stat(blob_path(digest))
-        except PathNotFoundError:
-            return False
-        return not info.is_dir and info.size == size
 
-    async def _record(self, session: _Session, digest: Digest, size: int) -> None:
-        """Commit the link that makes the blob pullable and end the session."""
-        async with self.db.write() as conn:
-            await link_blob(conn, session.repository_id, digest, size)
+        async def record(conn: AsyncConnection, blob_id: int) -> None:
+            activity.end()  # the session row goes in this transaction: no lease left to renew
+            await link_blob_id(conn, session.repository_id, blob_id)
             await conn.execute(delete(uploads).where(uploads.c.id == session.id))
+
+        try:
+            await publish_blob(self.db, self.storage, digest, size, place, record)
+        except RegistryError as exc:
+            if exc.code == "BLOB_UPLOAD_UNKNOWN":
+                activity.end()
+                await self._discard(session.id)
+            raise
         await self._cleanup(session.id)
 
     async def _published_size(self, digest: Digest) -> int | None:
@@ -465,15 +488,19 @@ class UploadService:
                 state = await self._append(session, tee(), length)
                 if hasher.hexdigest() != digest.hex:
                     raise RegistryError("DIGEST_INVALID", f"uploaded content does not match {digest}")
-            if not await self._stored(digest, int(state["size"])):
+
+            async def place() -> None:
                 await self.storage.commit(path, state)
                 await self._publish(path, digest)
+
+            async def record(conn: AsyncConnection, blob_id: int) -> None:
+                repository_id = await ensure_repository(conn, repository, project_required=self.guard.projects_required)
+                await link_blob_id(conn, repository_id, blob_id)
+
+            await publish_blob(self.db, self.storage, digest, int(state["size"]), place, record)
         except BaseException:
             await self._cleanup(upload_id)
             raise
-        async with self.db.write() as conn:
-            repository_id = await ensure_repository(conn, repository, project_required=self.guard.projects_required)
-            await link_blob(conn, repository_id, digest, state["size"])
         await self._cleanup(upload_id)
         return int(state["size"])
 

@@ -1,0 +1,275 @@
+"""Online garbage collection: GC's half of the protocol in docs/gc.md.
+
+A run (:meth:`GarbageCollector.run`) has three phases, each made of short transactions, so
+it can run on a busy registry on any node, next to pushes on every other node:
+
+1. ``--delete-untagged``: per repository, the unreachable untagged manifests
+   (:mod:`moorage.gc.untagged`).
+2. Mark: blobs no manifest references (in any repository), with no repository link newer
+   than the grace window and older than it themselves, go from ``active`` to ``deleting``; a
+   ``pending`` row older than the grace window (a publisher that died) too. Each batch is
+   locked ``FOR UPDATE SKIP LOCKED`` and the conditions are checked again by the ``UPDATE``
+   itself, in a statement that starts after the locks are held.
+3. Sweep: every ``deleting`` row (this run's, or a crashed run's) is locked, its bytes are
+   deleted from storage *while the lock is held*, then the row (and its links) are deleted.
+
+A crash anywhere leaves rows ``active`` (nothing happened), ``deleting`` (the next run or a
+writer finishes the delete), or gone with their bytes. Never an active row without bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+
+from moorage.db.session import Database, Reader
+from moorage.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs
+from moorage.gc.untagged import delete_unreachable, find_unreachable
+from moorage.registry.digests import parse_digest
+from moorage.registry.gc_fence import ACTIVE, DELETING, PENDING
+from moorage.registry.paths import blob_path
+from moorage.storage import PathNotFoundError, StorageDriver
+
+__all__ = ["GarbageCollector", "GcOptions", "GcReport", "Progress"]
+
+log = structlog.get_logger("moorage.gc")
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(what, count, bytes)``: ``manifests`` deleted, ``candidates`` found, ``blobs`` deleted."""
+
+#: Storage deletes in flight at once within one sweep batch (the driver protocol deletes one key a call).
+_PARALLEL_DELETES = 16
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class GcOptions:
+    """What a run deletes. ``grace`` protects anything younger (a push in progress)."""
+
+    grace: timedelta = timedelta(hours=2)
+    delete_untagged: bool = False
+    dry_run: bool = False
+    batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        if self.grace < timedelta(0):
+            raise ValueError("the grace period cannot be negative")
+        if not 1 <= self.batch_size <= 10_000:
+            raise ValueError("the batch size is 1 to 10,000")
+
+
+@dataclass(slots=True)
+class GcReport:
+    """What a run deleted (or, with ``dry_run``, would delete)."""
+
+    dry_run: bool
+    manifests: list[tuple[str, str]] = field(default_factory=list)  # (repository, digest)
+    blobs: list[tuple[str, int]] = field(default_factory=list)  # (digest, size)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(size for _, size in self.blobs)
+
+    def summary(self) -> str:
+        verb = "would delete" if self.dry_run else "deleted"
+        return (
+            f"{verb} {len(self.manifests)} manifest(s) and {len(self.blobs)} blob(s), "
+            f"{self.bytes_freed:,} bytes"
+        )
+
+
+def _garbage(cutoff: datetime, exclude_manifests: Sequence[int] = ()) -> ColumnElement[bool]:
+    """The condition that makes a blob row garbage (``exclude_manifests``: as if deleted, for dry runs)."""
+    stamp = func.coalesce(blobs.c.state_at, blobs.c.created_at)
+    referenced = select(manifest_references.c.manifest_id).where(
+        manifest_references.c.digest == blobs.c.digest
+    )
+    stored_as_manifest = select(manifests.c.id).where(manifests.c.digest == blobs.c.digest)
+    if exclude_manifests:
+        referenced = referenced.where(manifest_references.c.manifest_id.not_in(list(exclude_manifests)))
+        stored_as_manifest = stored_as_manifest.where(manifests.c.id.not_in(list(exclude_manifests)))
+    fresh_link = select(repository_blobs.c.blob_id).where(
+        repository_blobs.c.blob_id == blobs.c.id, repository_blobs.c.created_at >= cutoff
+    )
+    return or_(
+        and_(blobs.c.state == PENDING, stamp < cutoff),
+        and_(
+            blobs.c.state == ACTIVE,
+            stamp < cutoff,
+            ~exists(referenced),
+            ~exists(stored_as_manifest),
+            ~exists(fresh_link),
+        ),
+    )
+
+
+class GarbageCollector:
+    """One GC run over the whole registry (every repository), per :class:`GcOptions`.
+
+    ``invalidate(repository)`` is called after a commit that removed manifests or blob links of
+    a repository (the Redis cache may hold them). ``clock`` is the wall clock (UTC); keep the
+    nodes' clocks in sync, a skew shortens the grace window by as much.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        storage: StorageDriver,
+        options: GcOptions,
+        *,
+        invalidate: Callable[[str], Awaitable[None]] | None = None,
+        progress: Progress | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.options = options
+        self.invalidate = invalidate
+        self.progress = progress
+        self.clock = clock
+
+    def _tell(self, what: str, count: int, size: int = 0) -> None:
+        if self.progress is not None:
+            self.progress(what, count, size)
+
+    async def run(self) -> GcReport:
+        """Run the three phases; raises what storage or the database raise (a rerun finishes the work)."""
+        cutoff = self.clock() - self.options.grace
+        report = GcReport(self.options.dry_run)
+        doomed: list[int] = []
+        if self.options.delete_untagged:
+            doomed = await self._untagged(cutoff, report)
+        async with self.db.read() as conn:
+            candidates = await self._candidates(conn, cutoff, doomed if self.options.dry_run else ())
+        self._tell("candidates", len(candidates), sum(size for _, _, size in candidates))
+        if self.options.dry_run:
+            report.blobs = [(digest, size) for _, digest, size in candidates]
+            return report
+        ids = [blob_id for blob_id, _, _ in candidates]
+        for start in range(0, len(ids), self.options.batch_size):
+            await self._mark(ids[start : start + self.options.batch_size], cutoff)
+        while await self._sweep(report):
+            pass
+        log.info(
+            "gc_finished", manifests=len(report.manifests), blobs=len(report.blobs), bytes=report.bytes_freed
+        )
+        return report
+
+    async def _untagged(self, cutoff: datetime, report: GcReport) -> list[int]:
+        async with self.db.read() as conn:
+            repos = (
+                await conn.execute(select(repositories.c.id, repositories.c.name).order_by(repositories.c.id))
+            ).all()
+        doomed: list[int] = []
+        for repo in repos:
+            if self.options.dry_run:
+                async with self.db.read() as conn:
+                    found = await find_unreachable(conn, repo.id, cutoff)
+                doomed.extend(found)
+                digests = [found[key] for key in sorted(found)]
+            else:
+                async with self.db.write() as write:
+                    digests = await delete_unreachable(write, repo.id, cutoff)
+                if digests and self.invalidate is not None:
+                    await asyncio.shield(self.invalidate(repo.name))
+            report.manifests.extend((repo.name, digest) for digest in digests)
+            if digests:
+                self._tell("manifests", len(digests))
+        return doomed
+
+    @staticmethod
+    async def _candidates(
+        conn: Reader, cutoff: datetime, exclude: Sequence[int]
+    ) -> list[tuple[int, str, int]]:
+        """Rows to mark (and rows already ``deleting``): ``(id, digest, size)`` in id order."""
+        query = (
+            select(blobs.c.id, blobs.c.digest, blobs.c.size)
+            .where(or_(blobs.c.state == DELETING, _garbage(cutoff, exclude)))
+            .order_by(blobs.c.id)
+        )
+        return [(row.id, row.digest, row.size) for row in await conn.execute(query)]
+
+    async def _mark(self, ids: list[int], cutoff: datetime) -> None:
+        """``active``/``pending`` → ``deleting`` for the ids that are still garbage, under their row locks."""
+        async with self.db.write() as conn:
+            locked = list(
+                (
+                    await conn.execute(
+                        select(blobs.c.id)
+                        .where(blobs.c.id.in_(ids), blobs.c.state.in_([ACTIVE, PENDING]))
+                        .order_by(blobs.c.id)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).scalars()
+            )
+            if not locked:
+                return
+            # A new statement after the locks: it sees every reference and link committed before them.
+            marked = list(
+                (
+                    await conn.execute(
+                        update(blobs)
+                        .where(blobs.c.id.in_(locked), _garbage(cutoff))
+                        .values(state=DELETING, state_at=self.clock())
+                        .returning(blobs.c.id)
+                    )
+                ).scalars()
+            )
+            names: list[str] = []
+            if marked:
+                names = list(
+                    (
+                        await conn.execute(
+                            select(repositories.c.name)
+                            .distinct()
+                            .select_from(repository_blobs.join(repositories))
+                            .where(repository_blobs.c.blob_id.in_(marked))
+                        )
+                    ).scalars()
+                )
+        if self.invalidate is not None:
+            for name in names:
+                await asyncio.shield(self.invalidate(name))
+
+    async def _sweep(self, report: GcReport) -> bool:
+        """Delete the bytes, then the rows, of one batch of ``deleting`` blobs; ``False`` when none is left."""
+        async with self.db.write() as conn:
+            rows = (
+                await conn.execute(
+                    select(blobs.c.id, blobs.c.digest, blobs.c.size)
+                    .where(blobs.c.state == DELETING)
+                    .order_by(blobs.c.id)
+                    .limit(self.options.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return False
+            await self._delete_bytes([row.digest for row in rows])
+            await conn.execute(
+                delete(blobs).where(blobs.c.id.in_([row.id for row in rows]), blobs.c.state == DELETING)
+            )
+        report.blobs.extend((row.digest, row.size) for row in rows)
+        self._tell("blobs", len(rows), sum(row.size for row in rows))
+        return True
+
+    async def _delete_bytes(self, digests: list[str]) -> None:
+        """Delete the blobs' keys, a few at a time; a key already gone is fine (a crashed run's work)."""
+        limit = asyncio.Semaphore(_PARALLEL_DELETES)
+
+        async def one(digest: str) -> None:
+            async with limit:
+                try:
+                    await self.storage.delete(blob_path(parse_digest(digest)))
+                except PathNotFoundError:
+                    pass
+
+        await asyncio.gather(*(one(digest) for digest in digests))

@@ -1,0 +1,77 @@
+"""GC as a job kind: any node may run it, the job table makes one execution per job cluster-wide."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from moorage.cache import RegistryCache
+from moorage.config import GcSettings, parse_duration
+from moorage.db.session import Database
+from moorage.gc.collector import GarbageCollector, GcOptions
+from moorage.jobs.queue import Job, JobQueue
+from moorage.jobs.runner import HandlerRegistry
+from moorage.storage import StorageDriver
+
+__all__ = ["GC_RUN", "enqueue_gc", "options_from", "refuse_when_read_only", "register_gc"]
+
+GC_RUN = "gc.run"
+
+log = structlog.get_logger("moorage.gc")
+
+
+def options_from(settings: GcSettings, payload: Mapping[str, Any]) -> GcOptions:
+    """The run's options: the job's payload (``dry_run``, ``delete_untagged``, ``grace_period``) over config."""
+    return GcOptions(
+        grace=parse_duration(str(payload.get("grace_period", settings.grace_period))),
+        delete_untagged=bool(payload.get("delete_untagged", False)),
+        dry_run=bool(payload.get("dry_run", False)),
+        batch_size=settings.batch_size,
+    )
+
+
+def refuse_when_read_only(read_only: bool, dry_run: bool) -> None:
+    """A real run deletes: not while the registry is read-only (a storage migration or a restore)."""
+    if read_only and not dry_run:
+        raise RuntimeError(
+            "the registry is read-only (storage.maintenance.readonly.enabled): garbage collection deletes "
+            "nothing now; run it with --dry-run, or again once read-only mode is off"
+        )
+
+
+def register_gc(
+    registry: HandlerRegistry,
+    settings: GcSettings,
+    db: Database,
+    storage: StorageDriver,
+    cache: RegistryCache | None,
+    *,
+    read_only: bool = False,
+) -> None:
+    """Register the ``gc.run`` handler (the job's failure is retried; a rerun finishes a killed run's work)."""
+
+    async def run(job: Job) -> None:
+        options = options_from(settings, job.payload)
+        refuse_when_read_only(read_only, options.dry_run)
+        collector = GarbageCollector(
+            db,
+            storage,
+            options,
+            invalidate=cache.invalidate if cache is not None else None,
+        )
+        report = await collector.run()
+        log.info("gc_job_finished", job=job.id, summary=report.summary())
+
+    registry.register(GC_RUN, run)
+
+
+async def enqueue_gc(
+    queue: JobQueue, *, dry_run: bool = False, delete_untagged: bool = False, grace_period: str | None = None
+) -> int:
+    """Queue one GC run for whichever node claims it first; returns the job id."""
+    payload: dict[str, object] = {"dry_run": dry_run, "delete_untagged": delete_untagged}
+    if grace_period is not None:
+        payload["grace_period"] = grace_period
+    return await queue.enqueue(GC_RUN, payload, max_attempts=3)
