@@ -23,6 +23,7 @@ wait_port() {  # wait_port PORT WHAT
 
 # -- Debian packages ------------------------------------------------------------------------
 # Clients and reference: skopeo podman buildah docker-registry. Services: postgresql, redis.
+# chromium: the browser the web UI tests drive with Playwright (its own browser download is unreachable).
 # podman/buildah as root without systemd: crun (OCI runtime), fuse-overlayfs (overlay fallback),
 # uidmap + slirp4netns (podman's hard/soft requirements), containers-common (policy.json).
 PACKAGES=(
@@ -30,6 +31,7 @@ PACKAGES=(
     skopeo podman buildah docker-registry golang-github-containers-common
     crun fuse-overlayfs uidmap slirp4netns
     nginx redis-server redis-sentinel redis-tools postgresql
+    chromium
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

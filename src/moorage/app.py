@@ -24,6 +24,7 @@ from moorage.jobs import JobRunner
 from moorage.logging import configure_logging
 from moorage.metrics import MetricsMiddleware, render_metrics
 from moorage.services import Services
+from moorage.web import web_routes
 
 __all__ = ["app_from_environment", "create_app"]
 
@@ -111,6 +112,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     # After /api/v2.0/ping, /health and /jobs above, so those answer without identity.
     app.router.routes.append(rest_mount(lambda: app.state.services))
+    # The web UI last: its paths (/, /projects…, /static, /c/login) shadow none of the APIs'.
+    app.router.routes.extend(web_routes(lambda request: request.app.state.services))
     if services is not None:
         install(app, services)
     return app

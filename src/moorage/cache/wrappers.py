@@ -146,8 +146,10 @@ class CachedRepositories:
         self.inner = inner
         self.cache = cache
 
-    async def of_project(self, project_id: int, offset: int, limit: int) -> tuple[list[RepositoryInfo], int]:
-        return await self.inner.of_project(project_id, offset, limit)
+    async def of_project(
+        self, project_id: int, offset: int, limit: int, *, contains: str | None = None, name: str | None = None
+    ) -> tuple[list[RepositoryInfo], int]:
+        return await self.inner.of_project(project_id, offset, limit, contains=contains, name=name)
 
     async def count(self, project_id: int) -> int:
         return await self.inner.count(project_id)

@@ -98,8 +98,10 @@ class Manifests(Protocol):
 class Repositories(Protocol):
     """Repositories and projects as wholes (:class:`moorage.registry.repository_service.RepositoryService`)."""
 
-    async def of_project(self, project_id: int, offset: int, limit: int) -> tuple[list[RepositoryInfo], int]:
-        """The project's repositories holding artifacts, by name, and their total."""
+    async def of_project(
+        self, project_id: int, offset: int, limit: int, *, contains: str | None = None, name: str | None = None
+    ) -> tuple[list[RepositoryInfo], int]:
+        """The project's repositories holding artifacts (names containing ``contains``, or ``name``), and their total."""
         ...
 
     async def count(self, project_id: int) -> int:

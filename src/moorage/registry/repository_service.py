@@ -124,9 +124,18 @@ class RepositoryService:
         #: Called after a project delete commits (drops this node's cache of projects and rights).
         self.on_project_deleted = on_project_deleted or (lambda: None)
 
-    async def of_project(self, project_id: int, offset: int, limit: int) -> tuple[list[RepositoryInfo], int]:
-        """The project's repositories that hold artifacts, by name, and how many there are in all."""
+    async def of_project(
+        self, project_id: int, offset: int, limit: int, *, contains: str | None = None, name: str | None = None
+    ) -> tuple[list[RepositoryInfo], int]:
+        """The project's repositories that hold artifacts, by name, and how many there are in all.
+
+        ``contains``: only names containing it (LIKE wildcards escaped); ``name``: only that full name.
+        """
         where: list[ColumnElement[bool]] = [repositories.c.project_id == project_id, _HAS_ARTIFACTS]
+        if contains:
+            where.append(repositories.c.name.contains(contains, autoescape=True))
+        if name is not None:
+            where.append(repositories.c.name == name)
         query = select(
             repositories.c.id, repositories.c.name, repositories.c.project_id, repositories.c.created_at,
             _ARTIFACT_COUNT.label("n"),

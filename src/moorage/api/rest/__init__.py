@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
-from moorage.api.rest import artifacts, logs, projects, robots, search, users
+from moorage.api.rest import additions, artifacts, logs, projects, robots, search, users
 from moorage.api.rest.common import ERROR_RESPONSES, ApiError
 from moorage.services import Services
 
@@ -37,7 +37,11 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
+        response = exc.response()
+        if request.headers.get("x-requested-with") == "XMLHttpRequest" and "www-authenticate" in response.headers:
+            # The web UI: a Basic challenge would open the browser's own login dialog over the page.
+            del response.headers["www-authenticate"]
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,7 +58,7 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
         error = ApiError(exc.status_code, f"{exc.detail}{hint}", dict(exc.headers or {}))
         return error.response()
 
-    for module in (projects, users, robots, artifacts, logs, search):
+    for module in (projects, users, robots, artifacts, additions, logs, search):
         app.include_router(module.router)
     return app
 

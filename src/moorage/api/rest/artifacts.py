@@ -4,9 +4,10 @@ are URL-encoded twice when they contain ``/``, e.g. ``team%252Fapp``, as Harbor 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from moorage.api.rest.common import ApiError, Caller, CallerDep, PageDep, paginate, visible_project
@@ -102,14 +103,29 @@ async def _artifacts(repositories: Repositories, full: str, digest: str | None, 
         raise _registry_error(exc) from None
 
 
+def _name_query(q: str | None, project: str) -> tuple[str | None, str | None]:
+    """Harbor's ``q`` for repositories: ``name=~part`` (contains) or ``name=exact`` (with or without
+    the project): ``(contains, full name)``."""
+    if not q:
+        return None, None
+    key, sep, value = q.partition("=")
+    if key.strip() != "name" or not sep:
+        raise ApiError(400, f"unsupported query {q!r}: repositories filter by name only, q=name=~<part> or q=name=<name>")
+    if value.startswith("~"):
+        return value[1:] or None, None
+    return None, value if value.startswith(project + "/") else f"{project}/{value}"
+
+
 @router.get("/projects/{project_name}/repositories", response_model=list[RepositoryOut])
 async def list_repositories(
     request: Request, response: Response, project_name: str, who: CallerDep, page: PageDep,
     repositories: RepositoriesDep,
+    q: Annotated[str | None, Query(max_length=255, description="Harbor's query: name=~<part> or name=<name>")] = None,
 ) -> list[RepositoryOut]:
     project, _ = await visible_project(who, project_name)
     await _access(who, project.name, "x", "pull")
-    found, total = await repositories.of_project(project.id, page.offset, page.page_size)
+    contains, name = _name_query(q, project.name)
+    found, total = await repositories.of_project(project.id, page.offset, page.page_size, contains=contains, name=name)
     paginate(request, response, page, total)
     return [_repository_out(r, project.id) for r in found]
 

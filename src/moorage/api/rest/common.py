@@ -1,7 +1,8 @@
 """What every REST handler shares: the caller, Harbor's error envelope, pagination, project lookups.
 
 The caller authenticates with Basic credentials or a bearer token minted for the API (audience
-``<auth.service>-api``); a registry token from ``/service/token`` is good for ``/v2`` only and is
+``<auth.service>-api``), or, from the web UI, with its session cookie and CSRF header
+(:mod:`moorage.auth.sessions`; an ``Authorization`` header wins over the cookie); a registry token from ``/service/token`` is good for ``/v2`` only and is
 refused here, whatever its scopes. Who may see and do what is the policy's
 (:mod:`moorage.auth.policy`), so REST answers as ``/v2`` does.
 
@@ -29,6 +30,7 @@ from moorage.auth.identity import IdentityError, Project, Subject
 from moorage.auth.policy import Rights
 from moorage.auth.roles import ROLE_IDS
 from moorage.auth.service import IdentityService, parse_authorization
+from moorage.auth.sessions import CSRF_HEADER, SESSION_COOKIE, SessionTokens
 from moorage.numbers import parse_decimal
 from moorage.services import Services
 
@@ -139,7 +141,13 @@ class Caller:
 async def caller(request: Request) -> Caller:
     identity = identity_of(request)
     client = client_of(request, services_of(request).settings.http.trusted_proxies)
+    session = request.cookies.get(SESSION_COOKIE)
     try:
+        if session and not request.headers.get("authorization"):  # the web UI (see moorage.auth.sessions)
+            subject = await SessionTokens.of(identity).subject(
+                identity, session, request.method, request.headers.get(CSRF_HEADER)
+            )
+            return Caller(subject, identity, client, auth_method("session", subject.kind))
         credentials = parse_authorization(request.headers.get("authorization"))
         subject = await identity.from_credentials(credentials, client, api=True)
     except IdentityError as exc:

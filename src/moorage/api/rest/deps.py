@@ -13,13 +13,17 @@ from fastapi import Depends, Request
 from moorage.api.rest.common import services_of
 from moorage.auth.search import SearchIndex
 from moorage.registry.guard import WriteGuard
-from moorage.registry.interfaces import Manifests, Repositories
+from moorage.registry.interfaces import Blobs, Manifests, Repositories
 
-__all__ = ["GuardDep", "ManifestsDep", "RepositoriesDep", "SearchDep"]
+__all__ = ["BlobsDep", "GuardDep", "ManifestsDep", "RepositoriesDep", "SearchDep"]
 
 
 def repositories_of(request: Request) -> Repositories:
     return services_of(request).repositories
+
+
+def blobs_of(request: Request) -> Blobs:
+    return services_of(request).blobs
 
 
 def manifests_of(request: Request) -> Manifests:
@@ -36,5 +40,6 @@ def search_of(request: Request) -> SearchIndex:
 
 RepositoriesDep = Annotated[Repositories, Depends(repositories_of)]
 ManifestsDep = Annotated[Manifests, Depends(manifests_of)]
+BlobsDep = Annotated[Blobs, Depends(blobs_of)]
 GuardDep = Annotated[WriteGuard, Depends(guard_of)]
 SearchDep = Annotated[SearchIndex, Depends(search_of)]

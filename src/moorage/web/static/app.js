@@ -1,0 +1,116 @@
+// The UI shell: who is logged in, the header, and a router from paths to views.
+import { ApiError, get, hasSession, logout } from "./api.js";
+import { errorBox, fill, h } from "./dom.js";
+import { artifactView, repositoryView } from "./views/artifacts.js";
+import { loginView } from "./views/login.js";
+import { projectsView, projectView } from "./views/projects.js";
+
+const main = document.getElementById("main");
+const account = document.getElementById("account");
+const notice = document.getElementById("notice");
+
+/** What every view gets: the auth mode, the user (null when anonymous), navigation and notices. */
+export const ctx = {
+  mode: document.body.dataset.authMode === "token" ? "token" : "none",
+  user: null,
+  navigate(url, replace = false) {
+    if (replace) history.replaceState(null, "", url); else history.pushState(null, "", url);
+    render();
+  },
+  notice(message) {
+    fill(notice, message ? h("div", { class: "info" }, message) : null);
+  },
+  async refreshUser() {
+    ctx.user = null;
+    if (ctx.mode !== "token" || !hasSession()) return;  // no session cookie: anonymous, nothing to ask
+    try {
+      ctx.user = await get("/users/current");
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 401) throw error;
+      if (hasSession()) {  // an expired or revoked session: drop it and browse anonymously
+        await logout().catch(() => {});
+        ctx.notice("Your session ended (it expired or your account changed); log in again.");
+      }
+    }
+  },
+};
+
+function header() {
+  if (ctx.mode !== "token") {
+    fill(account, h("span", { class: "muted", title: "auth.mode: none" }, "Open registry (no accounts)"));
+    return;
+  }
+  if (ctx.user) {
+    const out = h("button", { type: "button" }, "Log out");
+    out.addEventListener("click", async () => {
+      await logout().catch(() => {});
+      ctx.user = null;
+      ctx.navigate("/projects");
+    });
+    fill(account, h("span", { id: "whoami" }, ctx.user.username, ctx.user.sysadmin_flag ? " (admin)" : ""), out);
+  } else {
+    fill(account, h("a", { href: `/login?next=${encodeURIComponent(location.pathname + location.search)}` }, "Log in"));
+  }
+}
+
+const routes = [
+  [/^\/$/, () => ctx.navigate("/projects", true)],
+  [/^\/login$/, (el) => loginView(ctx, el)],
+  [/^\/projects$/, (el) => projectsView(ctx, el)],
+  [/^\/projects\/([^/]+)$/, (el, p) => projectView(ctx, el, p)],
+  [/^\/projects\/([^/]+)\/repositories\/([^/]+)$/, (el, p, r) => repositoryView(ctx, el, p, r)],
+  [/^\/projects\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, (el, p, r, a) => artifactView(ctx, el, p, r, a)],
+];
+
+let generation = 0;
+
+/** Render the view of the current path into a detached element, shown only if no newer navigation began. */
+export async function render() {
+  const mine = ++generation;
+  header();
+  const path = location.pathname;
+  const view = h("div");
+  const route = routes.find(([pattern]) => pattern.test(path));
+  if (!route) {
+    fill(main, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "/projects" }, "Projects")));
+    return;
+  }
+  const args = route[0].exec(path).slice(1).map((part) => decodeURIComponent(part));
+  try {
+    await route[1](view, ...args);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401 && ctx.mode === "token" && !ctx.user) {
+      fill(view, errorBox(error), h("p", {}, h("a", { href: `/login?next=${encodeURIComponent(path)}` }, "Log in")));
+    } else {
+      fill(view, errorBox(error));
+    }
+  }
+  if (mine !== generation || path === "/") return;  // "/" redirected (and rendered) already
+  fill(main, view);
+  document.title = `${view.querySelector("h1")?.textContent || "Moorage"} · Moorage`;
+  const first = view.querySelector("[autofocus]");
+  if (first) first.focus();
+}
+
+// Same-origin links navigate inside the page (history API); others behave as usual.
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest("a[href]");
+  if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+  const url = new URL(link.href, location.href);
+  if (url.origin !== location.origin || url.pathname.startsWith("/api/") || url.pathname.startsWith("/static/")) return;
+  if (link.hasAttribute("download") || link.target) return;
+  event.preventDefault();
+  ctx.navigate(url.pathname + url.search);
+  main.focus();
+});
+window.addEventListener("popstate", () => render());
+
+(async () => {
+  try {
+    await ctx.refreshUser();
+  } catch (error) {
+    fill(main, errorBox(error));
+    return;
+  }
+  await render();
+})();

@@ -1,0 +1,105 @@
+// A repository's artifacts, and an artifact's page: pull commands, tags, layers, platforms, referrers.
+import { get, list, repoPath } from "../api.js";
+import { copyable, errorBox, fill, h, shortDigest, size, time } from "../dom.js";
+import { listParams, pager, PAGE_SIZE } from "./common.js";
+
+function base(project, repo) {
+  return `/projects/${encodeURIComponent(project)}/repositories/${repoPath(repo)}`;
+}
+
+function uiBase(project, repo) {
+  return `/projects/${encodeURIComponent(project)}/repositories/${encodeURIComponent(repo)}`;
+}
+
+function crumbs(project, repo) {
+  return h("div", { class: "crumbs" }, h("a", { href: "/projects" }, "Projects"), " / ",
+    h("a", { href: `/projects/${encodeURIComponent(project)}` }, project), " / ",
+    repo ? h("a", { href: uiBase(project, repo) }, repo) : null);
+}
+
+function tagBadges(tags) {
+  return (tags || []).map((t) => h("span", { class: "badge tag" }, t.name));
+}
+
+export async function repositoryView(ctx, main, project, repo) {
+  const { page } = listParams();
+  const { items, total } = await list(`${base(project, repo)}/artifacts`, { page, page_size: PAGE_SIZE });
+  const image = `${location.host}/${project}/${repo}`;
+  const latest = items.find((a) => (a.tags || []).length > 0);
+  const rows = items.map((a) => h("tr", {},
+    h("td", {}, h("a", { href: `${uiBase(project, repo)}/artifacts/${encodeURIComponent(a.digest)}`, class: "mono",
+      title: a.digest }, shortDigest(a.digest))),
+    h("td", {}, tagBadges(a.tags).length ? tagBadges(a.tags) : h("span", { class: "muted" }, "untagged")),
+    h("td", { class: "num" }, size(a.size)),
+    h("td", { class: "wide-only" }, a.references && a.references.length ? "index" : a.type === "IMAGE" ? "image" : a.artifact_type || a.media_type),
+    h("td", { class: "wide-only" }, time(a.push_time))));
+  fill(main,
+    crumbs(project, null),
+    h("h1", {}, `${project}/${repo}`),
+    latest ? copyable(`podman pull ${image}:${latest.tags[0].name}`, "pull command") : null,
+    h("h2", {}, "Artifacts"),
+    items.length === 0
+      ? h("p", { class: "muted" }, "No artifacts.")
+      : h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Digest"), h("th", { scope: "col" }, "Tags"),
+        h("th", { scope: "col", class: "num" }, "Size"), h("th", { scope: "col", class: "wide-only" }, "Type"),
+        h("th", { scope: "col", class: "wide-only" }, "Pushed"))), h("tbody", {}, rows)),
+    pager(page, total, items.length));
+}
+
+function table(head, rows) {
+  return h("table", {}, h("thead", {}, h("tr", {}, head.map(([label, cls]) => h("th", { scope: "col", class: cls }, label)))),
+    h("tbody", {}, rows));
+}
+
+async function section(title, load) {
+  try {
+    return [h("h2", {}, title), await load()];
+  } catch (error) {
+    return [h("h2", {}, title), errorBox(error)];
+  }
+}
+
+export async function artifactView(ctx, main, project, repo, reference) {
+  const path = `${base(project, repo)}/artifacts/${encodeURIComponent(reference)}`;
+  const artifact = await get(path);
+  const image = `${location.host}/${project}/${repo}`;
+  const pulls = [
+    ...(artifact.tags || []).map((t) => copyable(`podman pull ${image}:${t.name}`, `pull command for tag ${t.name}`)),
+    copyable(`podman pull ${image}@${artifact.digest}`, "pull command by digest"),
+  ];
+  const isIndex = (artifact.references || []).length > 0;
+  const [layers, platforms, referrers] = await Promise.all([
+    isIndex ? null : section("Layers", async () => {
+      const found = await get(`${path}/additions/layers`);
+      if (found.length === 0) return h("p", { class: "muted" }, "No layers.");
+      return table([["#", "num"], ["Digest", ""], ["Media type", "wide-only"], ["Size", "num"]],
+        found.map((l, i) => h("tr", {}, h("td", { class: "num" }, i + 1),
+          h("td", { class: "mono", title: l.digest }, shortDigest(l.digest)),
+          h("td", { class: "wide-only mono" }, l.media_type),
+          h("td", { class: "num", title: `${l.size} bytes` }, size(l.size)))));
+    }),
+    isIndex ? section("Platforms", async () => table([["Manifest", ""]],
+      artifact.references.map((r) => h("tr", {}, h("td", {}, h("a", {
+        href: `${uiBase(project, repo)}/artifacts/${encodeURIComponent(r.child_digest)}`, class: "mono" }, r.child_digest)))))) : null,
+    section("Referrers", async () => {
+      const { items } = await list(`${path}/accessories`, { page_size: 100 });
+      if (items.length === 0) return h("p", { class: "muted" }, "No signatures, SBOMs or other artifacts refer to this one.");
+      return table([["Type", ""], ["Digest", ""], ["Size", "num"]], items.map((a) => h("tr", {}, h("td", {}, a.type),
+        h("td", {}, h("a", { href: `${uiBase(project, repo)}/artifacts/${encodeURIComponent(a.digest)}`, class: "mono",
+          title: a.digest }, shortDigest(a.digest))), h("td", { class: "num" }, size(a.size)))));
+    }),
+  ]);
+  fill(main,
+    crumbs(project, repo),
+    h("h1", { class: "mono" }, shortDigest(artifact.digest)),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Digest"), h("dd", { class: "mono", id: "artifact-digest" }, artifact.digest),
+      h("dt", {}, "Tags"), h("dd", {}, tagBadges(artifact.tags).length ? tagBadges(artifact.tags) : "untagged"),
+      h("dt", {}, "Media type"), h("dd", { class: "mono" }, artifact.media_type),
+      artifact.artifact_type ? [h("dt", {}, "Artifact type"), h("dd", { class: "mono" }, artifact.artifact_type)] : null,
+      h("dt", {}, "Size"), h("dd", {}, size(artifact.size), " (manifest)"),
+      h("dt", {}, "Pushed"), h("dd", {}, time(artifact.push_time))),
+    h("h2", {}, "Pull"),
+    h("div", { id: "pull-commands" }, pulls),
+    layers, platforms, referrers);
+}

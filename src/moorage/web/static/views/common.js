@@ -1,0 +1,43 @@
+// Pieces the list views share: the page and query from the URL, a search box, a pager.
+import { h } from "../dom.js";
+
+export const PAGE_SIZE = 15;
+
+/** The list parameters in the current URL: {q, page}. */
+export function listParams() {
+  const params = new URLSearchParams(location.search);
+  const page = Math.max(1, Number.parseInt(params.get("page") || "1", 10) || 1);
+  return { q: params.get("q") || "", page };
+}
+
+function urlWith(changes) {
+  const params = new URLSearchParams(location.search);
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === "" || value === null || value === undefined || (key === "page" && value === 1)) params.delete(key);
+    else params.set(key, String(value));
+  }
+  const query = params.toString();
+  return location.pathname + (query ? `?${query}` : "");
+}
+
+/** A search form that puts `q` in the URL (so the result can be linked and the back button works). */
+export function searchBox(ctx, label, q) {
+  const input = h("input", { type: "search", name: "q", value: q, "aria-label": label, placeholder: label });
+  const form = h("form", { role: "search", class: "grow" }, input, " ", h("button", { type: "submit" }, "Search"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    ctx.navigate(urlWith({ q: input.value.trim(), page: 1 }));
+  });
+  return form;
+}
+
+/** "16–30 of 42" with previous/next links; server-side paging (the API's page and X-Total-Count). */
+export function pager(page, total, shown) {
+  const first = total === 0 ? 0 : (page - 1) * PAGE_SIZE + 1;
+  const last = (page - 1) * PAGE_SIZE + shown;
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  return h("nav", { class: "pager", "aria-label": "Pages" },
+    h("span", {}, `${first}–${last} of ${total}`),
+    page > 1 ? h("a", { href: urlWith({ page: page - 1 }), rel: "prev" }, "← Previous") : null,
+    page < pages ? h("a", { href: urlWith({ page: page + 1 }), rel: "next" }, "Next →") : null);
+}

@@ -1,0 +1,243 @@
+"""The web UI in a real browser (Playwright driving Debian's chromium) against a token-mode ``moorage serve``.
+
+Every page a test opens fails the test on a JavaScript error or a console error (the collector
+of :func:`page`). Screenshots of the main pages go to ``<e2e workdir>/ui-screenshots`` (a test
+artifact; ``docs/ui/`` keeps a few). The session rules themselves are checked with raw HTTP in
+tests/integration/test_web_sessions.py; here the same server that the browser uses is asked
+too (CSRF refusal, cookie flags).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.e2e.clients import Skopeo
+from tests.e2e.identity_helpers import PASSWORD, AdminApi, start_token_moorage, uid
+from tests.e2e.images import OciLayout, verify_layout
+from tests.e2e.servers import RegistryProcess
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = "/usr/bin/chromium"
+#: Playwright's own browser download is not reachable: Debian's chromium, headless, no network chatter.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+#: How long an expectation waits for the page (the server shares 2 cores with the rest of the suite).
+WAIT_MS = 15_000
+KIB = 1024
+
+
+@pytest.fixture(scope="module")
+def ui_registry(e2e_workdir: Path) -> Iterator[RegistryProcess]:
+    server = start_token_moorage(e2e_workdir, label="moorage-ui")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def reg(ui_registry: RegistryProcess) -> RegistryProcess:
+    ui_registry.mark_log()
+    return ui_registry
+
+
+@pytest.fixture
+def api(reg: RegistryProcess) -> Iterator[AdminApi]:
+    client = AdminApi(reg)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium; scripts/test.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(e2e_workdir: Path) -> Path:
+    where = e2e_workdir / "ui-screenshots"
+    where.mkdir(exist_ok=True)
+    return where
+
+
+@pytest.fixture
+def page(browser: Browser, reg: RegistryProcess) -> Iterator[Page]:
+    """A fresh browser context on the registry; any JavaScript or console error fails the test."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    context = browser.new_context(base_url=reg.url, viewport={"width": 1200, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=reg.url)
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+
+    def console(message: Any) -> None:
+        # A refused API call is logged by chromium as a failed resource load: expected where a test
+        # provokes one (it then clears the list); a script error never is.
+        if message.type == "error":
+            errors.append(f"console: {message.text}")
+
+    opened.on("console", console)
+    opened.errors = errors  # type: ignore[attr-defined]
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not errors, errors
+
+
+def _login(page: Page, username: str, password: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Log in").click()
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#whoami")).to_have_text(username)
+
+
+def test_login_create_project_push_find_copy_pull_logout(
+    reg: RegistryProcess, api: AdminApi, page: Page, skopeo: Skopeo, layout: OciLayout, tmp_path: Path,
+    screenshots: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    user = api.user()
+    page.goto("/")
+    expect(page).to_have_url(f"{reg.url}/projects")
+    expect(page.get_by_role("button", name="New project")).to_have_count(0)  # anonymous: hidden
+    _login(page, user, PASSWORD)
+
+    project = uid("proj")
+    page.get_by_role("button", name="New project").click()
+    page.get_by_label("Name").fill(project)
+    page.get_by_role("button", name="Create").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(project)
+    expect(page.locator("h1 .badge")).to_have_text("private")
+    assert api.http.get(f"/projects/{project}").json()["public"] is False
+
+    image = layout.add_image("v1", [96 * KIB, 48 * KIB])
+    skopeo.copy(image.ref, f"docker://{reg.host}/{project}/app:v1", "--dest-creds", f"{user}:{PASSWORD}")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Projects").click()
+    page.get_by_role("searchbox", name="Search projects").fill(project)
+    page.get_by_role("searchbox", name="Search projects").press("Enter")
+    expect(page).to_have_url(f"{reg.url}/projects?q={project}")
+    page.screenshot(path=str(screenshots / "projects.png"))
+    page.get_by_role("link", name=project, exact=True).click()
+    page.get_by_role("link", name=f"{project}/app").click()
+    row = page.locator("tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.locator(".tag")).to_have_text("v1")
+    page.screenshot(path=str(screenshots / "repository.png"))
+    row.get_by_role("link").click()
+
+    expect(page.locator("#artifact-digest")).to_have_text(image.manifest.digest)
+    layers = page.locator("h2:has-text('Layers') + table tbody tr")
+    expect(layers).to_have_count(2)
+    assert [layers.nth(i).locator("td").last.get_attribute("title") for i in range(2)] == [
+        f"{blob.size} bytes" for blob in image.layers
+    ]
+    page.get_by_role("button", name="Copy pull command for tag v1").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == f"podman pull {reg.host}/{project}/app:v1"
+    page.get_by_role("button", name="Copy pull command by digest").click()
+    by_digest = page.evaluate("navigator.clipboard.readText()")
+    assert by_digest == f"podman pull {reg.host}/{project}/app@{image.manifest.digest}"
+    page.screenshot(path=str(screenshots / "artifact.png"), full_page=True)
+
+    # What was copied pulls the pushed image (skopeo: podman needs a container storage per test).
+    ref = copied.removeprefix("podman pull ")
+    skopeo.copy(f"docker://{ref}", f"oci:{tmp_path / 'pulled'}:v1", "--src-creds", f"{user}:{PASSWORD}")
+    assert OciLayout(tmp_path / "pulled", create=False).tags()["v1"]["digest"] == image.manifest.digest
+    assert set(verify_layout(tmp_path / "pulled")) == {image.manifest.digest, *(b.digest for b in image.blobs)}
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("link", name="Log in")).to_be_visible()
+    page.goto(f"/projects?q={project}")
+    expect(page.get_by_text(f"No project matches “{project}”.")).to_be_visible()  # private: gone with the session
+    assert not [c for c in page.context.cookies() if c["name"] == "moorage_session"]
+
+
+def test_public_project_browses_without_login_and_hides_changes(
+    reg: RegistryProcess, api: AdminApi, page: Page, skopeo: Skopeo, layout: OciLayout,
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.e2e.identity_helpers import ADMIN_PASSWORD
+
+    project = api.project(public=True)
+    image = layout.add_image("v2", [32 * KIB])
+    skopeo.copy(image.ref, f"docker://{reg.host}/{project}/team/app:v2", "--dest-creds", f"admin:{ADMIN_PASSWORD}")
+    page.goto(f"/projects?q={project}")
+    page.get_by_role("link", name=project, exact=True).click()
+    page.get_by_role("searchbox", name="Search repositories").fill("team/a")
+    page.get_by_role("searchbox", name="Search repositories").press("Enter")
+    page.get_by_role("link", name=f"{project}/team/app").click()
+    expect(page).to_have_url(f"{reg.url}/projects/{project}/repositories/team%2Fapp")
+    expect(page.locator("tbody tr .tag")).to_have_text("v2")
+    expect(page.get_by_role("button", name="New project")).to_have_count(0)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Projects").click()
+    expect(page.get_by_role("button", name="New project")).to_have_count(0)
+
+
+def test_csrf_and_cookie_flags_on_the_real_server(reg: RegistryProcess, api: AdminApi) -> None:
+    """Raw HTTP: a state change with the session cookie but without its CSRF header changes nothing."""
+    user = api.user()
+    with httpx.Client(base_url=reg.url, timeout=30) as http:
+        r = http.post("/c/login", json={"principal": user, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        flags = {h.split("=", 1)[0]: h.lower() for h in r.headers.get_list("set-cookie")}
+        assert "httponly" in flags["moorage_session"] and "samesite=lax" in flags["moorage_session"]
+        assert "httponly" not in flags["moorage_csrf"] and "secure" not in flags["moorage_session"]  # plain HTTP
+        project = uid("proj")
+
+        def listed() -> list[str]:  # the listing reads the database (a by-name GET may be cached 2 s per node)
+            return [p["name"] for p in api.http.get("/projects", params={"name": project}).json()]
+
+        refused = http.post("/api/v2.0/projects", json={"project_name": project})
+        assert refused.status_code == 403 and "X-CSRF-Token" in refused.text
+        refused = http.post("/api/v2.0/projects", json={"project_name": project}, headers={"X-CSRF-Token": "guess"})
+        assert refused.status_code == 403
+        assert listed() == []
+        ok = http.post("/api/v2.0/projects", json={"project_name": project},
+                       headers={"X-CSRF-Token": http.cookies["moorage_csrf"]})
+        assert ok.status_code == 201, ok.text
+        assert listed() == [project]
+
+
+def test_ui_assets_come_from_the_package(reg: RegistryProcess) -> None:
+    """No CDN: every script and stylesheet the page loads is served by the registry itself."""
+    import moorage.web
+
+    static = Path(moorage.web.__file__).parent / "static"
+    with httpx.Client(base_url=reg.url, timeout=30) as http:
+        html = http.get("/").text
+        for asset in sorted(static.rglob("*.*")):
+            path = "/static/" + asset.relative_to(static).as_posix()
+            r = http.get(path)
+            assert r.status_code == 200 and r.content == asset.read_bytes(), path
+            text = r.text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
+            assert "http://" not in text and "https://" not in text, f"{path} names an outside URL"
+    assert "https://" not in html and "http://" not in html
