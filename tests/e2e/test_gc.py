@@ -71,6 +71,9 @@ def test_skopeo_push_delete_untag_gc_then_pull_what_remains(
             f"deleted 1 manifest(s) and {len(garbage)} blob(s), {sum(sizes.values()):,} bytes" in real.stderr
         )
         assert not any(_stored(server, digest) for digest in garbage)
+        for digest in garbage:  # the blob's own folder goes with its data
+            hex_ = digest.split(":", 1)[1]
+            assert not any(server.data_dir.rglob(f"blobs/sha256/{hex_[:2]}/{hex_}"))
         assert all(_stored(server, digest) for digest in _digests(keep))
 
         pulled = tmp_path / "pulled"

@@ -44,6 +44,8 @@ Progress = Callable[[str, int, int], None]
 
 #: Storage deletes in flight at once within one sweep batch (the driver protocol deletes one key a call).
 _PARALLEL_DELETES = 16
+#: Rows a sweep transaction takes at most on SQLite (see ``GarbageCollector._sweep_batch``).
+_SQLITE_SWEEP_BATCH = 64
 
 
 def _utcnow() -> datetime:
@@ -135,6 +137,12 @@ class GarbageCollector:
         self.invalidate = invalidate
         self.progress = progress
         self.clock = clock
+
+    @property
+    def _sweep_batch(self) -> int:
+        # On SQLite the sweep's transaction holds the database's only write lock while it deletes
+        # bytes: every push waits for it, so it deletes fewer at a time there.
+        return min(self.options.batch_size, _SQLITE_SWEEP_BATCH) if self.db.sqlite else self.options.batch_size
 
     def _tell(self, what: str, count: int, size: int = 0) -> None:
         if self.progress is not None:
@@ -247,7 +255,7 @@ class GarbageCollector:
                     select(blobs.c.id, blobs.c.digest, blobs.c.size)
                     .where(blobs.c.state == DELETING)
                     .order_by(blobs.c.id)
-                    .limit(self.options.batch_size)
+                    .limit(self._sweep_batch)
                     .with_for_update(skip_locked=True)
                 )
             ).all()
@@ -266,9 +274,12 @@ class GarbageCollector:
         limit = asyncio.Semaphore(_PARALLEL_DELETES)
 
         async def one(digest: str) -> None:
+            # The blob's own folder (blobs/<alg>/<2 hex>/<hex>), not only its data key: on the
+            # filesystem the folder goes too; on object stores it is the same requests.
+            folder = blob_path(parse_digest(digest)).rsplit("/", 1)[0]
             async with limit:
                 try:
-                    await self.storage.delete(blob_path(parse_digest(digest)))
+                    await self.storage.delete(folder)
                 except PathNotFoundError:
                     pass
 
