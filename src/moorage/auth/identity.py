@@ -345,11 +345,6 @@ class IdentityStore:
             raise IdentityError("not_found", f"project {project_id} was deleted; list projects with GET /api/v2.0/projects")
         return project
 
-    async def delete_project(self, project: Project) -> None:
-        async with self.db.write() as conn:
-            await conn.execute(delete(projects).where(projects.c.id == project.id))
-        self.on_change()
-
     # -- members -------------------------------------------------------------------------
     async def projects_with_role(self, user_id: int | None, roles: Collection[str]) -> list[str]:
         """Names of the projects where the user holds one of ``roles`` (none for robots and anonymous)."""

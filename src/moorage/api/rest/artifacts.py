@@ -11,10 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from moorage.api.rest.common import ApiError, Caller, CallerDep, PageDep, paginate, visible_project
-from moorage.api.rest.deps import ManifestsDep, RepositoriesDep
+from moorage.api.rest.deps import ManifestsDep, RepositoriesDep, registry_error
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest, parse_digest
-from moorage.registry.guard import ReadOnlyError
 from moorage.registry.interfaces import Manifests, Repositories
 from moorage.registry.repository_service import ArtifactInfo, RepositoryInfo
 
@@ -71,13 +70,6 @@ async def _access(who: Caller, project_name: str, repository_name: str, action: 
     return project.id, full
 
 
-def _registry_error(exc: RegistryError) -> ApiError:
-    if isinstance(exc, ReadOnlyError):
-        return ApiError(403, exc.message)
-    status = exc.status if exc.status in (404, 412) else 400 if exc.status < 500 else 501
-    return ApiError(status, exc.message)
-
-
 def _repository_out(repository: RepositoryInfo, project_id: int) -> RepositoryOut:
     return RepositoryOut(id=repository.id, project_id=project_id, name=repository.name,
                          artifact_count=repository.artifact_count, creation_time=repository.created_at)
@@ -100,7 +92,7 @@ async def _artifacts(repositories: Repositories, full: str, digest: str | None, 
     try:
         return await repositories.artifacts(full, offset, limit, digest)
     except RegistryError as exc:
-        raise _registry_error(exc) from None
+        raise registry_error(exc) from None
 
 
 def _name_query(q: str | None, project: str) -> tuple[str | None, str | None]:
@@ -138,7 +130,7 @@ async def get_repository(
     try:
         return _repository_out(await repositories.get(full), project_id)
     except RegistryError as exc:
-        raise _registry_error(exc) from None
+        raise registry_error(exc) from None
 
 
 @router.delete("/projects/{project_name}/repositories/{repository_name}", response_model=None)
@@ -150,7 +142,7 @@ async def delete_repository(
     try:
         await repositories.delete(full)
     except RegistryError as exc:
-        raise _registry_error(exc) from None
+        raise registry_error(exc) from None
     await who.audit("delete", "repository", full, project_name)
 
 
@@ -160,7 +152,7 @@ async def _digest_of(manifests: Manifests, full: str, reference: str) -> Digest:
             return parse_digest(reference)
         return parse_digest((await manifests.get(full, reference)).digest)
     except RegistryError as exc:
-        raise _registry_error(exc) from None
+        raise registry_error(exc) from None
 
 
 @router.get("/projects/{project_name}/repositories/{repository_name}/artifacts", response_model=list[ArtifactOut])
@@ -198,7 +190,7 @@ async def delete_artifact(project_name: str, repository_name: str, reference: st
     try:
         await manifests.delete(full, digest)
     except RegistryError as exc:
-        raise _registry_error(exc) from None
+        raise registry_error(exc) from None
     await who.audit("delete", "artifact", f"{full}@{digest}", project_name)
 
 
@@ -223,5 +215,5 @@ async def delete_tag(project_name: str, repository_name: str, reference: str, ta
     try:
         await manifests.delete_tag(full, tag_name, digest)
     except RegistryError as exc:
-        raise _registry_error(exc) from None
+        raise registry_error(exc) from None
     await who.audit("delete", "tag", f"{full}:{tag_name}", project_name)

@@ -1,4 +1,5 @@
-"""FastAPI dependencies that hand a REST handler the one service it uses, not the whole ``Services``.
+"""FastAPI dependencies that hand a REST handler the one service it uses, not the whole ``Services``,
+and the one translation of domain refusals into REST errors.
 
 A handler that declares ``repositories: RepositoriesDep`` can reach repositories and nothing
 else; what it may do there is still decided by the caller's permissions (``common.caller``).
@@ -10,12 +11,22 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from moorage.api.rest.common import services_of
+from moorage.api.rest.common import ApiError, services_of
 from moorage.auth.search import SearchIndex
-from moorage.registry.guard import WriteGuard
+from moorage.errors import RegistryError
+from moorage.registry.guard import ReadOnlyError, WriteGuard
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
 
-__all__ = ["BlobsDep", "GuardDep", "ManifestsDep", "RepositoriesDep", "SearchDep"]
+__all__ = ["BlobsDep", "GuardDep", "ManifestsDep", "RepositoriesDep", "SearchDep", "registry_error"]
+
+
+def registry_error(exc: RegistryError) -> ApiError:
+    """A domain refusal in Harbor's envelope: read-only mode is 403 (as Harbor), 404 and 412 keep
+    their status, other client errors are 400 and the rest 501."""
+    if isinstance(exc, ReadOnlyError):
+        return ApiError(403, exc.message)
+    status = exc.status if exc.status in (404, 412) else 400 if exc.status < 500 else 501
+    return ApiError(status, exc.message)
 
 
 def repositories_of(request: Request) -> Repositories:

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, role_id, visible_project
-from moorage.api.rest.deps import RepositoriesDep
+from moorage.api.rest.deps import RepositoriesDep, registry_error
 from moorage.api.rest.logs import AuditLogItem, audit_items
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.roles import ROLE_NAMES, can_manage_members, can_see_members
 from moorage.errors import RegistryError
-from moorage.registry.guard import ReadOnlyError
 from moorage.registry.interfaces import Repositories
 
 router = APIRouter(tags=["project"])
@@ -164,8 +163,7 @@ async def delete_project(project_name_or_id: str, who: CallerDep, repositories: 
     try:
         await repositories.delete_project(project.id)
     except RegistryError as exc:
-        status = 403 if isinstance(exc, ReadOnlyError) else exc.status if exc.status in (404, 412) else 400
-        raise ApiError(status, exc.message) from None
+        raise registry_error(exc) from None
     await who.audit("delete", "project", project.name, project.name)
     for robot in robots:
         await who.audit("delete", "robot", robot.name, project.name,
