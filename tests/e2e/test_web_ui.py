@@ -131,8 +131,9 @@ def test_login_create_project_push_find_copy_pull_logout(
 
     project = uid("proj")
     page.get_by_role("button", name="New project").click()
-    page.get_by_label("Name").fill(project)
-    page.get_by_role("button", name="Create").click()
+    new = page.get_by_role("form", name="New project")
+    new.get_by_label("Name").fill(project)
+    new.get_by_role("button", name="Create").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(project)
     expect(page.locator("h1 .badge")).to_have_text("private")
     assert api.http.get(f"/projects/{project}").json()["public"] is False
@@ -154,7 +155,8 @@ def test_login_create_project_push_find_copy_pull_logout(
     row.get_by_role("link").click()
 
     expect(page.locator("#artifact-digest")).to_have_text(image.manifest.digest)
-    layers = page.locator("h2:has-text('Layers') + table tbody tr")
+    expect(page.locator("#layers-total")).to_contain_text("2 layers")
+    layers = page.locator("#layers-total + table tbody tr")
     expect(layers).to_have_count(2)
     assert [layers.nth(i).locator("td").last.get_attribute("title") for i in range(2)] == [
         f"{blob.size} bytes" for blob in image.layers
@@ -241,3 +243,64 @@ def test_ui_assets_come_from_the_package(reg: RegistryProcess) -> None:
             text = r.text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a namespace name, never fetched
             assert "http://" not in text and "https://" not in text, f"{path} names an outside URL"
     assert "https://" not in html and "http://" not in html
+
+
+def _expected_refusals(page: Page, status: int) -> None:
+    """Drop the console lines chromium writes for API answers of ``status`` the test provoked on purpose."""
+    errors: list[str] = page.errors  # type: ignore[attr-defined]
+    errors[:] = [e for e in errors if f"status of {status}" not in e]
+
+
+def test_members_and_robots_screens(
+    reg: RegistryProcess, api: AdminApi, page: Page, skopeo: Skopeo, layout: OciLayout, screenshots: Path,
+) -> None:
+    """A projectAdmin adds a member and creates a robot whose secret (shown once) pushes; the member
+    then sees the project but neither the robot screen nor its data."""
+    from playwright.sync_api import expect
+
+    project = api.project(public=False)
+    owner = api.user(project, 1)
+    member = api.user()
+    page.goto("/projects")
+    _login(page, owner, PASSWORD)
+    page.goto(f"/projects/{project}")
+    page.get_by_role("link", name="Members").click()
+    add = page.get_by_role("form", name="Add a member")  # waits for the members screen
+    add.get_by_label("User name").fill(member)
+    add.get_by_role("combobox", name="Role", exact=True).select_option(label="guest")
+    add.get_by_role("button", name="Add member").click()
+    expect(page.get_by_role("combobox", name=f"Role of {member}")).to_have_value("3")
+
+    page.get_by_role("link", name="Robot accounts").click()
+    create = page.get_by_role("form", name="New robot account")  # waits for the robots screen
+    create.get_by_label("Name").fill("ci")
+    create.get_by_role("checkbox", name="push").check()
+    create.get_by_role("button", name="Create robot").click()
+    robot = f"robot${project}+ci"
+    expect(page.locator("#robot-secret")).to_contain_text(robot)
+    page.get_by_role("button", name=f"Copy secret of {robot}").click()
+    secret = page.evaluate("navigator.clipboard.readText()")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    page.screenshot(path=str(screenshots / "robots.png"))
+    image = layout.add_image("v1", [16 * KIB])
+    skopeo.copy(image.ref, f"docker://{reg.host}/{project}/built:v1", "--dest-creds", f"{robot}:{secret}")
+    page.get_by_role("button", name=f"Disable {robot}").click()
+    expect(page.get_by_role("button", name=f"Enable {robot}")).to_be_visible()
+    expect(page.locator("#robot-secret")).to_have_count(0)  # shown once: gone after the next change
+    refused = httpx.get(f"{reg.url}/service/token", params={"service": "moorage"}, auth=(robot, secret), timeout=30)
+    assert refused.status_code == 403 and "is disabled" in refused.text, refused.text
+
+    page.get_by_role("button", name="Log out").click()
+    _login(page, member, PASSWORD)
+    page.goto(f"/projects?q={project}")
+    page.get_by_role("link", name=project, exact=True).click()
+    expect(page.get_by_role("link", name=f"{project}/built")).to_be_visible()
+    tabs = page.get_by_role("navigation", name="Project")
+    expect(tabs.get_by_role("link", name="Members")).to_be_visible()
+    expect(tabs.get_by_role("link", name="Robot accounts")).to_have_count(0)  # guest: hidden
+    page.goto(f"/projects/{project}/robots")
+    expect(page.get_by_role("alert")).to_contain_text("maintainer")  # and refused by the API
+    _expected_refusals(page, 403)
+    page.goto(f"/projects/{project}/members")
+    expect(page.get_by_role("button", name="Add member")).to_have_count(0)
+    expect(page.get_by_role("button", name=f"Remove {member}")).to_have_count(0)

@@ -3,7 +3,9 @@ import { ApiError, get, hasSession, logout } from "./api.js";
 import { errorBox, fill, h } from "./dom.js";
 import { artifactView, repositoryView } from "./views/artifacts.js";
 import { loginView } from "./views/login.js";
+import { membersView } from "./views/members.js";
 import { projectsView, projectView } from "./views/projects.js";
+import { robotsView } from "./views/robots.js";
 
 const main = document.getElementById("main");
 const account = document.getElementById("account");
@@ -58,6 +60,8 @@ const routes = [
   [/^\/login$/, (el) => loginView(ctx, el)],
   [/^\/projects$/, (el) => projectsView(ctx, el)],
   [/^\/projects\/([^/]+)$/, (el, p) => projectView(ctx, el, p)],
+  [/^\/projects\/([^/]+)\/members$/, (el, p) => membersView(ctx, el, p)],
+  [/^\/projects\/([^/]+)\/robots$/, (el, p) => robotsView(ctx, el, p)],
   [/^\/projects\/([^/]+)\/repositories\/([^/]+)$/, (el, p, r) => repositoryView(ctx, el, p, r)],
   [/^\/projects\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, (el, p, r, a) => artifactView(ctx, el, p, r, a)],
 ];

@@ -72,11 +72,12 @@ export async function artifactView(ctx, main, project, repo, reference) {
     isIndex ? null : section("Layers", async () => {
       const found = await get(`${path}/additions/layers`);
       if (found.length === 0) return h("p", { class: "muted" }, "No layers.");
-      return table([["#", "num"], ["Digest", ""], ["Media type", "wide-only"], ["Size", "num"]],
+      const total = found.reduce((sum, l) => sum + l.size, 0);
+      return [h("p", { class: "muted", id: "layers-total" }, `${found.length} layers, ${size(total)} compressed in all`), table([["#", "num"], ["Digest", ""], ["Media type", "wide-only"], ["Size", "num"]],
         found.map((l, i) => h("tr", {}, h("td", { class: "num" }, i + 1),
           h("td", { class: "mono", title: l.digest }, shortDigest(l.digest)),
           h("td", { class: "wide-only mono" }, l.media_type),
-          h("td", { class: "num", title: `${l.size} bytes` }, size(l.size)))));
+          h("td", { class: "num", title: `${l.size} bytes` }, size(l.size)))))];
     }),
     isIndex ? section("Platforms", async () => table([["Manifest", ""]],
       artifact.references.map((r) => h("tr", {}, h("td", {}, h("a", {

@@ -2,12 +2,8 @@
 import { get, list, send } from "../api.js";
 import { errorBox, fill, h, time } from "../dom.js";
 import { listParams, pager, PAGE_SIZE, searchBox } from "./common.js";
+import { projectHeader, ROLES, visibility } from "./project_tabs.js";
 
-const ROLES = { 1: "projectAdmin", 2: "developer", 3: "guest", 4: "maintainer", 5: "limitedGuest" };
-
-function visibility(project) {
-  return project.public ? h("span", { class: "badge public" }, "public") : h("span", { class: "badge private" }, "private");
-}
 
 function createForm(ctx) {
   const status = h("div", { "aria-live": "assertive" });
@@ -78,12 +74,10 @@ export async function projectView(ctx, main, name) {
       h("td", { class: "wide-only" }, time(r.creation_time)));
   });
   fill(main,
-    h("div", { class: "crumbs" }, h("a", { href: "/projects" }, "Projects"), " / "),
-    h("h1", {}, project.name, " ", visibility(project)),
+    projectHeader(ctx, project, "repositories"),
     h("dl", { class: "facts" },
       h("dt", {}, "Your role"), h("dd", {}, ROLES[project.current_user_role_id] || (ctx.user?.sysadmin_flag ? "system admin" : "none")),
       h("dt", {}, "Push here"), h("dd", {}, h("code", {}, `podman push <image> ${location.host}/${project.name}/<repository>:<tag>`))),
-    h("h2", {}, "Repositories"),
     h("div", { class: "bar" }, searchBox(ctx, "Search repositories", q)),
     items.length === 0
       ? h("p", { class: "muted" }, q ? `No repository matches “${q}”.` : "No repositories yet: push an image to create one.")
