@@ -61,3 +61,5 @@ def test_cli_changes_are_refused(tmp_path: Path) -> None:
     assert counted.returncode == 0 and "would purge 0" in counted.stdout, counted.stderr
     imported = moorage("import-distribution")
     assert imported.returncode == 1 and MESSAGE in imported.stderr, imported.stderr
+    collected = moorage("gc", "run")
+    assert collected.returncode == 1 and MESSAGE in collected.stderr, collected.stderr

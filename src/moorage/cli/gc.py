@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from moorage.config import Settings, parse_duration
+from moorage.errors import RegistryError
 
 __all__ = ["add_gc_commands"]
 
@@ -78,16 +79,16 @@ def add_gc_commands(app: typer.Typer, load_settings: Callable[[Path | None], Set
                 raise typer.BadParameter(str(exc), param_hint="--grace-period") from None
             payload["grace_period"] = grace_period
         options = options_from(settings.gc, payload)
-        try:
-            refuse_when_read_only(settings.storage.maintenance.readonly.enabled, options.dry_run)
-        except RuntimeError as exc:
-            Console(stderr=True).print(f"[red]{exc}[/red]")
-            raise typer.Exit(1) from None
         err = Console(stderr=True)
 
         async def go() -> None:
             services = Services.from_settings(settings)
             try:
+                try:
+                    refuse_when_read_only(services.guard, options.dry_run)
+                except RegistryError as exc:
+                    err.print(f"[red]refused:[/red] {exc.message}")
+                    raise typer.Exit(1) from None
                 if enqueue:
                     job = await enqueue_gc(
                         services.jobs, dry_run=dry_run, delete_untagged=delete_untagged, grace_period=grace_period or None

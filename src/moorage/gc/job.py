@@ -13,6 +13,7 @@ from moorage.db.session import Database
 from moorage.gc.collector import GarbageCollector, GcOptions
 from moorage.jobs.queue import Job, JobQueue
 from moorage.jobs.runner import HandlerRegistry
+from moorage.registry.guard import WriteGuard
 from moorage.storage import StorageDriver
 
 __all__ = ["GC_RUN", "enqueue_gc", "options_from", "refuse_when_read_only", "register_gc"]
@@ -32,13 +33,14 @@ def options_from(settings: GcSettings, payload: Mapping[str, Any]) -> GcOptions:
     )
 
 
-def refuse_when_read_only(read_only: bool, dry_run: bool) -> None:
-    """A real run deletes: not while the registry is read-only (a storage migration or a restore)."""
-    if read_only and not dry_run:
-        raise RuntimeError(
-            "the registry is read-only (storage.maintenance.readonly.enabled): garbage collection deletes "
-            "nothing now; run it with --dry-run, or again once read-only mode is off"
-        )
+def refuse_when_read_only(guard: WriteGuard, dry_run: bool) -> None:
+    """A real run deletes: not while the registry is read-only (a storage migration or a restore).
+
+    The one write guard every entry point uses (:class:`moorage.registry.guard.WriteGuard`), so the
+    refusal is the same ``ReadOnlyError`` as for a push or a REST delete; a dry run changes nothing.
+    """
+    if not dry_run:
+        guard.writable()
 
 
 def register_gc(
@@ -48,13 +50,13 @@ def register_gc(
     storage: StorageDriver,
     cache: RegistryCache | None,
     *,
-    read_only: bool = False,
+    guard: WriteGuard | None = None,
 ) -> None:
     """Register the ``gc.run`` handler (the job's failure is retried; a rerun finishes a killed run's work)."""
 
     async def run(job: Job) -> None:
         options = options_from(settings, job.payload)
-        refuse_when_read_only(read_only, options.dry_run)
+        refuse_when_read_only(guard or WriteGuard(), options.dry_run)
         collector = GarbageCollector(
             db,
             storage,
