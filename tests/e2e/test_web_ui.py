@@ -175,6 +175,13 @@ def test_login_create_project_push_find_copy_pull_logout(
     assert OciLayout(tmp_path / "pulled", create=False).tags()["v1"]["digest"] == image.manifest.digest
     assert set(verify_layout(tmp_path / "pulled")) == {image.manifest.digest, *(b.digest for b in image.blobs)}
 
+    # Deleting the tag (projectAdmin): the artifact stays, by digest.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete tag v1").click()
+    expect(page.locator("#artifact-tags")).to_have_text("untagged")
+    assert api.http.get(f"/projects/{project}/repositories/app/artifacts/v1").status_code == 404
+    assert api.http.get(f"/projects/{project}/repositories/app/artifacts/{image.manifest.digest}").json()["tags"] == []
+
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("link", name="Log in")).to_be_visible()
     page.goto(f"/projects?q={project}")
@@ -294,7 +301,11 @@ def test_members_and_robots_screens(
     _login(page, member, PASSWORD)
     page.goto(f"/projects?q={project}")
     page.get_by_role("link", name=project, exact=True).click()
-    expect(page.get_by_role("link", name=f"{project}/built")).to_be_visible()
+    page.get_by_role("link", name=f"{project}/built").click()
+    page.locator("tbody tr").get_by_role("link").click()
+    expect(page.locator("#artifact-tags")).to_have_text("v1")
+    expect(page.get_by_role("button", name="Delete tag v1")).to_have_count(0)  # guest: no delete
+    page.goto(f"/projects/{project}")
     tabs = page.get_by_role("navigation", name="Project")
     expect(tabs.get_by_role("link", name="Members")).to_be_visible()
     expect(tabs.get_by_role("link", name="Robot accounts")).to_have_count(0)  # guest: hidden

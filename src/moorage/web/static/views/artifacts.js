@@ -1,5 +1,5 @@
 // A repository's artifacts, and an artifact's page: pull commands, tags, layers, platforms, referrers.
-import { get, list, repoPath } from "../api.js";
+import { get, list, repoPath, send } from "../api.js";
 import { copyable, errorBox, fill, h, shortDigest, size, time } from "../dom.js";
 import { listParams, pager, PAGE_SIZE } from "./common.js";
 
@@ -59,9 +59,31 @@ async function section(title, load) {
   }
 }
 
+/** The tags, each with a delete button when the caller's role allows deletes (the API decides anyway). */
+function tagList(ctx, tags, canDelete, path) {
+  if (!tags || tags.length === 0) return "untagged";
+  const status = h("span", { "aria-live": "assertive" });
+  return [tags.map((t) => {
+    if (!canDelete) return h("span", { class: "badge tag" }, t.name);
+    const remove = h("button", { type: "button", class: "inline-x", "aria-label": `Delete tag ${t.name}`, title: "Delete tag" }, "×");
+    remove.addEventListener("click", async () => {
+      if (!window.confirm(`Delete tag ${t.name}? The artifact stays, reachable by digest.`)) return;
+      try {
+        await send("DELETE", `${path}/tags/${encodeURIComponent(t.name)}`);
+        ctx.navigate(location.pathname, true);
+      } catch (error) {
+        fill(status, errorBox(error));
+      }
+    });
+    return h("span", { class: "badge tag" }, t.name, " ", remove);
+  }), status];
+}
+
 export async function artifactView(ctx, main, project, repo, reference) {
   const path = `${base(project, repo)}/artifacts/${encodeURIComponent(reference)}`;
-  const artifact = await get(path);
+  const [artifact, info] = await Promise.all([get(path), get(`/projects/${encodeURIComponent(project)}`)]);
+  // projectAdmin and maintainer may delete (docs/identity.md), as may system administrators.
+  const canDelete = Boolean(ctx.user) && (Boolean(ctx.user.sysadmin_flag) || [1, 4].includes(info.current_user_role_id));
   const image = `${location.host}/${project}/${repo}`;
   const pulls = [
     ...(artifact.tags || []).map((t) => copyable(`podman pull ${image}:${t.name}`, `pull command for tag ${t.name}`)),
@@ -95,7 +117,7 @@ export async function artifactView(ctx, main, project, repo, reference) {
     h("h1", { class: "mono" }, shortDigest(artifact.digest)),
     h("dl", { class: "facts" },
       h("dt", {}, "Digest"), h("dd", { class: "mono", id: "artifact-digest" }, artifact.digest),
-      h("dt", {}, "Tags"), h("dd", {}, tagBadges(artifact.tags).length ? tagBadges(artifact.tags) : "untagged"),
+      h("dt", {}, "Tags"), h("dd", { id: "artifact-tags" }, tagList(ctx, artifact.tags, canDelete, path)),
       h("dt", {}, "Media type"), h("dd", { class: "mono" }, artifact.media_type),
       artifact.artifact_type ? [h("dt", {}, "Artifact type"), h("dd", { class: "mono" }, artifact.artifact_type)] : null,
       h("dt", {}, "Size"), h("dd", {}, size(artifact.size), " (manifest)"),
