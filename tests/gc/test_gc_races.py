@@ -6,6 +6,8 @@ the rounds with a cutoff in the future, so that *nothing* is protected by the gr
 only the locking protocol keeps pushes safe), and two pushing nodes that behave like real
 clients: they skip blobs a HEAD finds, mount across repositories, push blobs again, and retry
 what the registry tells them to retry (``MANIFEST_BLOB_UNKNOWN``, ``BLOB_UPLOAD_UNKNOWN``).
+Some rounds start with orphan bytes (no row) of a blob the nodes may push, for
+``--sweep-orphans`` to adopt while they do.
 After every round the whole database is checked against storage: every active blob's bytes
 hash to its digest, every manifest's blobs are active and linked, its children stored.
 """
@@ -73,6 +75,7 @@ class Tally:
     upload_retries: int = 0
     gc_blobs: int = 0
     gc_manifests: int = 0
+    gc_orphans: int = 0
     codes: dict[str, int] = field(default_factory=dict)
 
     def saw(self, error: RegistryError) -> None:
@@ -262,6 +265,14 @@ async def check_everything(checker: Node, memory: MemoryDriver) -> int:
     return len(tagged)
 
 
+async def leave_an_orphan(checker: Node, memory: MemoryDriver, data: bytes) -> None:
+    """What a crashed import or an old registry leaves: bytes under a blob key that no row knows."""
+    digest = Digest.of(data)
+    async with checker.db.read() as conn:
+        if (await conn.execute(select(blobs.c.id).where(blobs.c.digest == str(digest)))).first() is None:
+            await memory.put(blob_path(digest), data)
+
+
 class _Free(Scheduler):
     """A scheduler whose gates never stop anyone: for the checks between rounds."""
 
@@ -281,8 +292,12 @@ async def world(url: str, seed: int, rounds: int) -> tuple[Tally, int, int]:
     tags_checked = 0
     try:
         for round_number in range(rounds):
+            if rng.random() < 0.2:
+                await leave_an_orphan(checker, memory, rng.choice(pool))
             future_cutoff = rng.random() < 0.5
-            options = GcOptions(grace=timedelta(0), delete_untagged=rng.random() < 0.3)
+            options = GcOptions(
+                grace=timedelta(0), delete_untagged=rng.random() < 0.3, sweep_orphans=rng.random() < 0.3
+            )
 
             def clock(shift: bool = future_cutoff) -> datetime:
                 return datetime.now(UTC) + (timedelta(days=1) if shift else timedelta(0))
@@ -293,6 +308,7 @@ async def world(url: str, seed: int, rounds: int) -> tuple[Tally, int, int]:
                 report = await collector.run()
                 tally.gc_blobs += len(report.blobs)
                 tally.gc_manifests += len(report.manifests)
+                tally.gc_orphans += report.orphans
 
             await scheduler.run(
                 {
@@ -349,6 +365,7 @@ async def test_randomized_interleavings_lose_nothing(
             "upload_retries",
             "gc_blobs",
             "gc_manifests",
+            "gc_orphans",
         ):
             setattr(tally, name, getattr(tally, name) + getattr(each, name))
         for code, count in each.codes.items():
@@ -361,7 +378,7 @@ async def test_randomized_interleavings_lose_nothing(
     )
     # The races were exercised, not avoided: GC deleted things and pushes had to be retried.
     assert tally.gc_blobs > 0 and tally.gc_manifests > 0 and tally.pushes > ROUNDS / 4
-    assert tally.manifest_retries > 0 and tally.mount_refused > 0 and tally.mounts > 0
+    assert tally.manifest_retries > 0 and tally.mount_refused > 0 and tally.mounts > 0 and tally.gc_orphans > 0
 
 
 def _drop(admin: str, names: list[str]) -> None:

@@ -15,6 +15,7 @@ from moorage.config import Settings
 from moorage.db.tables import blobs
 from moorage.gc.collector import GarbageCollector, GcOptions
 from moorage.gc.job import GC_RUN, enqueue_gc
+from moorage.gc.orphans import find_orphans
 from moorage.jobs import JobRunner
 from moorage.registry.digests import parse_digest
 from moorage.registry.gc_fence import ACTIVE, DELETING, PENDING
@@ -401,3 +402,48 @@ async def test_a_read_only_registry_is_not_collected(gc_settings: Settings, gc_s
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def test_orphan_bytes_are_swept_only_when_asked_and_old(gc_client: httpx.AsyncClient, gc_services: Services) -> None:
+    """Bytes no row knows (a crash, an import) go with --sweep-orphans once older than the grace window."""
+    orphan = os.urandom(700)
+    orphan_digest = parse_digest(digest_of(orphan))
+    await gc_services.storage.put(blob_path(orphan_digest), orphan)
+    known = await push_blob(gc_client, "app/orphans", os.urandom(50))
+    await push_image(gc_client, "app/orphans", "v1", [os.urandom(60)])
+    later = datetime.now(UTC) + timedelta(hours=3)
+
+    def clock() -> datetime:
+        return later
+
+    young = await collect(gc_services, sweep_orphans=True)  # written just now: inside the window
+    assert young.blobs == [] and await stored(gc_services, str(orphan_digest))
+    not_asked = await GarbageCollector(gc_services.db, gc_services.storage, GcOptions(dry_run=True), clock=clock).run()
+    assert (str(orphan_digest), 700) not in not_asked.blobs
+    options = GcOptions(sweep_orphans=True, dry_run=True)
+    dry = await GarbageCollector(gc_services.db, gc_services.storage, options, clock=clock).run()
+    assert sorted(dry.blobs) == sorted([(str(orphan_digest), 700), (known, 50)])
+    assert await stored(gc_services, str(orphan_digest)) and await state_of(gc_services, str(orphan_digest)) is None
+    options = GcOptions(sweep_orphans=True)
+    real = await GarbageCollector(gc_services.db, gc_services.storage, options, clock=clock).run()
+    assert sorted(real.blobs) == sorted(dry.blobs) and real.orphans == dry.orphans == 1
+    assert real.summary() == "deleted 0 manifest(s) and 2 blob(s) (1 orphan(s)), 750 bytes"
+    assert not await stored(gc_services, str(orphan_digest))
+    await pull_all(gc_client, "app/orphans", "v1")
+
+
+async def test_an_adopted_orphan_pushed_again_is_published_not_swept(
+    gc_client: httpx.AsyncClient, gc_services: Services
+) -> None:
+    """The sweeper adopted the bytes as a deleting row; a push of the same blob takes the row over."""
+    data = os.urandom(900)
+    digest = parse_digest(digest_of(data))
+    await gc_services.storage.put(blob_path(digest), data)
+    adopted = await find_orphans(gc_services.db, gc_services.storage, datetime.now(UTC) + timedelta(hours=3), adopt=True)
+    assert adopted == [(str(digest), 900)] and await state_of(gc_services, str(digest)) == DELETING
+    assert (await gc_client.head(f"/v2/app/adopted/blobs/{digest}")).status_code == 404
+    await push_blob(gc_client, "app/adopted", data)
+    assert await state_of(gc_services, str(digest)) == ACTIVE
+    assert (await collect(gc_services)).blobs == []  # nothing deleting is left to sweep
+    pulled = await gc_client.get(f"/v2/app/adopted/blobs/{digest}")
+    assert pulled.status_code == 200 and pulled.content == data

@@ -57,6 +57,9 @@ def add_gc_commands(app: typer.Typer, load_settings: Callable[[Path | None], Set
         delete_untagged: Annotated[
             bool, typer.Option(help="Also delete untagged manifests no kept tag, index or referrer needs.")
         ] = False,
+        sweep_orphans: Annotated[
+            bool, typer.Option(help="Also delete bytes under blobs/ that no database row knows (crashes, imports).")
+        ] = False,
         grace_period: Annotated[
             str, typer.Option(help="Keep anything younger than this, e.g. 2h (default: gc.grace_period).")
         ] = "",
@@ -71,7 +74,11 @@ def add_gc_commands(app: typer.Typer, load_settings: Callable[[Path | None], Set
         from moorage.services import Services
 
         settings = load_settings(config)
-        payload: dict[str, object] = {"dry_run": dry_run, "delete_untagged": delete_untagged}
+        payload: dict[str, object] = {
+            "dry_run": dry_run,
+            "delete_untagged": delete_untagged,
+            "sweep_orphans": sweep_orphans,
+        }
         if grace_period:
             try:
                 parse_duration(grace_period)
@@ -91,7 +98,11 @@ def add_gc_commands(app: typer.Typer, load_settings: Callable[[Path | None], Set
                     raise typer.Exit(1) from None
                 if enqueue:
                     job = await enqueue_gc(
-                        services.jobs, dry_run=dry_run, delete_untagged=delete_untagged, grace_period=grace_period or None
+                        services.jobs,
+                        dry_run=dry_run,
+                        delete_untagged=delete_untagged,
+                        sweep_orphans=sweep_orphans,
+                        grace_period=grace_period or None,
                     )
                     typer.echo(f"queued gc.run job {job}; follow it at /api/v2.0/jobs/{job}")
                     return

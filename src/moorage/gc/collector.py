@@ -4,7 +4,8 @@ A run (:meth:`GarbageCollector.run`) has three phases, each made of short transa
 it can run on a busy registry on any node, next to pushes on every other node:
 
 1. ``--delete-untagged``: per repository, the unreachable untagged manifests
-   (:mod:`moorage.gc.untagged`).
+   (:mod:`moorage.gc.untagged`); ``--sweep-orphans``: bytes no row knows become ``deleting``
+   rows (:mod:`moorage.gc.orphans`).
 2. Mark: blobs no manifest references (in any repository), with no repository link newer
    than the grace window and older than it themselves, go from ``active`` to ``deleting``; a
    ``pending`` row older than the grace window (a publisher that died) too. Each batch is
@@ -29,6 +30,7 @@ from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, u
 
 from moorage.db.session import Database, Reader
 from moorage.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs
+from moorage.gc.orphans import find_orphans
 from moorage.gc.untagged import delete_unreachable, find_unreachable
 from moorage.registry.digests import parse_digest
 from moorage.registry.gc_fence import ACTIVE, DELETING, PENDING
@@ -59,6 +61,7 @@ class GcOptions:
     grace: timedelta = timedelta(hours=2)
     delete_untagged: bool = False
     dry_run: bool = False
+    sweep_orphans: bool = False
     batch_size: int = 500
 
     def __post_init__(self) -> None:
@@ -75,6 +78,8 @@ class GcReport:
     dry_run: bool
     manifests: list[tuple[str, str]] = field(default_factory=list)  # (repository, digest)
     blobs: list[tuple[str, int]] = field(default_factory=list)  # (digest, size)
+    #: Of those blobs, how many were orphans (bytes no row knew, ``--sweep-orphans``).
+    orphans: int = 0
 
     @property
     def bytes_freed(self) -> int:
@@ -82,8 +87,9 @@ class GcReport:
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
+        orphans = f" ({self.orphans} orphan(s))" if self.orphans else ""
         return (
-            f"{verb} {len(self.manifests)} manifest(s) and {len(self.blobs)} blob(s), "
+            f"{verb} {len(self.manifests)} manifest(s) and {len(self.blobs)} blob(s){orphans}, "
             f"{self.bytes_freed:,} bytes"
         )
 
@@ -157,9 +163,14 @@ class GarbageCollector:
             doomed = await self._untagged(cutoff, report)
         async with self.db.read() as conn:
             candidates = await self._candidates(conn, cutoff, doomed if self.options.dry_run else ())
-        self._tell("candidates", len(candidates), sum(size for _, _, size in candidates))
+        orphans: list[tuple[str, int]] = []
+        if self.options.sweep_orphans:
+            orphans = await find_orphans(self.db, self.storage, cutoff, adopt=not self.options.dry_run)
+            report.orphans = len(orphans)
+        total = sum(size for _, _, size in candidates) + sum(size for _, size in orphans)
+        self._tell("candidates", len(candidates) + len(orphans), total)
         if self.options.dry_run:
-            report.blobs = [(digest, size) for _, digest, size in candidates]
+            report.blobs = [(digest, size) for _, digest, size in candidates] + orphans
             return report
         ids = [blob_id for blob_id, _, _ in candidates]
         for start in range(0, len(ids), self.options.batch_size):

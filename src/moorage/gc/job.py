@@ -24,11 +24,13 @@ log = structlog.get_logger("moorage.gc")
 
 
 def options_from(settings: GcSettings, payload: Mapping[str, Any]) -> GcOptions:
-    """The run's options: the job's payload (``dry_run``, ``delete_untagged``, ``grace_period``) over config."""
+    """The run's options: the job's payload (``dry_run``, ``delete_untagged``, ``sweep_orphans``,
+    ``grace_period``) over config."""
     return GcOptions(
         grace=parse_duration(str(payload.get("grace_period", settings.grace_period))),
         delete_untagged=bool(payload.get("delete_untagged", False)),
         dry_run=bool(payload.get("dry_run", False)),
+        sweep_orphans=bool(payload.get("sweep_orphans", False)),
         batch_size=settings.batch_size,
     )
 
@@ -70,10 +72,19 @@ def register_gc(
 
 
 async def enqueue_gc(
-    queue: JobQueue, *, dry_run: bool = False, delete_untagged: bool = False, grace_period: str | None = None
+    queue: JobQueue,
+    *,
+    dry_run: bool = False,
+    delete_untagged: bool = False,
+    sweep_orphans: bool = False,
+    grace_period: str | None = None,
 ) -> int:
     """Queue one GC run for whichever node claims it first; returns the job id."""
-    payload: dict[str, object] = {"dry_run": dry_run, "delete_untagged": delete_untagged}
+    payload: dict[str, object] = {
+        "dry_run": dry_run,
+        "delete_untagged": delete_untagged,
+        "sweep_orphans": sweep_orphans,
+    }
     if grace_period is not None:
         payload["grace_period"] = grace_period
     return await queue.enqueue(GC_RUN, payload, max_attempts=3)
