@@ -6,7 +6,6 @@ import json
 import os
 
 import httpx
-
 from sqlalchemy import update
 
 from moorage.db.tables import manifests
@@ -257,6 +256,10 @@ async def test_tags_list_pagination(client: httpx.AsyncClient) -> None:
         url = link[1 : link.index(">")] if link else None
     assert seen == tags
     assert (await client.get(f"/v2/{name}/tags/list", params={"n": "x"})).status_code == 400
+    for path in (f"/v2/{name}/tags/list", "/v2/_catalog"):  # n=0 was an IndexError (500), found by the fuzz test
+        empty = await client.get(path, params={"n": "0"})
+        assert empty.status_code == 200 and "link" not in empty.headers, empty.text
+        assert empty.json()["tags" if "tags" in path else "repositories"] == []
     unknown = await client.get(f"/v2/{unique_name()}/tags/list")
     assert unknown.status_code == 404 and error_code(unknown) == "NAME_UNKNOWN"
 
@@ -480,3 +483,22 @@ async def test_duplicate_keys_are_refused_at_any_depth(client: httpx.AsyncClient
         assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID", duplicated
         assert "repeats the key" in response.json()["errors"][0]["message"]
     assert (await client.get(f"/v2/{name}/manifests/dup")).status_code == 404
+
+
+async def test_media_types_outside_rfc_6838_are_refused(client: httpx.AsyncClient) -> None:
+    """The columns hold 255 characters: PostgreSQL answered a longer artifactType, or a NUL, with a 500."""
+    name = unique_name()
+    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    await push_blob(client, name, config)
+    bad_types = ["application/" + "a" * 128, "a" * 128 + "/json", "application/x\x00y", "text/plain; charset=x", "x"]
+    for bad in bad_types:
+        as_artifact_type = json.loads(_image(descriptor(OCI_CONFIG, config), []))
+        as_artifact_type["artifactType"] = bad
+        for body in (json.dumps(as_artifact_type).encode(), _image(descriptor(bad, config), [])):
+            response = await _put(client, name, "bad", body, OCI_MANIFEST)
+            assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID", response.text
+            assert "RFC 6838" in response.json()["errors"][0]["message"]
+    longest = "a" * 127 + "/" + "b" * 127
+    assert (await _put(client, name, "longest", _image(descriptor(longest, config), []), OCI_MANIFEST)).status_code == 201
+    stored = await client.get(f"/v2/{name}/manifests/longest")
+    assert stored.status_code == 200 and json.loads(stored.content)["config"]["mediaType"] == longest

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from moorage.errors import RegistryError
-from moorage.registry.manifests import INT64_MAX, MAX_CONTAINERS, MAX_DEPTH, parse_manifest
+from moorage.numbers import INT64_MAX
+from moorage.registry.manifests import MAX_CONTAINERS, MAX_DEPTH, parse_manifest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -10,14 +10,16 @@ a bounded nesting depth (``json`` recurses once per level: 100,000 levels was a 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from moorage.errors import RegistryError
+from moorage.numbers import INT64_MAX  # Go clients read ``size`` into an int64 ("cannot unmarshal number")
 from moorage.registry import mediatypes as mt
 from moorage.registry.digests import Digest, parse_digest
 
-__all__ = ["INT64_MAX", "MAX_CONTAINERS", "MAX_DEPTH", "Descriptor", "ParsedManifest", "config_media_type", "parse_manifest"]
+__all__ = ["MAX_CONTAINERS", "MAX_DEPTH", "MEDIA_TYPE", "Descriptor", "ParsedManifest", "config_media_type", "parse_manifest"]
 
 #: Layers a registry need not hold (Docker foreign layers, OCI non-distributable layers).
 _NON_DISTRIBUTABLE = (
@@ -28,8 +30,10 @@ _NON_DISTRIBUTABLE = (
 #: Deepest JSON nesting accepted. Real manifests nest 4 levels (index → descriptor → platform →
 #: features); 64 leaves room for any extension and keeps every later walk of the document shallow.
 MAX_DEPTH = 64
-#: Largest descriptor size: Go clients read ``size`` into an ``int64`` ("cannot unmarshal number").
-INT64_MAX = 2**63 - 1
+#: image-spec's descriptor schema (defs-descriptor.json): RFC 6838 ``type/subtype``, at most 127
+#: characters each. Enforced on descriptor media types and artifact types: the columns hold 255,
+#: and PostgreSQL refused longer values, or a NUL character, with a 500.
+MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 #: Most JSON objects and lists accepted, counted as ``{`` and ``[`` bytes (strings included, so an
 #: upper bound). Parsing costs about 3 µs per container, plus the cyclic GC's passes over them:
 #: 4 MiB of ``{},`` (1.4 million objects) took 2-10 s of CPU on the event loop. A manifest with
@@ -82,6 +86,15 @@ def _string_map(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
+def _check_media_type(value: str, where: str) -> None:
+    if MEDIA_TYPE.fullmatch(value) is None:
+        raise _invalid(
+            f"{where} {value[:80]!r} is not a media type: write type/subtype (RFC 6838: letters, digits "
+            "and !#$&^_.+- , at most 127 characters on each side, no parameters)",
+            {"field": where},
+        )
+
+
 def _descriptor(value: Any, where: str) -> Descriptor:
     if not isinstance(value, dict):
         raise _invalid(f"{where} must be a descriptor object with mediaType, digest and size", {"descriptor": where})
@@ -91,6 +104,7 @@ def _descriptor(value: Any, where: str) -> Descriptor:
         raise _invalid(
             f"{where}.mediaType is missing; every descriptor needs a media type", {"descriptor": where}
         )
+    _check_media_type(media_type, f"{where}.mediaType")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= INT64_MAX:
         raise _invalid(
             f"{where}.size must be an integer from 0 to 2^63-1 (the blob's length in bytes)",
@@ -106,6 +120,8 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     artifact_type = value.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid(f"{where}.artifactType must be a string", {"descriptor": where})
+    if artifact_type is not None:
+        _check_media_type(artifact_type, f"{where}.artifactType")
     external = bool(value.get("urls")) or media_type.startswith(_NON_DISTRIBUTABLE)
     return Descriptor(media_type, digest, size, artifact_type, annotations, external, where)
 
@@ -233,6 +249,8 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     artifact_type = document.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid("artifactType must be a string")
+    if artifact_type is not None:
+        _check_media_type(artifact_type, "artifactType")
     parsed = ParsedManifest(media_type, artifact_type, subject, annotations=annotations)
     if media_type in mt.INDEX_TYPES:
         children = document.get("manifests")

@@ -225,7 +225,8 @@ class OciApi:
         headers = dict(API_VERSION)
         if len(items) > limit:
             items = items[:limit]
-            headers["Link"] = f'<{path}?n={limit}&last={quote(items[-1])}>; rel="next"'
+            if items:  # n=0 asks for an empty page: there is no "last" to continue after
+                headers["Link"] = f'<{path}?n={limit}&last={quote(items[-1])}>; rel="next"'
         return Response(json.dumps({**body, key: items}).encode(), headers=headers, media_type="application/json")
 
     async def catalog(self, request: Request, params: dict[str, str]) -> Response:
