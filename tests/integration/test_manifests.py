@@ -502,3 +502,16 @@ async def test_media_types_outside_rfc_6838_are_refused(client: httpx.AsyncClien
     assert (await _put(client, name, "longest", _image(descriptor(longest, config), []), OCI_MANIFEST)).status_code == 201
     stored = await client.get(f"/v2/{name}/manifests/longest")
     assert stored.status_code == 200 and json.loads(stored.content)["config"]["mediaType"] == longest
+
+
+async def test_nul_in_listing_cursors_and_filters_is_not_a_database_error(client: httpx.AsyncClient) -> None:
+    """PostgreSQL refuses NUL in text: ?last=%00 and ?artifactType=%00 were 500s there."""
+    name = unique_name()
+    digest, _ = await push_image(client, name, "b", [b"x"])
+    await _put(client, name, "a", (await client.get(f"/v2/{name}/manifests/b")).content, OCI_MANIFEST)
+    tags = await client.get(f"/v2/{name}/tags/list", params={"last": "a\x00z"})
+    assert tags.status_code == 200 and tags.json()["tags"] == ["b"], tags.text
+    catalog = await client.get("/v2/_catalog", params={"last": name + "\x00"})
+    assert catalog.status_code == 200 and name not in catalog.json()["repositories"], catalog.text
+    referrers = await client.get(f"/v2/{name}/referrers/{digest}", params={"artifactType": "a/b\x00"})
+    assert referrers.status_code == 200 and referrers.json()["manifests"] == [], referrers.text

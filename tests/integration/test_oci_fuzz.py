@@ -225,7 +225,8 @@ def _requests(draw: st.DrawFn) -> tuple[str, str, dict[str, str], dict[str, str]
     query = draw(
         st.dictionaries(
             st.sampled_from(["n", "last", "digest", "mount", "from", "artifactType"]),
-            st.sampled_from(["1", "0", "²", "1_0", "-1", "99999999999999999999999", REPOSITORY]) | _digests,
+            st.sampled_from(["1", "0", "²", "1_0", "-1", "99999999999999999999999", REPOSITORY, "a\x00", "a/b"])
+            | _digests,
             max_size=3,
         )
     )

@@ -104,6 +104,15 @@ def _chunks(values: set[str]) -> list[list[str]]:
     return [ordered[i : i + _IN_CHUNK] for i in range(0, len(ordered), _IN_CHUNK)]
 
 
+def _cursor(last: str | None) -> str | None:
+    """A listing's ``last`` as a bound the database can take: cut at the first NUL.
+
+    PostgreSQL refuses NUL in text (it was a 500 for ``?last=%00``). No name or tag contains one,
+    so ``name > "a\\0b"`` and ``name > "a"`` select the same rows.
+    """
+    return last.split("\x00", 1)[0] if last else last
+
+
 def _size_mismatch(descriptor: Descriptor, stored: int) -> RegistryError:
     return RegistryError(
         "MANIFEST_INVALID",
@@ -418,6 +427,7 @@ class ManifestStore:
                     {"name": repository},
                 )
             query = select(tags.c.name).where(tags.c.repository_id == repository_id)
+            last = _cursor(last)
             if last:
                 query = query.where(tags.c.name > last)
             rows = await conn.execute(query.order_by(tags.c.name).limit(limit))
@@ -433,6 +443,7 @@ class ManifestStore:
         )
         if visible is not None:
             query = query.where(visible)
+        last = _cursor(last)
         if last:
             query = query.where(repositories.c.name > last)
         async with self.db.read() as conn:
@@ -460,6 +471,8 @@ class ManifestStore:
             .where(repositories.c.name == repository, manifests.c.subject_digest == str(subject))
             .order_by(manifests.c.id)
         )
+        if artifact_type and "\x00" in artifact_type:  # PostgreSQL refuses NUL; no type holds one
+            return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
         if artifact_type:
             query = query.where(or_(stored_type == artifact_type, legacy))
         async with self.db.read() as conn:
