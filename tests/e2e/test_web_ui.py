@@ -315,3 +315,54 @@ def test_members_and_robots_screens(
     page.goto(f"/projects/{project}/members")
     expect(page.get_by_role("button", name="Add member")).to_have_count(0)
     expect(page.get_by_role("button", name=f"Remove {member}")).to_have_count(0)
+
+
+def _axe_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now (WCAG 2.1 A/AA rules)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"] if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_main_pages_pass_axe_core_and_work_by_keyboard(
+    reg: RegistryProcess, api: AdminApi, page: Page, skopeo: Skopeo, layout: OciLayout,
+) -> None:
+    """axe-core (4.12, bundled by axe-playwright-python) on every screen; the login is done with the keyboard only."""
+    from playwright.sync_api import expect
+
+    from tests.e2e.identity_helpers import ADMIN_PASSWORD
+
+    project = api.project(public=True)
+    owner = api.user(project, 1)
+    image = layout.add_image("v1", [16 * KIB])
+    skopeo.copy(image.ref, f"docker://{reg.host}/{project}/app:v1", "--dest-creds", f"admin:{ADMIN_PASSWORD}")
+    found: dict[str, list[str]] = {}
+    page.goto("/projects")
+    expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    found["projects (anonymous)"] = _axe_violations(page)
+    page.goto("/login")
+    expect(page.get_by_label("User name")).to_be_focused()  # no mouse from here on
+    found["login"] = _axe_violations(page)
+    page.keyboard.type(owner)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#whoami")).to_have_text(owner)
+    screens = {
+        "projects": "/projects",
+        "project": f"/projects/{project}",
+        "repository": f"/projects/{project}/repositories/app",
+        "artifact": f"/projects/{project}/repositories/app/artifacts/{image.manifest.digest}",
+        "members": f"/projects/{project}/members",
+        "robots": f"/projects/{project}/robots",
+    }
+    for name, path in screens.items():
+        page.goto(path)
+        expect(page.locator("main h1")).to_be_visible()
+        expect(page.locator("main")).not_to_contain_text("Loading")
+        found[name] = _axe_violations(page)
+    assert {name: v for name, v in found.items() if v} == {}
