@@ -485,23 +485,23 @@ async def test_duplicate_keys_are_refused_at_any_depth(client: httpx.AsyncClient
     assert (await client.get(f"/v2/{name}/manifests/dup")).status_code == 404
 
 
-async def test_media_types_outside_rfc_6838_are_refused(client: httpx.AsyncClient) -> None:
+async def test_media_types_that_do_not_fit_the_database_are_refused(client: httpx.AsyncClient) -> None:
     """The columns hold 255 characters: PostgreSQL answered a longer artifactType, or a NUL, with a 500."""
     name = unique_name()
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
     await push_blob(client, name, config)
-    bad_types = ["application/" + "a" * 128, "a" * 128 + "/json", "application/x\x00y", "text/plain; charset=x", "x"]
-    for bad in bad_types:
+    for bad in ("application/" + "a" * 244, "application/x\x00y", "application/\u00e9", " a/b", "a/b\n"):
         as_artifact_type = json.loads(_image(descriptor(OCI_CONFIG, config), []))
         as_artifact_type["artifactType"] = bad
         for body in (json.dumps(as_artifact_type).encode(), _image(descriptor(bad, config), [])):
             response = await _put(client, name, "bad", body, OCI_MANIFEST)
             assert response.status_code == 400 and error_code(response) == "MANIFEST_INVALID", response.text
-            assert "RFC 6838" in response.json()["errors"][0]["message"]
-    longest = "a" * 127 + "/" + "b" * 127
-    assert (await _put(client, name, "longest", _image(descriptor(longest, config), []), OCI_MANIFEST)).status_code == 201
-    stored = await client.get(f"/v2/{name}/manifests/longest")
-    assert stored.status_code == 200 and json.loads(stored.content)["config"]["mediaType"] == longest
+            assert "is not a media type" in response.json()["errors"][0]["message"]
+    for good in ("application/" + "a" * 243, "text/plain; charset=utf-8"):  # 255 characters; a parameter
+        body = _image(descriptor(good, config), [])
+        assert (await _put(client, name, "good", body, OCI_MANIFEST)).status_code == 201
+        stored = await client.get(f"/v2/{name}/manifests/good")
+        assert stored.status_code == 200 and json.loads(stored.content)["config"]["mediaType"] == good
 
 
 async def test_nul_in_listing_cursors_and_filters_is_not_a_database_error(client: httpx.AsyncClient) -> None:
