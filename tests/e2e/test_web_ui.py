@@ -366,3 +366,35 @@ def test_main_pages_pass_axe_core_and_work_by_keyboard(
         expect(page.locator("main")).not_to_contain_text("Loading")
         found[name] = _axe_violations(page)
     assert {name: v for name, v in found.items() if v} == {}
+    # Usable on a phone: nothing scrolls sideways at 375 px (long digests and commands wrap or scroll inside).
+    page.set_viewport_size({"width": 375, "height": 740})
+    wide = {}
+    for name, path in screens.items():
+        page.goto(path)
+        expect(page.locator("main h1")).to_be_visible()
+        expect(page.locator("main")).not_to_contain_text("Loading")
+        wide[name] = page.evaluate("document.documentElement.scrollWidth")
+    assert {name: width for name, width in wide.items() if width > 375} == {}
+
+
+def test_open_registry_page_without_login(moorage_sqlite: RegistryProcess, browser: Browser) -> None:
+    """auth.mode: none (the embedded default): the UI says the registry is open, offers no login and
+    shows the push/pull commands; no JavaScript error, nothing wider than a phone screen."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=moorage_sqlite.url, viewport={"width": 375, "height": 740})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    try:
+        page.goto("/")
+        expect(page.get_by_role("heading", name="Open registry")).to_be_visible()
+        expect(page.get_by_role("link", name="Log in")).to_have_count(0)
+        expect(page.get_by_text(f"podman pull --tls-verify=false {moorage_sqlite.host}/")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        page.goto("/login")
+        expect(page.get_by_text("there are no accounts")).to_be_visible()
+    finally:
+        context.close()
+    assert errors == []
