@@ -207,8 +207,22 @@ def test_public_project_browses_without_login_and_hides_changes(
     expect(page).to_have_url(f"{reg.url}/projects/{project}/repositories/team%2Fapp")
     expect(page.locator("tbody tr .tag")).to_have_text("v2")
     expect(page.get_by_role("button", name="New project")).to_have_count(0)
+    page.locator("tbody tr").get_by_role("link").click()
+    history = page.locator("h2:has-text('Build history') + table tbody tr")
+    expect(history).to_have_count(1)  # the test image's config has one history entry per layer
+    expect(history).to_contain_text("moorage tests")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Projects").click()
     expect(page.get_by_role("button", name="New project")).to_have_count(0)
+
+    # A multi-platform index: its platforms, each a link to that platform's image.
+    index = layout.add_index("multi")
+    skopeo.copy(index.ref, f"docker://{reg.host}/{project}/team/app:multi", "--all",
+                "--dest-creds", f"admin:{ADMIN_PASSWORD}")
+    page.goto(f"/projects/{project}/repositories/team%2Fapp/artifacts/{index.index.digest}")
+    platforms = page.locator("td.platform")
+    expect(platforms).to_have_text(["linux/amd64", "linux/arm64"])
+    page.get_by_role("link", name=index.images[1].manifest.digest[:19]).click()
+    expect(page.locator("#artifact-digest")).to_have_text(index.images[1].manifest.digest)
 
 
 def test_csrf_and_cookie_flags_on_the_real_server(reg: RegistryProcess, api: AdminApi) -> None:

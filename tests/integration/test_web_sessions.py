@@ -6,6 +6,7 @@ checked with raw HTTP on both databases.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,15 @@ from moorage.app import create_app
 from moorage.auth.sessions import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
 from moorage.services import Services
 from tests.integration.conftest import make_settings
+from tests.integration.oci_client import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    descriptor,
+    digest_of,
+    push_blob,
+    push_image,
+)
 from tests.integration.test_identity_helpers import PASSWORD, Idp, bearer, make_idp, uid
 
 
@@ -172,3 +182,39 @@ async def test_open_registry_serves_the_ui_without_login(sqlite_database: str, t
             assert r.status_code == 404 and "auth.mode: none" in r.json()["errors"][0]["message"]
     finally:
         await services.aclose()
+
+
+async def test_artifact_additions_for_the_artifact_page(idp: Idp) -> None:
+    """layers, platforms, build_history and accessories: shapes, pull rights, and a pusher's odd config kept harmless."""
+    project = await idp.project()
+    name = f"{project}/app"
+    idp.http.headers.update(idp.admin)
+    try:
+        config = json.dumps({"architecture": "amd64", "os": "linux", "history": [
+            {"created": 5, "created_by": ["not", "text"], "empty_layer": "yes", "comment": "kept"}, "junk",
+            {"created": "2026-01-01T00:00:00Z", "created_by": "RUN make", "empty_layer": True}]}).encode()
+        await push_blob(idp.http, name, config)
+        layer = b"layer bytes"
+        digest, _ = await push_image(idp.http, name, "v1", [layer], config=descriptor(OCI_CONFIG, config))
+        signature = json.dumps({"kind": "signature"}).encode()
+        await push_image(idp.http, name, None, [signature], artifactType="application/vnd.example.sig",
+                         subject={"mediaType": OCI_MANIFEST, "digest": digest, "size": 1})
+    finally:
+        del idp.http.headers["Authorization"]
+    base = f"/projects/{project}/repositories/app/artifacts/v1"
+    r = await idp.api("GET", f"{base}/additions/layers", idp.admin)
+    assert r.json() == [{"media_type": OCI_LAYER, "digest": digest_of(layer), "size": len(layer), "annotations": None}]
+    assert (await idp.api("GET", f"{base}/additions/platforms", idp.admin)).json() == []
+    r = await idp.api("GET", f"{base}/additions/build_history", idp.admin)
+    assert r.json() == [
+        {"created": None, "created_by": None, "empty_layer": False, "comment": "kept"},
+        {"created": "2026-01-01T00:00:00Z", "created_by": "RUN make", "empty_layer": True, "comment": None},
+    ]
+    r = await idp.api("GET", f"{base}/accessories", idp.admin)
+    assert [(a["type"], a["subject_artifact_digest"]) for a in r.json()] == [("application/vnd.example.sig", digest)]
+    assert r.headers["X-Total-Count"] == "1"
+    for path in ("additions/layers", "additions/build_history", "accessories"):
+        assert (await idp.api("GET", f"{base}/{path}")).status_code == 401  # private project, anonymous
+    outsider, auth = await idp.user()
+    assert (await idp.api("GET", f"{base}/additions/layers", auth)).status_code == 404  # not a member: hidden
+    del outsider

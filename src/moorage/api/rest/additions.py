@@ -3,6 +3,9 @@
 * ``GET …/artifacts/{reference}/additions/layers`` (a Moorage addition): the layers of an image
   manifest with media type, digest and size, in order; an index has none (its children are the
   artifact's ``references``).
+* ``GET …/artifacts/{reference}/additions/platforms`` (a Moorage addition): the manifests an
+  index lists, with digest, media type, size and ``platform`` (``os``, ``architecture``,
+  ``variant``); empty for a single image.
 * ``GET …/artifacts/{reference}/additions/build_history`` (Harbor's): the ``history`` of the
   image configuration (``created``, ``created_by``, ``empty_layer``, ``comment``).
 * ``GET …/artifacts/{reference}/accessories`` (Harbor's shape): the artifacts whose ``subject``
@@ -41,6 +44,15 @@ class Layer(BaseModel):
     digest: str
     size: int
     annotations: dict[str, str] | None = None
+
+
+class Platform(BaseModel):
+    digest: str
+    media_type: str
+    size: int
+    os: str | None = None
+    architecture: str | None = None
+    variant: str | None = None
 
 
 class BuildHistoryEntry(BaseModel):
@@ -102,6 +114,29 @@ async def layers(project_name: str, repository_name: str, reference: str, who: C
     return _layers(_document(manifest))
 
 
+@router.get(_BASE + "/additions/platforms", response_model=list[Platform])
+async def platforms(project_name: str, repository_name: str, reference: str, who: CallerDep,
+                    manifests: ManifestsDep) -> list[Platform]:
+    """The manifests of an index with their platforms, in the index's order (empty for an image)."""
+    _, manifest = await _manifest(who, manifests, project_name, repository_name, reference)
+    out = []
+    for item in _document(manifest).get("manifests") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("digest"), str):
+            continue
+        found = item.get("platform")
+        platform: dict[str, Any] = found if isinstance(found, dict) else {}
+        out.append(Platform(
+            digest=item["digest"], media_type=str(item.get("mediaType", "")), size=int(item.get("size") or 0),
+            os=_text(platform.get("os")), architecture=_text(platform.get("architecture")),
+            variant=_text(platform.get("variant")),
+        ))
+    return out
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 @router.get(_BASE + "/additions/build_history", response_model=list[BuildHistoryEntry])
 async def build_history(project_name: str, repository_name: str, reference: str, who: CallerDep,
                         manifests: ManifestsDep, blobs: BlobsDep) -> list[BuildHistoryEntry]:
@@ -124,11 +159,12 @@ async def build_history(project_name: str, repository_name: str, reference: str,
         history = json.loads(raw).get("history") or []
     except (ValueError, AttributeError):
         history = []
+    # The configuration is the pusher's JSON, never validated: keep only fields of the right type.
     return [
-        BuildHistoryEntry(created=entry.get("created"), created_by=entry.get("created_by"),
-                          empty_layer=bool(entry.get("empty_layer")), comment=entry.get("comment"))
+        BuildHistoryEntry(created=_text(entry.get("created")), created_by=_text(entry.get("created_by")),
+                          empty_layer=entry.get("empty_layer") is True, comment=_text(entry.get("comment")))
         for entry in history if isinstance(entry, dict)
-    ]
+    ] if isinstance(history, list) else []
 
 
 @router.get(_BASE + "/accessories", response_model=list[Accessory])

@@ -90,7 +90,7 @@ export async function artifactView(ctx, main, project, repo, reference) {
     copyable(`podman pull ${image}@${artifact.digest}`, "pull command by digest"),
   ];
   const isIndex = (artifact.references || []).length > 0;
-  const [layers, platforms, referrers] = await Promise.all([
+  const [layers, platforms, history, referrers] = await Promise.all([
     isIndex ? null : section("Layers", async () => {
       const found = await get(`${path}/additions/layers`);
       if (found.length === 0) return h("p", { class: "muted" }, "No layers.");
@@ -101,9 +101,24 @@ export async function artifactView(ctx, main, project, repo, reference) {
           h("td", { class: "wide-only mono" }, l.media_type),
           h("td", { class: "num", title: `${l.size} bytes` }, size(l.size)))))];
     }),
-    isIndex ? section("Platforms", async () => table([["Manifest", ""]],
-      artifact.references.map((r) => h("tr", {}, h("td", {}, h("a", {
-        href: `${uiBase(project, repo)}/artifacts/${encodeURIComponent(r.child_digest)}`, class: "mono" }, r.child_digest)))))) : null,
+    isIndex ? section("Platforms", async () => {
+      const found = await get(`${path}/additions/platforms`);
+      return table([["Platform", ""], ["Manifest", ""], ["Size", "num"]], found.map((m) => h("tr", {},
+        h("td", { class: "platform" }, [m.os, m.architecture, m.variant].filter(Boolean).join("/") || "unknown"),
+        h("td", {}, h("a", { href: `${uiBase(project, repo)}/artifacts/${encodeURIComponent(m.digest)}`, class: "mono",
+          title: m.digest }, shortDigest(m.digest))),
+        h("td", { class: "num" }, size(m.size)))));
+    }) : null,
+    isIndex ? null : section("Build history", async () => {
+      const found = await get(`${path}/additions/build_history`).catch((error) => {
+        if (error.status === 404) return [];  // an artifact without an image configuration
+        throw error;
+      });
+      if (found.length === 0) return h("p", { class: "muted" }, "No history in the image configuration.");
+      return table([["Created", "wide-only"], ["Step", ""]], found.map((e) => h("tr", {},
+        h("td", { class: "wide-only" }, time(e.created)),
+        h("td", { class: "mono" }, e.created_by || e.comment || "", e.empty_layer ? h("span", { class: "muted" }, " (no layer)") : null))));
+    }),
     section("Referrers", async () => {
       const { items } = await list(`${path}/accessories`, { page_size: 100 });
       if (items.length === 0) return h("p", { class: "muted" }, "No signatures, SBOMs or other artifacts refer to this one.");
@@ -124,5 +139,5 @@ export async function artifactView(ctx, main, project, repo, reference) {
       h("dt", {}, "Pushed"), h("dd", {}, time(artifact.push_time))),
     h("h2", {}, "Pull"),
     h("div", { id: "pull-commands" }, pulls),
-    layers, platforms, referrers);
+    layers, platforms, history, referrers);
 }
