@@ -244,3 +244,17 @@ async def test_a_push_in_flight_holds_off_the_project_delete(idp: Idp) -> None:
         await delete
     assert refused.value.status == 412 and f"{project}/app" in refused.value.message
     assert (await idp.api("GET", f"/projects/{project}/repositories/app", idp.admin)).status_code == 200
+
+
+async def test_with_deletes_disabled_artifacts_stay_and_empty_projects_go(database_url: str, tmp_path: Path) -> None:
+    """``storage.delete.enabled: false`` refuses repository deletes; a project without artifacts still goes."""
+    async for node in make_idp(database_url, tmp_path, MOORAGE_STORAGE__DELETE__ENABLED="false"):
+        project = await node.project()
+        node.http.headers.update(node.admin)
+        await push_image(node.http, f"{project}/app", "v1", [b"kept"])
+        del node.http.headers["Authorization"]
+        r = await node.api("DELETE", f"/projects/{project}/repositories/app", node.admin)
+        assert r.status_code == 400 and "storage.delete.enabled" in r.json()["errors"][0]["message"]
+        assert (await node.api("GET", f"/projects/{project}/repositories/app", node.admin)).status_code == 200
+        empty = await node.project()
+        assert (await node.api("DELETE", f"/projects/{empty}", node.admin)).status_code == 200

@@ -225,8 +225,11 @@ class RepositoryService:
         Refused with :class:`ProjectNotEmptyError` (412) while a repository holds artifacts
         (Harbor's rule: delete those first); repositories that only hold blobs or upload sessions
         go with the project. Returns the names of the repositories deleted.
+
+        Refused in read-only mode; ``storage.delete.enabled: false`` does not stop it, since it
+        never deletes an artifact (as before, when a project delete was an identity change only).
         """
-        self.guard.deletable()
+        self.guard.writable()
         async with self.db.write() as conn:
             project = (
                 await conn.execute(select(projects.c.name).where(projects.c.id == project_id).with_for_update())
