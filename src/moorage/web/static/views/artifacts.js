@@ -41,7 +41,8 @@ export async function repositoryView(ctx, main, project, repo) {
     items.length === 0
       ? h("p", { class: "muted" }, "No artifacts.")
       : h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Digest"), h("th", { scope: "col" }, "Tags"),
-        h("th", { scope: "col", class: "num" }, "Size"), h("th", { scope: "col", class: "wide-only" }, "Type"),
+        // The API's artifact size is the manifest's own (Harbor's counts the layers too): say which it is.
+        h("th", { scope: "col", class: "num" }, "Manifest size"), h("th", { scope: "col", class: "wide-only" }, "Type"),
         h("th", { scope: "col", class: "wide-only" }, "Pushed"))), h("tbody", {}, rows)),
     pager(page, total, items.length));
 }
