@@ -6,6 +6,7 @@ Token mode on SQLite and PostgreSQL. "Reachable" is checked through every door a
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
@@ -114,6 +115,36 @@ async def test_project_deleted_and_created_again_inherits_nothing(idp: Idp) -> N
     assert robot_name not in {r["name"] for r in robots}
     members = (await idp.api("GET", f"/projects/{project}/members", idp.admin)).json()
     assert member not in {m["entity_name"] for m in members}
+
+
+async def test_a_namesake_project_inherits_no_system_robot_rights_and_no_audit_log(idp: Idp) -> None:
+    """Rights and logs that named the deleted project do not pass to a new project of that name.
+
+    System robots hold rights by project name, and the audit log records the project by name:
+    both reached the namesake before the delete revoked the one and members saw only newer rows.
+    """
+    project = await idp.project()
+    robot_id, robot_name, secret = await idp.robot(project, ["pull", "push"], level="system")
+    await idp.user_in(project, 1)  # an audited change under the old project
+    assert (await idp.api("DELETE", f"/projects/{project}", idp.admin)).status_code == 200
+    robot = (await idp.api("GET", f"/robots/{robot_id}", idp.admin)).json()
+    assert [p["namespace"] for p in robot["permissions"]] == []
+
+    _, owner_auth = await idp.user()
+    r = await idp.api("POST", "/projects", owner_auth, json={"project_name": project, "public": False})
+    assert r.status_code == 201, r.text
+    robot_auth = {"Authorization": "Basic " + base64.b64encode(f"{robot_name}:{secret}".encode()).decode()}
+    r = await idp.http.post(f"/v2/{project}/app/blobs/uploads/", headers=robot_auth)
+    assert r.status_code in (401, 403), r.text
+    r = await idp.http.get(f"/v2/{project}/app/tags/list", headers=robot_auth)
+    assert r.status_code in (401, 403, 404), r.text
+
+    logs = (await idp.api("GET", "/audit-logs", owner_auth, params={"page_size": 100})).json()
+    assert [(e["operation"], e["resource_type"]) for e in logs if e["project"] == project] == [
+        ("create", "project")
+    ], logs
+    old = (await idp.api("GET", "/audit-logs", idp.admin, params={"resource": project, "page_size": 100})).json()
+    assert len([e for e in old if e["project"] == project]) > len([e for e in logs if e["project"] == project])
 
 
 async def test_a_repository_cannot_be_created_outside_a_project(idp: Idp) -> None:

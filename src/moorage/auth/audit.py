@@ -19,12 +19,13 @@ bounds them).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select
+from sqlalchemy import and_, false, func, insert, or_, select
 
 from moorage.auth.identity import aware, utcnow
 from moorage.auth.write_behind import WriteBehind
@@ -139,15 +140,18 @@ class AuditLog:
         await self.record(username, operation, kind, username, client=client, detail=detail, auth=method)
 
     async def query(
-        self, offset: int, limit: int, *, project: str | None = None, projects_in: list[str] | None = None,
+        self, offset: int, limit: int, *, project: str | None = None,
+        projects_in: Mapping[str, datetime] | None = None,
         username: str | None = None, operation: str | None = None, resource: str | None = None,
     ) -> tuple[list[AuditEntry], int]:
         await self.pulls.flush()  # this node's own pulls are listed at once
         query = select(audit_log)
         if project is not None:
             query = query.where(audit_log.c.project == project)
-        if projects_in is not None:
-            query = query.where(audit_log.c.project.in_(projects_in))
+        if projects_in is not None:  # each project's rows since it was created (not a deleted namesake's)
+            since = [and_(audit_log.c.project == name, audit_log.c.op_time >= created)
+                     for name, created in projects_in.items()]
+            query = query.where(or_(*since) if since else false())
         if username:
             query = query.where(audit_log.c.username == username)
         if operation:

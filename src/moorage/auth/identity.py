@@ -346,18 +346,20 @@ class IdentityStore:
         return project
 
     # -- members -------------------------------------------------------------------------
-    async def projects_with_role(self, user_id: int | None, roles: Collection[str]) -> list[str]:
-        """Names of the projects where the user holds one of ``roles`` (none for robots and anonymous)."""
+    async def projects_with_role(self, user_id: int | None, roles: Collection[str]) -> dict[str, datetime]:
+        """The projects where the user holds one of ``roles`` (none for robots and anonymous), each
+        with its creation time: what was recorded under the same name before it belongs to an
+        older, deleted project and is not theirs to see."""
         if user_id is None:
-            return []
+            return {}
         query = (
-            select(projects.c.name)
+            select(projects.c.name, projects.c.created_at)
             .join(project_members, project_members.c.project_id == projects.c.id)
             .where(project_members.c.user_id == user_id, project_members.c.role.in_(sorted(roles)))
             .order_by(projects.c.name)
         )
         async with self.db.read() as conn:
-            return list((await conn.execute(query)).scalars())
+            return {row.name: aware(row.created_at) for row in (await conn.execute(query)).all()}
 
     async def role_of(self, subject: Subject, project: Project) -> str | None:
         if subject.user_id is None:

@@ -12,11 +12,12 @@ foreign key (see :func:`moorage.registry.repositories.ensure_repository`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.identity_tables import project_members, projects, robots
@@ -259,7 +260,28 @@ class RepositoryService:
                 raise ProjectNotEmptyError(str(project), used)
             await _delete_repositories(conn, [int(i) for i in ids])
             await conn.execute(delete(robots).where(robots.c.project_id == project_id))
+            await _revoke_system_robot_rights(conn, str(project))
             await conn.execute(delete(project_members).where(project_members.c.project_id == project_id))
             await conn.execute(delete(projects).where(projects.c.id == project_id))
         self.on_project_deleted()
         return names
+
+
+async def _revoke_system_robot_rights(conn: AsyncConnection, project: str) -> None:
+    """Drop ``project`` from the permissions of system-level robots, inside the project delete.
+
+    Their rights name projects, not project ids: left alone, a robot once granted push on a
+    deleted project would hold it on any new project created later under the same name.
+    """
+    rows = (
+        await conn.execute(
+            select(robots.c.id, robots.c.permissions).where(robots.c.project_id.is_(None)).with_for_update()
+        )
+    ).all()
+    for row in rows:
+        permissions = json.loads(row.permissions)
+        if project in permissions:
+            del permissions[project]
+            await conn.execute(
+                update(robots).where(robots.c.id == row.id).values(permissions=json.dumps(permissions))
+            )

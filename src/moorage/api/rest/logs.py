@@ -48,7 +48,7 @@ async def audit_logs(
 ) -> list[AuditLogItem]:
     """Harbor filters with ``q=``; Moorage takes ``username``, ``operation`` and ``resource`` parameters."""
     who.require_login()
-    projects_in: list[str] | None = None
+    projects_in: dict[str, datetime] | None = None
     if not who.subject.sysadmin:  # members see the logs of their projects (guest and above)
         projects_in = await who.identity.store.projects_with_role(who.subject.user_id, member_viewer_roles())
     entries, total = await who.identity.audit.query(
