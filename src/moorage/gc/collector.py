@@ -189,11 +189,13 @@ class GarbageCollector:
             ).all()
         doomed: list[int] = []
         for repo in repos:
+            async with self.db.read() as conn:
+                found = await find_unreachable(conn, repo.id, cutoff)
             if self.options.dry_run:
-                async with self.db.read() as conn:
-                    found = await find_unreachable(conn, repo.id, cutoff)
                 doomed.extend(found)
                 digests = [found[key] for key in sorted(found)]
+            elif not found:
+                digests = []  # no write transaction for a repository with nothing to delete
             else:
                 async with self.db.write() as write:
                     digests = await delete_unreachable(write, repo.id, cutoff)
