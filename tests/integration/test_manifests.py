@@ -77,7 +77,7 @@ async def test_accept_negotiation_refuses_types_the_client_cannot_read(client: h
 
 async def test_oci_index_requires_its_children(client: httpx.AsyncClient) -> None:
     name = unique_name()
-    child_digest, child = await push_image(client, name, None, [os.urandom(10)])
+    _, child = await push_image(client, name, None, [os.urandom(10)])
     missing_child = descriptor(OCI_MANIFEST, b'{"not":"pushed"}')
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_MANIFEST, child), missing_child]}
     refused = await _put(client, name, "idx", json.dumps(index).encode(), OCI_INDEX)
@@ -113,7 +113,7 @@ async def test_manifest_with_unknown_blob_is_refused_and_nothing_is_written(
 
 async def test_a_blob_of_another_repository_does_not_count(client: httpx.AsyncClient) -> None:
     other, name = unique_name(), unique_name()
-    digest, body = await push_image(client, other, "x", [os.urandom(10)])
+    _, body = await push_image(client, other, "x", [os.urandom(10)])
     response = await _put(client, name, "x", body, OCI_MANIFEST)
     assert response.status_code == 400 and error_code(response) == "MANIFEST_BLOB_UNKNOWN"
 
