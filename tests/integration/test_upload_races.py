@@ -372,7 +372,9 @@ async def test_a_client_that_stalls_loses_the_upload_after_the_lease(services: S
 
     from moorage.registry.uploads import LeaseTiming, UploadService
 
-    uploads = UploadService(services.db, services.storage, lease=LeaseTiming(seconds=0.5, renew_every=0.1))
+    # A 2 s lease, not less: on a loaded CI machine the event loop can stall for several tenths of a
+    # second, and a 0.5 s lease then ran out inside the retry's own work (one failure seen under load).
+    uploads = UploadService(services.db, services.storage, lease=LeaseTiming(seconds=2.0, renew_every=0.3))
     name = unique_name()
     started = await uploads.start(name)
     first_sent, resume = asyncio.Event(), asyncio.Event()
@@ -386,7 +388,7 @@ async def test_a_client_that_stalls_loses_the_upload_after_the_lease(services: S
     stalled = asyncio.create_task(uploads.append(name, started.id, stalling()))
     await asyncio.wait_for(first_sent.wait(), 30)  # the stalled request holds the lease from here on
     retried = None
-    for _ in range(100):  # the retry is refused while the lease lasts, then it takes over
+    for _ in range(300):  # the retry is refused while the lease lasts, then it takes over
         try:
             retried = await uploads.append(name, started.id, _chunks(b"c" * 100), start=0)
             break
