@@ -22,6 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "health": {"db", "registry", "storage"},
     "cache": {"config", "db", "errors", "registry"},
     "jobs": {"config", "db", "errors", "registry"},
+    #: GC is a job over the registry's tables and storage; it must never reach up into the API.
+    "gc": {"cache", "config", "db", "errors", "jobs", "registry", "storage"},
 }
 #: Only entry points may import these.
 #: ``web`` is the UI's entry point (DESIGN.md: ``/`` → moorage.web), like ``api`` and ``cli``.
