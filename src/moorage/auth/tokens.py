@@ -22,6 +22,7 @@ from typing import Any
 import jwt
 
 from moorage.auth.keys import ALGORITHM, KeySet
+from moorage.auth.token_cache import VerifiedTokens
 from moorage.registry.names import unsafe_character
 
 __all__ = ["REFRESH_LIFETIME", "Account", "Scope", "TokenError", "TokenService", "api_audience", "parse_scope",
@@ -84,10 +85,12 @@ def parse_scope(raw: str) -> Scope | None:
 
 
 class TokenService:
-    def __init__(self, keys: KeySet, *, service: str, expiry: int) -> None:
+    def __init__(self, keys: KeySet, *, service: str, expiry: int, verified: VerifiedTokens | None = None) -> None:
+        """``verified``: the tokens this process already verified (see :mod:`moorage.auth.token_cache`)."""
         self.keys = keys
         self.service = service
         self.expiry = expiry
+        self.verified = verified if verified is not None else VerifiedTokens()
 
     async def _sign(self, claims: dict[str, Any]) -> str:
         key = await self.keys.signing_key()
@@ -122,7 +125,19 @@ class TokenService:
         """The claims of a valid token of the right type and audience, else :class:`TokenError`.
 
         ``api``: a token for the management API (else a registry or refresh token for ``auth.service``).
+        A token this process verified for the same purpose before its ``exp`` (and within
+        :data:`~moorage.auth.token_cache.TOKEN_CACHE_SECONDS`) is not verified again; whether its
+        account may still use it is the caller's check (:meth:`Policy.account`), on every request.
         """
+        purpose = "refresh" if refresh else "api" if api else "registry"
+        cached = self.verified.get(token, purpose)
+        if cached is not None:
+            return cached
+        claims = await self._verify(token, refresh=refresh, api=api)
+        self.verified.put(token, purpose, claims)
+        return claims
+
+    async def _verify(self, token: str, *, refresh: bool, api: bool) -> dict[str, Any]:
         audience = api_audience(self.service) if api else self.service
         try:
             header = jwt.get_unverified_header(token)
