@@ -54,3 +54,19 @@ def test_what_a_client_can_and_cannot_choose() -> None:
     assert proxies.client("127.0.0.1", "1.2.3.4, 198.51.100.9") == "198.51.100.9"
     # A client inside a trusted network: its own header is believed (docs/configuration.md says so).
     assert proxies.client("127.0.0.1", "1.2.3.4, 10.9.9.9") == "1.2.3.4"
+
+
+def test_remembered_answers_are_the_same_and_the_memory_is_bounded() -> None:
+    """Issue 17: each address is parsed once per matcher, not on every request; forged
+    X-Forwarded-For hops cannot grow the memory beyond its bound or change an answer."""
+    proxies = TrustedProxies.parse(["10.0.0.0/24", "::1"])
+    cases = {"10.0.0.7": True, "::ffff:10.0.0.7": True, " 10.0.0.7 ": True, "::1": True, "10.0.1.7": False,
+             "nginx": False, "": False}
+    for _ in range(2):  # the second round is answered from memory
+        assert {address: address in proxies for address in cases} == cases
+    for n in range(5000):
+        assert f"forged-{n}" not in proxies
+    assert len(proxies._memo) <= 1024
+    assert {address: address in proxies for address in cases} == cases
+    assert proxies == TrustedProxies.parse(["10.0.0.0/24", "::1"])  # the memory is no part of equality
+    assert hash(proxies) == hash(TrustedProxies.parse(["10.0.0.0/24", "::1"]))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from starlette.requests import Request
@@ -28,6 +28,8 @@ from starlette.requests import Request
 __all__ = ["TrustedProxies", "client_address", "client_of", "is_trusted"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: Addresses whose answer a matcher remembers (peers and forwarded hops repeat on every request).
+_MEMO_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,10 @@ class TrustedProxies:
 
     networks: tuple[_Network, ...]
     everyone: bool = False
+    # Parsing an address with ipaddress cost about as much as the rest of a /v2 authorization
+    # (profile of issue 17); the answer for an address never changes, so it is remembered. The
+    # strings may be client-chosen (X-Forwarded-For): the memo is emptied when full.
+    _memo: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def parse(cls, entries: Sequence[str]) -> TrustedProxies:
@@ -61,6 +67,15 @@ class TrustedProxies:
             return True
         if not isinstance(address, str):
             return False
+        known = self._memo.get(address)
+        if known is None:
+            known = self._match(address)
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            self._memo[address] = known
+        return known
+
+    def _match(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address.strip())
         except ValueError:
