@@ -301,6 +301,23 @@ class Policy:
                       f"project admin for role {minimum_role_for(missing[-1])} or above")
         return Denial("forbidden", reason, {"missing": missing, "role": rights.role})
 
+    def immutability_denial(self, subject: Subject, rights: Rights) -> Denial | None:
+        """``None`` when ``subject`` may change the project's tag immutability rules (its project
+        admins and system administrators, as in Harbor), else the refusal that says whom to ask."""
+        if not rights.visible:
+            return self.unseen(subject, rights)
+        if subject.sysadmin or rights.role == "projectAdmin":
+            return None
+        if subject.anonymous:
+            return Denial("unauthorized", "changing tag immutability rules needs credentials; log in first")
+        who = f"robot account {subject.name!r}" if subject.kind == "robot" else f"user {subject.name!r}"
+        return Denial(
+            "forbidden",
+            f"changing the tag immutability rules of project {rights.project_name!r} needs the projectAdmin role "
+            f"(or a system administrator); {who} has {rights.role or 'no role'}: ask a project admin",
+            {"role": rights.role},
+        )
+
     def name_taken_message(self, project_name: str, rights: Rights) -> str:
         """``POST /projects`` with a name that exists: "already exists" only to those who may see it.
 

@@ -30,6 +30,7 @@ from moorage.registry.gc_fence import (
     require_references,
 )
 from moorage.registry.guard import WriteGuard
+from moorage.registry.immutability import ImmutableTagError, guarding_digest, guarding_tag
 from moorage.registry.manifests import Descriptor, ParsedManifest, config_media_type, parse_manifest
 from moorage.registry.names import validate_tag
 from moorage.registry.paths import blob_path
@@ -131,6 +132,43 @@ def _manifest_unknown(repository: str, reference: str) -> RegistryError:
     )
 
 
+async def _set_tag(conn: AsyncConnection, repository: str, repository_id: int, tag: str, manifest_id: int) -> None:
+    """Point ``tag`` at ``manifest_id``, unless an immutability rule keeps it on another manifest.
+
+    A tag no rule covers is upserted. A covered one is only inserted when absent and then read
+    back (locked): another manifest there (already, or put by a push that committed meanwhile)
+    is an :class:`ImmutableTagError` and the transaction rolls back; the same manifest is an
+    idempotent re-push.
+    """
+    rule = await guarding_tag(conn, repository_id, repository, tag)
+    values = {"repository_id": repository_id, "name": tag, "manifest_id": manifest_id, "updated_at": now()}
+    if rule is None:
+        await upsert(conn, tags, values, ["repository_id", "name"], ["manifest_id", "updated_at"])
+        return
+    await insert_ignore(conn, tags, values, ["repository_id", "name"])
+    current = (
+        await conn.execute(
+            select(tags.c.manifest_id)
+            .where(tags.c.repository_id == repository_id, tags.c.name == tag)
+            .with_for_update()
+        )
+    ).scalar_one()
+    if current != manifest_id:
+        raise ImmutableTagError(rule, repository, tag, "pushed over with another manifest")
+
+
+async def _refuse_tag_delete(conn: AsyncConnection, repository: str, repository_id: int, tag: str) -> None:
+    """:class:`ImmutableTagError` when ``tag`` exists and a rule covers it."""
+    rule = await guarding_tag(conn, repository_id, repository, tag)
+    if rule is None:
+        return
+    exists_now = (
+        await conn.execute(select(tags.c.id).where(tags.c.repository_id == repository_id, tags.c.name == tag))
+    ).first()
+    if exists_now is not None:
+        raise ImmutableTagError(rule, repository, tag, "deleted")
+
+
 class ManifestStore:
     """Manifest, tag and referrer operations."""
 
@@ -198,18 +236,7 @@ class ManifestStore:
                         conn, repository, repository_id, digest, parsed, payload, annotations
                     )
                     if isinstance(reference, str):
-                        await upsert(
-                            conn,
-                            tags,
-                            {
-                                "repository_id": repository_id,
-                                "name": reference,
-                                "manifest_id": manifest_id,
-                                "updated_at": now(),
-                            },
-                            ["repository_id", "name"],
-                            ["manifest_id", "updated_at"],
-                        )
+                        await _set_tag(conn, repository, repository_id, reference, manifest_id)
                 break
             except (IntegrityError, BlobNotActive) as exc:
                 # A concurrent push of the same manifest won the insert (the next attempt reads its
@@ -347,13 +374,7 @@ class ManifestStore:
                 manifest_id = await lock_manifest(conn, repository_id, str(digest))  # GC cannot delete it under us
             if repository_id is None or manifest_id is None:
                 raise _manifest_unknown(repository, str(digest))
-            await upsert(
-                conn,
-                tags,
-                {"repository_id": repository_id, "name": tag, "manifest_id": manifest_id, "updated_at": now()},
-                ["repository_id", "name"],
-                ["manifest_id", "updated_at"],
-            )
+            await _set_tag(conn, repository, repository_id, tag, manifest_id)
 
     async def get(self, repository: str, reference: Digest | str) -> StoredManifest:
         if isinstance(reference, Digest):
@@ -373,6 +394,9 @@ class ManifestStore:
             repository_id = await find_repository(conn, repository)
             deleted = 0
             if repository_id is not None and isinstance(reference, Digest):
+                held = await guarding_digest(conn, repository_id, repository, str(reference))
+                if held is not None:
+                    raise ImmutableTagError(held[0], repository, held[1], f"deleted (through its manifest {reference})")
                 deleted = (
                     await conn.execute(
                         delete(manifests).where(
@@ -381,6 +405,7 @@ class ManifestStore:
                     )
                 ).rowcount
             elif repository_id is not None:
+                await _refuse_tag_delete(conn, repository, repository_id, str(reference))
                 deleted = (
                     await conn.execute(
                         delete(tags).where(tags.c.repository_id == repository_id, tags.c.name == reference)
@@ -403,6 +428,9 @@ class ManifestStore:
             .scalar_subquery()
         )
         async with self.db.write() as conn:
+            repository_id = await find_repository(conn, repository)
+            if repository_id is not None:
+                await _refuse_tag_delete(conn, repository, repository_id, tag)
             deleted = (
                 await conn.execute(
                     delete(tags).where(tags.c.name == tag, tags.c.manifest_id == pointed)

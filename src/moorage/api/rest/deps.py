@@ -15,15 +15,24 @@ from moorage.api.rest.common import ApiError, services_of
 from moorage.auth.search import SearchIndex
 from moorage.errors import RegistryError
 from moorage.registry.guard import ReadOnlyError, WriteGuard
+from moorage.registry.immutability import ImmutableRules, ImmutableTagError
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
 
-__all__ = ["BlobsDep", "GuardDep", "ManifestsDep", "RepositoriesDep", "SearchDep", "registry_error"]
+__all__ = [
+    "BlobsDep",
+    "GuardDep",
+    "ImmutableRulesDep",
+    "ManifestsDep",
+    "RepositoriesDep",
+    "SearchDep",
+    "registry_error",
+]
 
 
 def registry_error(exc: RegistryError) -> ApiError:
-    """A domain refusal in Harbor's envelope: read-only mode is 403 (as Harbor), 404 and 412 keep
-    their status, other client errors are 400 and the rest 501."""
-    if isinstance(exc, ReadOnlyError):
+    """A domain refusal in Harbor's envelope: read-only mode and an immutable tag are 403 (as Harbor),
+    404 and 412 keep their status, other client errors are 400 and the rest 501."""
+    if isinstance(exc, (ReadOnlyError, ImmutableTagError)):
         return ApiError(403, exc.message)
     status = exc.status if exc.status in (404, 412) else 400 if exc.status < 500 else 501
     return ApiError(status, exc.message)
@@ -45,6 +54,10 @@ def guard_of(request: Request) -> WriteGuard:
     return services_of(request).guard
 
 
+def immutable_rules_of(request: Request) -> ImmutableRules:
+    return ImmutableRules(services_of(request).db)
+
+
 def search_of(request: Request) -> SearchIndex:
     return SearchIndex(services_of(request).db)
 
@@ -54,3 +67,4 @@ ManifestsDep = Annotated[Manifests, Depends(manifests_of)]
 BlobsDep = Annotated[Blobs, Depends(blobs_of)]
 GuardDep = Annotated[WriteGuard, Depends(guard_of)]
 SearchDep = Annotated[SearchIndex, Depends(search_of)]
+ImmutableRulesDep = Annotated[ImmutableRules, Depends(immutable_rules_of)]
