@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from moorage.db.migrate import current_heads, downgrade, upgrade
+from moorage.db.migrate import current_heads, downgrade, pending, upgrade
 from moorage.db.session import configure_sqlite, sync_url
 
 
@@ -63,7 +63,8 @@ def test_project_link_is_back_filled_and_downgrades_without_losing_rows(fresh_ur
                 {"p": b"{}", "t": now},
             )
         upgrade(fresh_url)
-        assert {"0003_jobs", "0008_gc_blob_state"} <= current_heads(fresh_url)  # 0008 follows 0007
+        assert "0003_jobs" in current_heads(fresh_url)
+        assert not pending(fresh_url)  # every head reached (0008 follows 0007, later ones follow it)
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT name, project_id FROM repositories ORDER BY id")).all()
             assert [tuple(r) for r in rows] == [
@@ -84,5 +85,32 @@ def test_project_link_is_back_filled_and_downgrades_without_losing_rows(fresh_ur
         with engine.connect() as conn:
             assert conn.execute(text("SELECT project_id FROM repositories WHERE id = 1")).scalar_one() == 1
             assert conn.execute(text("SELECT count(*) FROM manifests")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_immutable_tag_rules_table_comes_and_goes_with_its_migration(fresh_url: str) -> None:
+    """0009 adds ``immutable_tag_rules`` (rows deleted with their project); its downgrade drops only it."""
+    upgrade(fresh_url, "0008_gc_blob_state")
+    engine = create_engine(sync_url(fresh_url))
+    if fresh_url.startswith("sqlite"):
+        configure_sqlite(engine)
+    try:
+        assert "immutable_tag_rules" not in inspect(engine).get_table_names()
+        upgrade(fresh_url, "0009_immutable_tag_rules")
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO projects (id, name, public, created_at, updated_at) "
+                              "VALUES (1, 'p', false, :t, :t)"), {"t": now})
+            conn.execute(text("INSERT INTO immutable_tag_rules (project_id, tag_pattern, repository_pattern, "
+                              "disabled, created_at) VALUES (1, 'v*', '**', false, :t)"), {"t": now})
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM projects WHERE id = 1"))
+            assert conn.execute(text("SELECT count(*) FROM immutable_tag_rules")).scalar_one() == 0
+        downgrade(fresh_url, "0008_gc_blob_state")
+        assert "immutable_tag_rules" not in inspect(engine).get_table_names()
+        assert "projects" in inspect(engine).get_table_names()
+        upgrade(fresh_url, "0009_immutable_tag_rules")
+        assert "immutable_tag_rules" in inspect(engine).get_table_names()
     finally:
         engine.dispose()

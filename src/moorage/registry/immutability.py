@@ -59,7 +59,7 @@ class ImmutableRule:
     created_at: datetime
 
     @classmethod
-    def of(cls, row: Row[Any]) -> ImmutableRule:
+    def of(cls, row: Row[*tuple[Any, ...]]) -> ImmutableRule:
         return cls(row.id, row.project_id, row.tag_pattern, row.repository_pattern, bool(row.disabled),
                    row.created_at)
 
