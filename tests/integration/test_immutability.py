@@ -7,6 +7,7 @@ points at (``/v2`` by digest, REST) is refused with a message that names the rul
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,20 @@ async def test_rules_go_with_their_project(idp: Idp) -> None:
     _, body = await _push(idp, name, "scratch", b"new")
     assert (await _put_manifest(idp, name, "v1", body)).status_code == 201
 
+
+
+async def test_two_pushes_racing_to_create_a_covered_tag_leave_one_winner(idp: Idp) -> None:
+    """A covered tag is inserted only if absent and read back locked: the later push is refused,
+    never silently moving the tag the earlier one created."""
+    project = await idp.project()
+    name = f"{project}/app"
+    await _create(idp, project, _rule("release-*"))
+    bodies = [(await _push(idp, name, f"scratch{i}", f"layer {i}".encode()))[1] for i in range(4)]
+    for round_ in range(3):
+        tag = f"release-{round_}"
+        answers = await asyncio.gather(*(_put_manifest(idp, name, tag, body) for body in bodies))
+        won = [body for body, r in zip(bodies, answers, strict=True) if r.status_code == 201]
+        refused = [r for r in answers if r.status_code != 201]
+        assert len(won) == 1, [r.text for r in answers]
+        assert all(r.status_code == 403 and error_code(r) == "DENIED" for r in refused), [r.text for r in refused]
+        assert await _tag_digest(idp, name, tag) == digest_of(won[0])
