@@ -209,6 +209,9 @@ async def test_an_immutable_tag_and_its_manifest_are_not_deleted_through_any_doo
     r = await idp.api("DELETE", f"/projects/{project}/repositories/app/artifacts/{digest}", idp.admin)
     assert r.status_code == 403, r.text
     _names_rule(_message(r), project, name, "v1", rule_id, "v*")
+    r = await idp.api("DELETE", f"/projects/{project}/repositories/app", idp.admin)
+    assert r.status_code == 403, r.text
+    _names_rule(_message(r), project, name, "v1", rule_id, "v*")
     assert await _tag_digest(idp, name, "v1") == digest
 
     # a tag no rule covers still goes; a covered tag that does not exist is the usual 404

@@ -134,6 +134,23 @@ async def guarding_digest(conn: AsyncConnection, repository_id: int, repository:
     return None
 
 
+async def guarding_repository(conn: AsyncConnection, repository_id: int,
+                              repository: str) -> tuple[ImmutableRule, str] | None:
+    """The first rule and tag that make the whole repository undeletable (it holds a covered tag).
+
+    Deleting the repository deletes its tags; an immutable tag must not go that way either.
+    """
+    rules = await _enabled_rules(conn, repository_id)
+    if not rules:
+        return None
+    query = select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(tags.c.name)
+    for tag in (await conn.execute(query)).scalars():
+        rule = _first(rules, repository, tag)
+        if rule is not None:
+            return rule, tag
+    return None
+
+
 def _checked(field: str, pattern: str) -> str:
     try:
         compile_pattern(pattern)

@@ -25,6 +25,7 @@ from moorage.db.session import Database
 from moorage.db.tables import manifest_references, manifests, repositories, repository_blobs, tags, uploads
 from moorage.errors import RegistryError
 from moorage.registry.guard import WriteGuard
+from moorage.registry.immutability import ImmutableTagError, guarding_repository
 
 __all__ = [
     "ArtifactInfo",
@@ -218,6 +219,9 @@ class RepositoryService:
             ).scalar()
             if found is None:
                 raise _unknown(name)
+            held = await guarding_repository(conn, int(found), name)
+            if held is not None:
+                raise ImmutableTagError(held[0], name, held[1], "deleted (with its repository)")
             await _delete_repositories(conn, [int(found)])
 
     async def delete_project(self, project_id: int) -> list[str]:
