@@ -77,6 +77,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
                 concurrency=settings.jobs.concurrency,
                 poll_seconds=settings.jobs.poll_seconds,
                 periodic=built.periodic_jobs,
+                ticks=built.job_ticks,
             )
             runner.start()
         try:

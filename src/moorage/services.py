@@ -23,10 +23,12 @@ from moorage.cache import (
 )
 from moorage.config import Settings
 from moorage.db.session import Database
+from moorage.gc.executions import GcService
 from moorage.gc.job import register_gc
 from moorage.health import HealthChecker
 from moorage.jobs import HandlerRegistry, JobQueue, Periodic
 from moorage.jobs.builtin import register_builtin
+from moorage.jobs.runner import Tick
 from moorage.registry.blobs import BlobService
 from moorage.registry.guard import WriteGuard
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
@@ -56,6 +58,8 @@ class Services:
     cache: RegistryCache | None = None
     job_handlers: HandlerRegistry = field(default_factory=HandlerRegistry)
     periodic_jobs: list[Periodic] = field(default_factory=list)
+    #: Schedules kept in the database, checked on every poll (the GC cron schedule).
+    job_ticks: list[Tick] = field(default_factory=list)
     #: Users, projects, robots, tokens and the audit log; ``None`` with ``auth.mode: none``.
     identity: IdentityService | None = None
 
@@ -91,6 +95,7 @@ class Services:
         )
         if cache is not None:
             repositories = CachedRepositories(repositories, cache)
+        queue = JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds))
         return cls(
             settings=settings,
             db=db,
@@ -101,11 +106,13 @@ class Services:
             manifests=manifests,
             repositories=repositories,
             access=TokenAccess(identity) if identity is not None else OpenAccess(),
-            jobs=JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds)),
+            jobs=queue,
             health=HealthChecker(db, storage, cache),
             cache=cache,
             job_handlers=handlers,
             periodic_jobs=periodic,
+            # Read-only maintenance refuses a real GC run: a schedule would only fail each time.
+            job_ticks=[] if storage_settings.maintenance.readonly.enabled else [GcService(db, queue).tick],
             identity=identity,
         )
 

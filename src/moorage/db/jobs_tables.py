@@ -11,11 +11,11 @@ unreachable on every node (see ``moorage.cache.fence``).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
 from moorage.db.tables import TIMESTAMP, metadata
 
-__all__ = ["JOB_STATES", "cache_state", "jobs"]
+__all__ = ["JOB_STATES", "cache_state", "gc_executions", "gc_schedule", "jobs"]
 
 #: ``queued`` → ``running`` → ``succeeded`` | ``failed`` (or back to ``queued`` for a retry).
 JOB_STATES = ("queued", "running", "succeeded", "failed")
@@ -47,4 +47,29 @@ cache_state = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("generation", BigInteger, nullable=False),
+)
+
+#: The GC schedule (one row, id 1, or none): Harbor's ``/system/gc/schedule`` (see docs/gc.md).
+gc_schedule = Table(
+    "gc_schedule",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("schedule_type", String(16), nullable=False),
+    Column("cron", String(255), nullable=False),
+    Column("parameters", Text, nullable=False),
+    Column("created_at", TIMESTAMP, nullable=False),
+    Column("updated_at", TIMESTAMP, nullable=False),
+)
+
+#: What a ``gc.run`` job did, written by its handler when the run ends; the job row holds the state.
+gc_executions = Table(
+    "gc_executions",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("started_at", TIMESTAMP, nullable=True),
+    Column("ended_at", TIMESTAMP, nullable=True),
+    Column("manifests", Integer, nullable=False),
+    Column("blobs", Integer, nullable=False),
+    Column("bytes_freed", BigInteger, nullable=False),
+    Column("log", Text, nullable=False),
 )

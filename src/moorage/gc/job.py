@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -11,14 +12,13 @@ from moorage.cache import RegistryCache
 from moorage.config import GcSettings, parse_duration
 from moorage.db.session import Database
 from moorage.gc.collector import GarbageCollector, GcOptions
+from moorage.gc.executions import GC_RUN, execution_log, record_execution
 from moorage.jobs.queue import Job, JobQueue
 from moorage.jobs.runner import HandlerRegistry
 from moorage.registry.guard import WriteGuard
 from moorage.storage import StorageDriver
 
 __all__ = ["GC_RUN", "enqueue_gc", "options_from", "refuse_when_read_only", "register_gc"]
-
-GC_RUN = "gc.run"
 
 log = structlog.get_logger("moorage.gc")
 
@@ -54,18 +54,31 @@ def register_gc(
     *,
     guard: WriteGuard | None = None,
 ) -> None:
-    """Register the ``gc.run`` handler (the job's failure is retried; a rerun finishes a killed run's work)."""
+    """Register the ``gc.run`` handler (the job's failure is retried; a rerun finishes a killed run's work).
+
+    Each attempt records its execution (start, end, counts, log) for ``/api/v2.0/system/gc``; a
+    failed attempt records the error, and the job's state says whether it will be retried.
+    """
 
     async def run(job: Job) -> None:
+        started = datetime.now(UTC)
         options = options_from(settings, job.payload)
-        refuse_when_read_only(guard or WriteGuard(), options.dry_run)
-        collector = GarbageCollector(
-            db,
-            storage,
-            options,
-            invalidate=cache.invalidate if cache is not None else None,
-        )
-        report = await collector.run()
+        try:
+            refuse_when_read_only(guard or WriteGuard(), options.dry_run)
+            collector = GarbageCollector(
+                db,
+                storage,
+                options,
+                invalidate=cache.invalidate if cache is not None else None,
+            )
+            report = await collector.run()
+        except Exception as exc:
+            await record_execution(db, job.id, started, datetime.now(UTC), (0, 0, 0), f"attempt {job.attempts} "
+                                   f"failed: {exc}\n")
+            raise
+        text = execution_log(report.manifests, report.blobs, report.summary(), report.dry_run)
+        counts = (len(report.manifests), len(report.blobs), report.bytes_freed)
+        await record_execution(db, job.id, started, datetime.now(UTC), counts, text)
         log.info("gc_job_finished", job=job.id, summary=report.summary())
 
     registry.register(GC_RUN, run)

@@ -26,12 +26,16 @@ import structlog
 
 from moorage.jobs.queue import Job, JobQueue
 
-__all__ = ["HandlerRegistry", "JobHandler", "JobRunner", "Periodic", "node_id"]
+__all__ = ["HandlerRegistry", "JobHandler", "JobRunner", "Periodic", "Tick", "node_id"]
 
 log = structlog.get_logger("moorage.jobs")
 
 JobHandler = Callable[[Job], Awaitable[None]]
 """Runs one job; raising marks the attempt failed (retried until ``max_attempts``)."""
+
+Tick = Callable[[], Awaitable[object]]
+"""Called on every poll before claiming: a schedule kept in the database enqueues what is due
+(with a dedup key, so every node may tick at once), e.g. :meth:`moorage.gc.executions.GcService.tick`."""
 
 
 def node_id() -> str:
@@ -85,6 +89,7 @@ class JobRunner:
         concurrency: int = 4,
         poll_seconds: float = 2.0,
         periodic: list[Periodic] | None = None,
+        ticks: list[Tick] | None = None,
     ) -> None:
         self.queue = queue
         self.handlers = handlers
@@ -92,6 +97,7 @@ class JobRunner:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.periodic = periodic or []
+        self.ticks = ticks or []
         self._running: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -134,6 +140,8 @@ class JobRunner:
     async def _schedule_periodic(self) -> None:
         for task in self.periodic:
             await self.queue.enqueue(task.kind, dict(task.payload), dedup_key=task.dedup_key(time.time()))
+        for tick in self.ticks:
+            await tick()
 
     async def _heartbeat_loop(self) -> None:
         interval = max(0.5, self.queue.lease.total_seconds() / 3)

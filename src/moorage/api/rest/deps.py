@@ -14,12 +14,14 @@ from fastapi import Depends, Request
 from moorage.api.rest.common import ApiError, services_of
 from moorage.auth.search import SearchIndex
 from moorage.errors import RegistryError
+from moorage.gc.executions import GcService
 from moorage.registry.guard import ReadOnlyError, WriteGuard
 from moorage.registry.immutability import ImmutableRules, ImmutableTagError
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
 
 __all__ = [
     "BlobsDep",
+    "GcDep",
     "GuardDep",
     "ImmutableRulesDep",
     "ManifestsDep",
@@ -62,9 +64,15 @@ def search_of(request: Request) -> SearchIndex:
     return SearchIndex(services_of(request).db)
 
 
+def gc_of(request: Request) -> GcService:
+    services = services_of(request)
+    return GcService(services.db, services.jobs)
+
+
 RepositoriesDep = Annotated[Repositories, Depends(repositories_of)]
 ManifestsDep = Annotated[Manifests, Depends(manifests_of)]
 BlobsDep = Annotated[Blobs, Depends(blobs_of)]
 GuardDep = Annotated[WriteGuard, Depends(guard_of)]
 SearchDep = Annotated[SearchIndex, Depends(search_of)]
 ImmutableRulesDep = Annotated[ImmutableRules, Depends(immutable_rules_of)]
+GcDep = Annotated[GcService, Depends(gc_of)]
