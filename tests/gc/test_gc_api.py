@@ -17,7 +17,7 @@ from sqlalchemy import select
 from moorage.app import create_app
 from moorage.db.jobs_tables import jobs
 from moorage.db.tables import blobs
-from moorage.gc.executions import GC_RUN, GcService
+from moorage.gc.executions import GC_RUN, GcParameters, GcService
 from moorage.jobs import JobRunner
 from moorage.services import Services
 from tests.gc.conftest import age_everything
@@ -200,3 +200,61 @@ async def test_a_due_schedule_is_enqueued_once_by_two_nodes(idp: Idp) -> None:
     finally:
         await other.aclose()
 
+
+
+async def test_a_failed_attempt_is_recorded_with_its_error(idp: Idp) -> None:
+    """A run refused by read-only mode: its execution says Pending (a retry is queued) and the log why."""
+    read_only = idp.settings.model_copy(deep=True)
+    read_only.storage.maintenance.readonly.enabled = True
+    frozen = Services.from_settings(read_only)
+    try:
+        assert frozen.job_ticks == []  # a read-only node does not run the schedule
+        run = await idp.api("POST", "/system/gc/schedule", idp.admin, json={"schedule": {"type": "Manual"}})
+        run_id = int(run.headers["Location"].rsplit("/", 1)[1])
+        runner = JobRunner(frozen.jobs, frozen.job_handlers, owner="ro-node")
+        assert await runner.run_once() == 1
+        await runner.stop(grace=30)
+    finally:
+        await frozen.aclose()
+    record = (await idp.api("GET", f"/system/gc/{run_id}", idp.admin)).json()
+    assert record["job_status"] == "Pending" and record["end_time"] is not None
+    assert record["summary"] == {"manifests": 0, "blobs": 0, "bytes_freed": 0}
+    log = (await idp.api("GET", f"/system/gc/{run_id}/log", idp.admin)).text
+    assert log.startswith("attempt 1 failed:") and "read-only" in log
+
+
+async def test_the_job_runner_ticks_the_schedule_on_its_poll(idp: Idp) -> None:
+    ticked = asyncio.Event()
+
+    async def tick() -> None:
+        ticked.set()
+
+    runner = JobRunner(idp.services.jobs, idp.services.job_handlers, owner="tick-node", poll_seconds=0.1,
+                       ticks=[tick])
+    runner.start()
+    try:
+        await asyncio.wait_for(ticked.wait(), 30)
+    finally:
+        await runner.stop(grace=30)
+
+
+async def test_a_failing_tick_does_not_stop_the_node_claiming(idp: Idp) -> None:
+    ticked = asyncio.Event()
+
+    async def broken() -> None:
+        ticked.set()
+        raise RuntimeError("a schedule that cannot be read")
+
+    job_id = await GcService(idp.services.db, idp.services.jobs).run_now(GcParameters(dry_run=True))
+    runner = JobRunner(idp.services.jobs, idp.services.job_handlers, owner="tick-node", poll_seconds=0.1,
+                       ticks=[broken])
+    async def succeeded() -> None:
+        while (job := await idp.services.jobs.get(job_id)) is not None and job.state != "succeeded":
+            await asyncio.sleep(0.05)
+
+    runner.start()
+    try:
+        await asyncio.wait_for(ticked.wait(), 30)
+        await asyncio.wait_for(succeeded(), 60)  # the job was still claimed and run
+    finally:
+        await runner.stop(grace=30)

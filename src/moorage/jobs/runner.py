@@ -141,7 +141,10 @@ class JobRunner:
         for task in self.periodic:
             await self.queue.enqueue(task.kind, dict(task.payload), dedup_key=task.dedup_key(time.time()))
         for tick in self.ticks:
-            await tick()
+            try:
+                await tick()
+            except Exception as exc:  # noqa: BLE001 - a broken schedule must not stop this node claiming jobs
+                log.warning("jobs_tick_failed", error=str(exc))
 
     async def _heartbeat_loop(self) -> None:
         interval = max(0.5, self.queue.lease.total_seconds() / 3)
