@@ -151,6 +151,11 @@ class CachedRepositories:
     ) -> tuple[list[RepositoryInfo], int]:
         return await self.inner.of_project(project_id, offset, limit, contains=contains, name=name)
 
+    async def listing(
+        self, offset: int, limit: int, *, contains: str | None = None, visible: ColumnElement[bool] | None = None
+    ) -> tuple[list[RepositoryInfo], int]:
+        return await self.inner.listing(offset, limit, contains=contains, visible=visible)
+
     async def count(self, project_id: int) -> int:
         return await self.inner.count(project_id)
 

@@ -104,6 +104,12 @@ class Repositories(Protocol):
         """The project's repositories holding artifacts (names containing ``contains``, or ``name``), and their total."""
         ...
 
+    async def listing(
+        self, offset: int, limit: int, *, contains: str | None = None, visible: ColumnElement[bool] | None = None
+    ) -> tuple[list[RepositoryInfo], int]:
+        """Every repository holding artifacts where ``visible`` holds (``None``: all), and their total."""
+        ...
+
     async def count(self, project_id: int) -> int:
         """How many of the project's repositories hold artifacts."""
         ...

@@ -138,6 +138,26 @@ class RepositoryService:
             where.append(repositories.c.name.contains(contains, autoescape=True))
         if name is not None:
             where.append(repositories.c.name == name)
+        return await self._page(where, offset, limit)
+
+    async def listing(
+        self, offset: int, limit: int, *, contains: str | None = None, visible: ColumnElement[bool] | None = None
+    ) -> tuple[list[RepositoryInfo], int]:
+        """Every repository holding artifacts where ``visible`` holds (the policy's condition, ``None``:
+        all), by name, and their total: the registry-wide list, with or without projects.
+
+        ``contains``: only names containing it (LIKE wildcards escaped).
+        """
+        where: list[ColumnElement[bool]] = [_HAS_ARTIFACTS]
+        if contains:
+            where.append(repositories.c.name.contains(contains, autoescape=True))
+        if visible is not None:
+            where.append(visible)
+        return await self._page(where, offset, limit)
+
+    async def _page(
+        self, where: list[ColumnElement[bool]], offset: int, limit: int
+    ) -> tuple[list[RepositoryInfo], int]:
         query = select(
             repositories.c.id, repositories.c.name, repositories.c.project_id, repositories.c.created_at,
             _ARTIFACT_COUNT.label("n"),

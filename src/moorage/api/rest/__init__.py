@@ -15,7 +15,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 
-from moorage.api.rest import additions, artifacts, gc, immutability, logs, projects, robots, search, users
+from moorage.api.rest import (
+    additions,
+    artifacts,
+    browse,
+    gc,
+    immutability,
+    logs,
+    projects,
+    robots,
+    search,
+    users,
+)
 from moorage.api.rest.common import ERROR_RESPONSES, ApiError
 from moorage.services import Services
 
@@ -58,7 +69,7 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
         error = ApiError(exc.status_code, f"{exc.detail}{hint}", dict(exc.headers or {}))
         return error.response()
 
-    for module in (projects, users, robots, artifacts, additions, logs, search, immutability, gc):
+    for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc):
         app.include_router(module.router)
     return app
 

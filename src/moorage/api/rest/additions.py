@@ -25,11 +25,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from moorage.api.rest.artifacts import _access
-from moorage.api.rest.common import ApiError, Caller, CallerDep, PageDep, paginate
+from moorage.api.rest.common import ApiError, Caller, CallerDep, Page, PageDep, paginate
 from moorage.api.rest.deps import BlobsDep, ManifestsDep
 from moorage.errors import RegistryError
 from moorage.registry.digests import parse_digest
-from moorage.registry.interfaces import Manifests
+from moorage.registry.interfaces import Blobs, Manifests
 from moorage.registry.manifest_store import StoredManifest, parse_reference
 
 router = APIRouter(tags=["artifact"])
@@ -95,7 +95,9 @@ def _document(manifest: StoredManifest) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
-def _layers(document: dict[str, Any]) -> list[Layer]:
+def layers_of(manifest: StoredManifest) -> list[Layer]:
+    """The layers of an image manifest in order (shared with :mod:`moorage.api.rest.browse`)."""
+    document = _document(manifest)
     out = []
     for item in document.get("layers") or []:
         if isinstance(item, dict) and isinstance(item.get("digest"), str):
@@ -111,7 +113,7 @@ async def layers(project_name: str, repository_name: str, reference: str, who: C
                  manifests: ManifestsDep) -> list[Layer]:
     """The image's layers in order (empty for an index or an artifact without layers)."""
     _, manifest = await _manifest(who, manifests, project_name, repository_name, reference)
-    return _layers(_document(manifest))
+    return layers_of(manifest)
 
 
 @router.get(_BASE + "/additions/platforms", response_model=list[Platform])
@@ -119,6 +121,11 @@ async def platforms(project_name: str, repository_name: str, reference: str, who
                     manifests: ManifestsDep) -> list[Platform]:
     """The manifests of an index with their platforms, in the index's order (empty for an image)."""
     _, manifest = await _manifest(who, manifests, project_name, repository_name, reference)
+    return platforms_of(manifest)
+
+
+def platforms_of(manifest: StoredManifest) -> list[Platform]:
+    """The platforms of an index's manifests (shared with :mod:`moorage.api.rest.browse`)."""
     out = []
     for item in _document(manifest).get("manifests") or []:
         if not isinstance(item, dict) or not isinstance(item.get("digest"), str):
@@ -142,6 +149,11 @@ async def build_history(project_name: str, repository_name: str, reference: str,
                         manifests: ManifestsDep, blobs: BlobsDep) -> list[BuildHistoryEntry]:
     """The ``history`` of the image configuration; 404 for an artifact without an image config."""
     full, manifest = await _manifest(who, manifests, project_name, repository_name, reference)
+    return await history_of(full, reference, manifest, blobs)
+
+
+async def history_of(full: str, reference: str, manifest: StoredManifest, blobs: Blobs) -> list[BuildHistoryEntry]:
+    """The image configuration's ``history`` (shared with :mod:`moorage.api.rest.browse`)."""
     config = _document(manifest).get("config")
     if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
         raise ApiError(404, f"{reference!r} in {full!r} has no image configuration (an index has none: open a platform)")
@@ -172,6 +184,12 @@ async def accessories(request: Request, response: Response, project_name: str, r
                       reference: str, who: CallerDep, page: PageDep, manifests: ManifestsDep) -> list[Accessory]:
     """Artifacts that refer to this one (OCI ``subject``), oldest first."""
     full, manifest = await _manifest(who, manifests, project_name, repository_name, reference)
+    return await accessories_of(request, response, page, full, manifest, manifests)
+
+
+async def accessories_of(request: Request, response: Response, page: Page, full: str, manifest: StoredManifest,
+                         manifests: Manifests) -> list[Accessory]:
+    """The referrers of ``manifest``, one page (shared with :mod:`moorage.api.rest.browse`)."""
     index = await manifests.referrers(full, parse_digest(manifest.digest), None)
     found = index.get("manifests", [])
     paginate(request, response, page, len(found))
