@@ -391,21 +391,50 @@ def test_main_pages_pass_axe_core_and_work_by_keyboard(
     assert {name: width for name, width in wide.items() if width > 375} == {}
 
 
-def test_open_registry_page_without_login(moorage_sqlite: RegistryProcess, browser: Browser) -> None:
-    """auth.mode: none (the embedded default): the UI says the registry is open, offers no login and
-    shows the push/pull commands; no JavaScript error, nothing wider than a phone screen."""
+def test_open_registry_browses_without_login(
+    moorage_sqlite: RegistryProcess, browser: Browser, skopeo: Skopeo, layout: OciLayout
+) -> None:
+    """auth.mode: none (the embedded default): the UI says the registry is open, offers no login,
+    shows the push/pull commands, and browses what was pushed (one-part names, no projects): find the
+    repository, open the artifact, copy its pull command. No JavaScript error, nothing wider than a phone."""
     from playwright.sync_api import expect
 
+    host = moorage_sqlite.host
     context = browser.new_context(base_url=moorage_sqlite.url, viewport={"width": 375, "height": 740})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=moorage_sqlite.url)
+    context.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    name = uid("open")
+    image = layout.add_image("v1", [16 * KIB, 8 * KIB])
+    skopeo.copy(image.ref, f"docker://{host}/{name}:v1")
     try:
         page.goto("/")
+        expect(page).to_have_url(f"{moorage_sqlite.url}/repositories")
         expect(page.get_by_role("heading", name="Open registry")).to_be_visible()
         expect(page.get_by_role("link", name="Log in")).to_have_count(0)
-        expect(page.get_by_text(f"podman pull --tls-verify=false {moorage_sqlite.host}/")).to_be_visible()
+        expect(page.get_by_text(f"podman pull --tls-verify=false {host}/")).to_be_visible()
+        page.get_by_role("searchbox", name="Search repositories").fill(name)
+        page.get_by_role("searchbox", name="Search repositories").press("Enter")
+        expect(page).to_have_url(f"{moorage_sqlite.url}/repositories?q={name}")
+        expect(page.locator("tbody tr")).to_have_count(1)  # was a dead end: the API answered 501 in this mode
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        found = {"repositories": _axe_violations(page)}
+        page.get_by_role("link", name=name, exact=True).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(name)
+        row = page.locator("tbody tr")
+        expect(row.locator(".tag")).to_have_text("v1")
+        row.get_by_role("link").click()
+        expect(page.locator("#artifact-digest")).to_have_text(image.manifest.digest)
+        expect(page.locator("#layers-total")).to_contain_text("2 layers")
+        page.get_by_role("button", name="Copy pull command for tag v1").click()
+        assert page.evaluate("navigator.clipboard.readText()") == f"podman pull {host}/{name}:v1"
+        expect(page.get_by_role("button", name="Delete tag v1")).to_have_count(0)  # reads only
+        found["artifact"] = _axe_violations(page)
+        assert {screen: v for screen, v in found.items() if v} == {}
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
         page.goto("/login")
         expect(page.get_by_text("there are no accounts")).to_be_visible()

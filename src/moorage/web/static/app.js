@@ -5,6 +5,7 @@ import { artifactView, repositoryView } from "./views/artifacts.js";
 import { loginView } from "./views/login.js";
 import { membersView } from "./views/members.js";
 import { projectsView, projectView } from "./views/projects.js";
+import { repositoriesView } from "./views/repositories.js";
 import { robotsView } from "./views/robots.js";
 
 const main = document.getElementById("main");
@@ -56,9 +57,13 @@ function header() {
 }
 
 const routes = [
-  [/^\/$/, () => ctx.navigate("/projects", true)],
+  [/^\/$/, () => ctx.navigate(ctx.mode === "token" ? "/projects" : "/repositories", true)],
   [/^\/login$/, (el) => loginView(ctx, el)],
-  [/^\/projects$/, (el) => projectsView(ctx, el)],
+  [/^\/projects$/, (el) => (ctx.mode === "token" ? projectsView(ctx, el) : repositoriesView(ctx, el))],
+  // By full repository name, with or without a project (the only paths of an open registry).
+  [/^\/repositories$/, (el) => repositoriesView(ctx, el)],
+  [/^\/repositories\/([^/]+)$/, (el, r) => repositoryView(ctx, el, null, r)],
+  [/^\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, (el, r, a) => artifactView(ctx, el, null, r, a)],
   [/^\/projects\/([^/]+)$/, (el, p) => projectView(ctx, el, p)],
   [/^\/projects\/([^/]+)\/members$/, (el, p) => membersView(ctx, el, p)],
   [/^\/projects\/([^/]+)\/robots$/, (el, p) => robotsView(ctx, el, p)],

@@ -74,7 +74,8 @@ export function copyable(text, label) {
     }
     setTimeout(() => { button.textContent = "Copy"; }, 2000);
   });
-  return h("div", { class: "pull" }, h("code", { "aria-label": label }, text), button);
+  // tabindex: on a narrow screen the command scrolls sideways, and a keyboard user must be able to scroll it.
+  return h("div", { class: "pull" }, h("code", { "aria-label": label, tabindex: "0" }, text), button);
 }
 
 /** An error box with the API's message (which says what to do). */

@@ -1,17 +1,29 @@
 // A repository's artifacts, and an artifact's page: pull commands, tags, layers, platforms, referrers.
+// `project` is null for the project-less paths (/repositories/<full name>…; auth.mode: none), where
+// `repo` is the full repository name.
 import { get, list, repoPath, send } from "../api.js";
 import { copyable, errorBox, fill, h, shortDigest, size, time } from "../dom.js";
 import { listParams, pager, PAGE_SIZE } from "./common.js";
 
 function base(project, repo) {
+  if (!project) return `/repositories/${repoPath(repo)}`;
   return `/projects/${encodeURIComponent(project)}/repositories/${repoPath(repo)}`;
 }
 
 function uiBase(project, repo) {
+  if (!project) return `/repositories/${encodeURIComponent(repo)}`;
   return `/projects/${encodeURIComponent(project)}/repositories/${encodeURIComponent(repo)}`;
 }
 
+function fullName(project, repo) {
+  return project ? `${project}/${repo}` : repo;
+}
+
 function crumbs(project, repo) {
+  if (!project) {
+    return h("div", { class: "crumbs" }, h("a", { href: "/repositories" }, "Repositories"), " / ",
+      repo ? h("a", { href: uiBase(null, repo) }, repo) : null);
+  }
   return h("div", { class: "crumbs" }, h("a", { href: "/projects" }, "Projects"), " / ",
     h("a", { href: `/projects/${encodeURIComponent(project)}` }, project), " / ",
     repo ? h("a", { href: uiBase(project, repo) }, repo) : null);
@@ -24,7 +36,7 @@ function tagBadges(tags) {
 export async function repositoryView(ctx, main, project, repo) {
   const { page } = listParams();
   const { items, total } = await list(`${base(project, repo)}/artifacts`, { page, page_size: PAGE_SIZE });
-  const image = `${location.host}/${project}/${repo}`;
+  const image = `${location.host}/${fullName(project, repo)}`;
   const latest = items.find((a) => (a.tags || []).length > 0);
   const rows = items.map((a) => h("tr", {},
     h("td", {}, h("a", { href: `${uiBase(project, repo)}/artifacts/${encodeURIComponent(a.digest)}`, class: "mono",
@@ -35,7 +47,7 @@ export async function repositoryView(ctx, main, project, repo) {
     h("td", { class: "wide-only" }, time(a.push_time))));
   fill(main,
     crumbs(project, null),
-    h("h1", {}, `${project}/${repo}`),
+    h("h1", {}, fullName(project, repo)),
     latest ? copyable(`podman pull ${image}:${latest.tags[0].name}`, "pull command") : null,
     h("h2", {}, "Artifacts"),
     items.length === 0
@@ -82,10 +94,10 @@ function tagList(ctx, tags, canDelete, path) {
 
 export async function artifactView(ctx, main, project, repo, reference) {
   const path = `${base(project, repo)}/artifacts/${encodeURIComponent(reference)}`;
-  const [artifact, info] = await Promise.all([get(path), get(`/projects/${encodeURIComponent(project)}`)]);
+  const [artifact, info] = await Promise.all([get(path), project ? get(`/projects/${encodeURIComponent(project)}`) : {}]);
   // projectAdmin and maintainer may delete (docs/identity.md), as may system administrators.
   const canDelete = Boolean(ctx.user) && (Boolean(ctx.user.sysadmin_flag) || [1, 4].includes(info.current_user_role_id));
-  const image = `${location.host}/${project}/${repo}`;
+  const image = `${location.host}/${fullName(project, repo)}`;
   const pulls = [
     ...(artifact.tags || []).map((t) => copyable(`podman pull ${image}:${t.name}`, `pull command for tag ${t.name}`)),
     copyable(`podman pull ${image}@${artifact.digest}`, "pull command by digest"),

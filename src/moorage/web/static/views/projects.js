@@ -27,23 +27,7 @@ function createForm(ctx) {
   return form;
 }
 
-/** auth.mode: none: no accounts and no projects; the management API answers 501, so say how to use the registry. */
-function openRegistry(main) {
-  fill(main,
-    h("h1", {}, "Open registry"),
-    h("p", {}, "This registry runs with auth.mode: none: anyone may push and pull, there are no accounts and no projects."),
-    h("h2", {}, "Push and pull"),
-    h("div", { class: "pull" }, h("code", {}, `podman push --tls-verify=false <image> ${location.host}/<repository>:<tag>`)),
-    h("div", { class: "pull" }, h("code", {}, `podman pull --tls-verify=false ${location.host}/<repository>:<tag>`)),
-    h("p", { class: "muted" }, "Browsing repositories here needs the management API, which serves accounts and projects: ",
-      "set auth.mode: token (see docs/identity.md) to get projects, members, robot accounts and these screens."));
-}
-
 export async function projectsView(ctx, main) {
-  if (ctx.mode !== "token") {
-    openRegistry(main);
-    return;
-  }
   const { q, page } = listParams();
   const { items, total } = await list("/projects", { page, page_size: PAGE_SIZE, name: q });
   const slot = h("div");
