@@ -416,6 +416,7 @@ def test_open_registry_browses_without_login(
         expect(page).to_have_url(f"{moorage_sqlite.url}/repositories")
         expect(page.get_by_role("heading", name="Open registry")).to_be_visible()
         expect(page.get_by_role("link", name="Log in")).to_have_count(0)
+        expect(page.get_by_role("navigation", name="Main").get_by_role("link")).to_have_text(["Repositories"])
         expect(page.get_by_text(f"podman pull --tls-verify=false {host}/")).to_be_visible()
         page.get_by_role("searchbox", name="Search repositories").fill(name)
         page.get_by_role("searchbox", name="Search repositories").press("Enter")

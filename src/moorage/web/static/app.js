@@ -39,6 +39,7 @@ export const ctx = {
 };
 
 function header() {
+  document.getElementById("nav-projects").hidden = ctx.mode !== "token";  // an open registry has no projects
   if (ctx.mode !== "token") {
     fill(account, h("span", { class: "muted", title: "auth.mode: none" }, "Open registry (no accounts)"));
     return;
