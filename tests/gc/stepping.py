@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -154,3 +154,7 @@ class SteppedDriver(CheckedDriver):
     async def delete(self, path: str) -> None:
         await self._gate()
         await super().delete(path)
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        await self._gate()
+        await super().delete_many(paths)

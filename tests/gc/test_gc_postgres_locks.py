@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import psycopg
@@ -96,6 +96,12 @@ class _PausingDeletes(CheckedDriver):
             self.inside.set()
             await self.go.wait()
         await super().delete(path)
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        if any(path.startswith("blobs/") for path in paths):
+            self.inside.set()
+            await self.go.wait()
+        await super().delete_many(paths)
 
 
 async def test_a_push_waits_for_the_sweep_then_publishes_again(pg_services: Services) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -322,6 +322,15 @@ class _FailingDeletes(CheckedDriver):
                 raise StorageError("storage went away", path=path)
             self.allowed -= 1
         await super().delete(path)
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        blob_paths = [path for path in paths if path.startswith("blobs/")]
+        if len(blob_paths) > self.allowed:  # the allowed ones go, then storage goes away
+            await super().delete_many(blob_paths[: self.allowed])
+            self.allowed = 0
+            raise StorageError("storage went away", path=blob_paths[0])
+        self.allowed -= len(blob_paths)
+        await super().delete_many(paths)
 
 
 async def test_a_run_that_dies_mid_sweep_is_finished_by_the_next(

@@ -224,3 +224,28 @@ async def test_move_replaces_an_object_of_another_size(driver: StorageDriver) ->
     await driver.put(final, data[:100])
     await driver.move(await _uploaded(driver, data), final)
     assert await _read_all(driver, final) == data
+
+
+async def test_delete_many_removes_each_object_and_skips_missing_ones(driver: StorageDriver) -> None:
+    """GC's batch delete: every object goes, with its Swift segments and its emptied folder;
+    a path with nothing stored is no error; a key beside them and a folder shared with a kept
+    object stay."""
+    base = _key("batch")
+    small = [f"{base}/b{i}/data" for i in range(30)]
+    for path in small:
+        await driver.put(path, path.encode())
+    large = f"{base}/segmented/data"
+    await driver.move(await _uploaded(driver, os.urandom(2 * 1024 * 1024 + 11)), large)  # Swift: segments
+    kept = f"{base}/b0/kept"
+    await driver.put(kept, b"stays")
+    await driver.delete_many([*small, large, f"{base}/never-stored/data"])
+    assert {info.path async for info in driver.list(base)} == {kept}
+    assert await _read_all(driver, kept) == b"stays"
+    for path in (small[1], large):
+        with pytest.raises(PathNotFoundError):
+            await driver.stat(path)
+    for folder in (f"{base}/b1", f"{base}/segmented"):
+        with pytest.raises(PathNotFoundError):
+            await driver.stat(folder)  # on the filesystem: the emptied folder is gone too
+    await driver.delete_many([])
+    await driver.delete_many(small[:3])  # all gone already: nothing to do, nothing to raise

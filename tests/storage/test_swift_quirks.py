@@ -154,3 +154,27 @@ async def test_resume_in_another_process_state_only(request: pytest.FixtureReque
     finally:
         await first.aclose()
         await second.aclose()
+
+
+@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk-delete", "single-deletes"])
+async def test_delete_many_with_and_without_bulk_delete(request: pytest.FixtureRequest, name: str, bulk: bool) -> None:
+    """Both clusters advertise ``bulk_delete`` in ``/info`` and GC's batch uses it; a cluster that
+    does not (``_bulk`` 0, as the driver records it then) gets parallel single deletes instead."""
+    service = _service(request, name)
+    driver = SwiftDriver(swift_settings(service, unique("bulk"), chunksize=1024 * 1024))
+    try:
+        paths = [f"blobs/b{i}/data" for i in range(12)]
+        for path in paths:
+            await driver.put(path, b"x" * 10)
+        state = await driver.append("blobs/big/data", None, _chunks(os.urandom(3 * 1024 * 1024)))
+        await driver.commit("blobs/big/data", state)  # an SLO manifest and three segments
+        auth = await driver._login()
+        assert await driver._bulk_limit(auth) > 0
+        if not bulk:
+            driver._bulk = 0
+        await driver.delete_many([*paths, "blobs/big/data", "blobs/missing/data"])
+        assert [info.path async for info in driver.list("blobs")] == []
+        assert [name async for name in driver._list_keys("blobs/", "blobs")] == []  # no segment left
+    finally:
+        await driver.aclose()

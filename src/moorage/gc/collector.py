@@ -35,7 +35,7 @@ from moorage.gc.untagged import delete_unreachable, find_unreachable
 from moorage.registry.digests import parse_digest
 from moorage.registry.gc_fence import ACTIVE, DELETING, PENDING
 from moorage.registry.paths import blob_path
-from moorage.storage import PathNotFoundError, StorageDriver
+from moorage.storage import StorageDriver
 
 __all__ = ["GarbageCollector", "GcOptions", "GcReport", "Progress"]
 
@@ -44,8 +44,6 @@ log = structlog.get_logger("moorage.gc")
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(what, count, bytes)``: ``manifests`` deleted, ``candidates`` found, ``blobs`` deleted."""
 
-#: Storage deletes in flight at once within one sweep batch (the driver protocol deletes one key a call).
-_PARALLEL_DELETES = 16
 #: Rows a sweep transaction takes at most on SQLite (see ``GarbageCollector._sweep_batch``).
 _SQLITE_SWEEP_BATCH = 64
 
@@ -283,17 +281,10 @@ class GarbageCollector:
         return True
 
     async def _delete_bytes(self, digests: list[str]) -> None:
-        """Delete the blobs' keys, a few at a time; a key already gone is fine (a crashed run's work)."""
-        limit = asyncio.Semaphore(_PARALLEL_DELETES)
+        """Delete the blobs' data keys in one batch (S3 DeleteObjects, Swift bulk delete...).
 
-        async def one(digest: str) -> None:
-            # The blob's own folder (blobs/<alg>/<2 hex>/<hex>), not only its data key: on the
-            # filesystem the folder goes too; on object stores it is the same requests.
-            folder = blob_path(parse_digest(digest)).rsplit("/", 1)[0]
-            async with limit:
-                try:
-                    await self.storage.delete(folder)
-                except PathNotFoundError:
-                    pass
-
-        await asyncio.gather(*(one(digest) for digest in digests))
+        A key already gone is fine (a crashed run's work). On the filesystem the blob's folder
+        goes with its last file. On object stores a blob's folder is only its key: the batch
+        needs no listing to find what is below it, which is most of what made GC slow there.
+        """
+        await self.storage.delete_many([blob_path(parse_digest(digest)) for digest in digests])

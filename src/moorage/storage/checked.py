@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from moorage.storage.driver import (
     CheckResult,
@@ -108,6 +108,16 @@ class CheckedDriver:
             await self.inner.delete(check_path(path))
         except Exception as exc:
             raise self._wrap(exc, path) from exc
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """Checks every path before the driver sees any: one bad path deletes nothing."""
+        checked = [check_path(path) for path in paths]
+        if not checked:
+            return
+        try:
+            await self.inner.delete_many(checked)
+        except Exception as exc:
+            raise self._wrap(exc, checked[0]) from exc
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
         if method not in ("GET", "HEAD"):

@@ -14,7 +14,7 @@ next chunk passes that state back in.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -166,6 +166,20 @@ class StorageDriver(Protocol):
         """Remove the object at ``path`` and everything below it, unfinished writes included.
 
         Raises :class:`PathNotFoundError` when nothing was there.
+        """
+        ...
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """Remove the objects at exactly ``paths``, in as few requests as the backend allows.
+
+        Garbage collection deletes thousands of blobs a run; one request per key (and the
+        listings :meth:`delete` needs to find what lies below a prefix) is what makes it slow
+        on object stores. So this removes only the objects themselves, with the pieces the
+        driver stores for them (Swift segments), not what lies below them as a prefix nor their
+        unfinished writes; on stores with real folders, an object's folder goes too when it is
+        left empty. A path with nothing stored is no error (a crashed run's work, or a
+        concurrent delete). Every path is attempted; then any other failure raises one
+        :class:`StorageError` that names how many paths failed and the first of them.
         """
         ...
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,6 +106,10 @@ class MemoryDriver:
             del self._objects[key]
         for key in pending:
             del self._pending[key]
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        for path in paths:
+            self._objects.pop(path, None)
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
         return None

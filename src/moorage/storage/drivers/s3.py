@@ -31,7 +31,7 @@ import builtins
 import functools
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +61,8 @@ __all__ = ["S3Driver"]
 T = TypeVar("T")
 
 _READ_CHUNK = 1 << 20
+#: DeleteObjects requests (of up to 1000 keys each) in flight at once in :meth:`S3Driver.delete_many`.
+_PARALLEL_BATCHES = 4
 _TAIL = ".tail."
 _TAIL_RE = re.compile(r"\.tail\.[0-9a-f]{32}$")
 
@@ -479,6 +481,21 @@ class S3Driver:
                     path=path,
                     driver=self.name,
                 )
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """DeleteObjects, 1000 keys a request, a few requests at once; NoSuchKey is no failure."""
+        keys = [self._key(path) for path in paths]
+        batches = [keys[start : start + 1000] for start in range(0, len(keys), 1000)]
+        limiter = anyio.Semaphore(_PARALLEL_BATCHES)
+
+        async def one(batch: builtins.list[str]) -> None:
+            async with limiter:
+                await self._delete_keys(batch, self._path(batch[0]))
+
+        outcomes = await asyncio.gather(*(one(batch) for batch in batches), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _uploads_under(self, key: str, path: str) -> builtins.list[tuple[str, str]]:
         """Unfinished multipart uploads at ``key`` or below it: (key, upload id)."""

@@ -37,7 +37,7 @@ import json
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -65,6 +65,10 @@ __all__ = ["SwiftDriver"]
 _SEGMENTS = ".segments/"
 _LIST_LIMIT = 1000
 _RAW_BODY_LIMIT = 1 << 20
+#: Requests in flight at once in :meth:`SwiftDriver.delete_many` (segment listings, single deletes).
+_PARALLEL_DELETES = 16
+#: Names per bulk-delete request when ``/info`` gives no ``max_deletes_per_request`` (Swift's default is 10,000).
+_BULK_DEFAULT = 1000
 
 
 class SwiftDriver:
@@ -90,6 +94,8 @@ class SwiftDriver:
         self._auth: SwiftAuth | None = None
         self._auth_lock = anyio.Lock()
         self._digest: str | None = None if settings.tempurldigest == "auto" else settings.tempurldigest
+        #: Names per bulk-delete request, 0 when the cluster has no bulk delete; None until asked.
+        self._bulk: int | None = None
 
     @classmethod
     def from_config(cls, settings: SwiftSettings, data_dir: Path) -> SwiftDriver:
@@ -491,6 +497,93 @@ class SwiftDriver:
 
     async def delete(self, path: str) -> None:
         await self._delete_tree(path, must_exist=True)
+
+    async def _bulk_limit(self, auth: SwiftAuth) -> int:
+        """Names one ``?bulk-delete`` request may carry, or 0 when ``/info`` does not offer it."""
+        if self._bulk is None:
+            parts = urlsplit(auth.storage_url)
+            base = parts.path.split("/v1", 1)[0]
+            info: Any = {}
+            with contextlib.suppress(*HTTP_ERRORS, ValueError):
+                async with (
+                    asyncio.timeout(self.settings.timeout),
+                    self.http.get(f"{parts.scheme}://{parts.netloc}{base}/info") as response,
+                ):
+                    info = await response.json(content_type=None) if response.status == 200 else {}
+            bulk = info.get("bulk_delete") if isinstance(info, dict) else None
+            if isinstance(bulk, dict):
+                advertised = bulk.get("max_deletes_per_request")
+                self._bulk = min(int(advertised), 10_000) if isinstance(advertised, int) else _BULK_DEFAULT
+            else:
+                self._bulk = 0
+        return self._bulk
+
+    async def _bulk_delete(self, auth: SwiftAuth, names: builtins.list[str], path: str) -> None:
+        """One ``POST ?bulk-delete`` (the account URL) for ``names``; names not found are fine."""
+        body = "\n".join(quote(f"/{self.container}/{name}") for name in names).encode()
+        headers = {"Content-Type": "text/plain", "Accept": "application/json"}
+        params = {"bulk-delete": ""}
+        answer = await self._send(auth, "POST", auth.storage_url, path, headers=headers, content=body, params=params)
+        if answer.status == 401:
+            auth = await self._login(stale=auth)
+            answer = await self._send(
+                auth, "POST", auth.storage_url, path, headers=headers, content=body, params=params
+            )
+        self._check(answer.status, "bulk delete", path, answer.text())
+        try:
+            result = json.loads(answer.body)
+        except ValueError:
+            raise StorageError(
+                f"Swift bulk delete under {path!r} answered no JSON: {answer.text()}", path=path, driver=self.name
+            ) from None
+        # Errors are [name, status] pairs; a name already gone is counted as "Number Not Found".
+        errors = [(str(e[0]), str(e[-1])) for e in result.get("Errors") or [] if e and not str(e[-1]).startswith("404")]
+        status = str(result.get("Response Status", "200"))
+        if errors or not status.startswith(("2", "404")):
+            name, why = errors[0] if errors else (names[0], status)
+            raise StorageError(
+                f"Swift refused to delete {len(errors) or len(names)} object(s) under {path!r}, e.g. {name}: "
+                f"{why} {result.get('Response Body', '')}; check the container's ACLs and the cluster's health",
+                path=path,
+                driver=self.name,
+            )
+
+    async def delete_many(self, paths: Sequence[str]) -> None:
+        """Bulk delete where ``/info`` offers it, else single deletes, 16 at once.
+
+        A committed object may be an SLO manifest with segments under ``<key>.segments/``, which
+        deleting the manifest leaves behind; they are listed (one request per object, in
+        parallel) and deleted after all the manifests, so a reader never meets a manifest whose
+        segments are gone.
+        """
+        if not paths:
+            return
+        limiter = asyncio.Semaphore(_PARALLEL_DELETES)
+
+        async def segments_of(path: str) -> builtins.list[str]:
+            async with limiter:
+                return [str(e["name"]) async for e in self._list_keys(self._key(path) + _SEGMENTS, path)]
+
+        found = await asyncio.gather(*(segments_of(path) for path in paths))
+        manifests = [self._key(path) for path in paths]
+        segments = [name for names in found for name in names]
+        auth = await self._login()
+        limit = await self._bulk_limit(auth)
+        for names in (manifests, segments):
+            if limit:
+                batches = [names[start : start + limit] for start in range(0, len(names), limit)]
+                for batch in batches:
+                    await self._bulk_delete(auth, batch, self._path(batch[0]))
+                continue
+
+            async def one(name: str) -> None:
+                async with limiter:
+                    await self._delete_names([name], self._path(name))
+
+            outcomes = await asyncio.gather(*(one(name) for name in names), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
 
     # -- redirects ---------------------------------------------------------------------------------
     async def _tempurl_digest(self, auth: SwiftAuth) -> str:

@@ -25,6 +25,7 @@ class NoRedirect:
         self.move = inner.move
         self.list = inner.list
         self.delete = inner.delete
+        self.delete_many = inner.delete_many
         self.self_check = inner.self_check
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
