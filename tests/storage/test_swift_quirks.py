@@ -12,6 +12,7 @@ import pytest
 
 from moorage.storage.driver import StorageUnavailableError
 from moorage.storage.drivers.swift import SwiftDriver
+from moorage.storage.drivers.swift_http import bulk_delete_failure, bulk_delete_limit, cluster_info
 from tests.e2e.servers import free_port
 from tests.services.fixtures import Service
 from tests.services.hostproxy import host_rewriting_proxy
@@ -170,7 +171,7 @@ async def test_delete_many_with_and_without_bulk_delete(request: pytest.FixtureR
         state = await driver.append("blobs/big/data", None, _chunks(os.urandom(3 * 1024 * 1024)))
         await driver.commit("blobs/big/data", state)  # an SLO manifest and three segments
         auth = await driver._login()
-        assert await driver._bulk_limit(auth) > 0
+        assert bulk_delete_limit(await cluster_info(driver.http, auth, driver.settings)) > 0
         if not bulk:
             driver._bulk = 0
         await driver.delete_many([*paths, "blobs/big/data", "blobs/missing/data"])
@@ -178,3 +179,19 @@ async def test_delete_many_with_and_without_bulk_delete(request: pytest.FixtureR
         assert [name async for name in driver._list_keys("blobs/", "blobs")] == []  # no segment left
     finally:
         await driver.aclose()
+
+
+def test_bulk_delete_answers_are_read_for_failures_not_for_missing_names() -> None:
+    """The answer is 200 whatever happened: only its JSON says whether names were refused."""
+    gone = b'{"Number Deleted": 1, "Number Not Found": 1, "Response Status": "200 OK", "Errors": []}'
+    assert bulk_delete_failure(gone, ["a", "b"]) is None
+    refused = (
+        b'{"Number Deleted": 0, "Response Status": "400 Bad Request", "Response Body": "",'
+        b' "Errors": [["/c/a", "403 Forbidden"], ["/c/b", "404 Not Found"]]}'
+    )
+    failure = bulk_delete_failure(refused, ["a", "b"])
+    assert failure is not None and "1 object(s) refused" in failure and "/c/a: 403 Forbidden" in failure
+    assert bulk_delete_failure(b"<html>proxy error</html>", ["a"]) == "no JSON in the answer: <html>proxy error</html>"
+    assert bulk_delete_limit({"bulk_delete": {"max_deletes_per_request": 50_000}}) == 10_000
+    assert bulk_delete_limit({"bulk_delete": {}}) == 1000
+    assert bulk_delete_limit({"slo": {}}) == 0

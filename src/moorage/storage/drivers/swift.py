@@ -58,7 +58,15 @@ from moorage.storage.driver import (
     WriteState,
 )
 from moorage.storage.drivers.swift_auth import HTTP_ERRORS, SwiftAuth, SwiftSettings, authenticate, describe
-from moorage.storage.drivers.swift_http import Answer, deadline, fix_storage_url, read_body
+from moorage.storage.drivers.swift_http import (
+    Answer,
+    bulk_delete_failure,
+    bulk_delete_limit,
+    cluster_info,
+    deadline,
+    fix_storage_url,
+    read_body,
+)
 
 __all__ = ["SwiftDriver"]
 
@@ -67,8 +75,6 @@ _LIST_LIMIT = 1000
 _RAW_BODY_LIMIT = 1 << 20
 #: Requests in flight at once in :meth:`SwiftDriver.delete_many` (segment listings, single deletes).
 _PARALLEL_DELETES = 16
-#: Names per bulk-delete request when ``/info`` gives no ``max_deletes_per_request`` (Swift's default is 10,000).
-_BULK_DEFAULT = 1000
 
 
 class SwiftDriver:
@@ -498,52 +504,22 @@ class SwiftDriver:
     async def delete(self, path: str) -> None:
         await self._delete_tree(path, must_exist=True)
 
-    async def _bulk_limit(self, auth: SwiftAuth) -> int:
-        """Names one ``?bulk-delete`` request may carry, or 0 when ``/info`` does not offer it."""
-        if self._bulk is None:
-            parts = urlsplit(auth.storage_url)
-            base = parts.path.split("/v1", 1)[0]
-            info: Any = {}
-            with contextlib.suppress(*HTTP_ERRORS, ValueError):
-                async with (
-                    asyncio.timeout(self.settings.timeout),
-                    self.http.get(f"{parts.scheme}://{parts.netloc}{base}/info") as response,
-                ):
-                    info = await response.json(content_type=None) if response.status == 200 else {}
-            bulk = info.get("bulk_delete") if isinstance(info, dict) else None
-            if isinstance(bulk, dict):
-                advertised = bulk.get("max_deletes_per_request")
-                self._bulk = min(int(advertised), 10_000) if isinstance(advertised, int) else _BULK_DEFAULT
-            else:
-                self._bulk = 0
-        return self._bulk
-
     async def _bulk_delete(self, auth: SwiftAuth, names: builtins.list[str], path: str) -> None:
-        """One ``POST ?bulk-delete`` (the account URL) for ``names``; names not found are fine."""
+        """One ``POST ?bulk-delete`` on the account URL for ``names``; names not found are fine."""
         body = "\n".join(quote(f"/{self.container}/{name}") for name in names).encode()
         headers = {"Content-Type": "text/plain", "Accept": "application/json"}
-        params = {"bulk-delete": ""}
-        answer = await self._send(auth, "POST", auth.storage_url, path, headers=headers, content=body, params=params)
-        if answer.status == 401:
-            auth = await self._login(stale=auth)
+        for attempt in range(2):  # a 401: the token expired, log in again once
             answer = await self._send(
-                auth, "POST", auth.storage_url, path, headers=headers, content=body, params=params
+                auth, "POST", auth.storage_url, path, headers=headers, content=body, params={"bulk-delete": ""}
             )
+            if answer.status != 401 or attempt:
+                break
+            auth = await self._login(stale=auth)
         self._check(answer.status, "bulk delete", path, answer.text())
-        try:
-            result = json.loads(answer.body)
-        except ValueError:
+        failure = bulk_delete_failure(answer.body, names)
+        if failure is not None:
             raise StorageError(
-                f"Swift bulk delete under {path!r} answered no JSON: {answer.text()}", path=path, driver=self.name
-            ) from None
-        # Errors are [name, status] pairs; a name already gone is counted as "Number Not Found".
-        errors = [(str(e[0]), str(e[-1])) for e in result.get("Errors") or [] if e and not str(e[-1]).startswith("404")]
-        status = str(result.get("Response Status", "200"))
-        if errors or not status.startswith(("2", "404")):
-            name, why = errors[0] if errors else (names[0], status)
-            raise StorageError(
-                f"Swift refused to delete {len(errors) or len(names)} object(s) under {path!r}, e.g. {name}: "
-                f"{why} {result.get('Response Body', '')}; check the container's ACLs and the cluster's health",
+                f"Swift bulk delete under {path!r}: {failure}; check the container's ACLs and the cluster",
                 path=path,
                 driver=self.name,
             )
@@ -568,7 +544,9 @@ class SwiftDriver:
         manifests = [self._key(path) for path in paths]
         segments = [name for names in found for name in names]
         auth = await self._login()
-        limit = await self._bulk_limit(auth)
+        if self._bulk is None:
+            self._bulk = bulk_delete_limit(await cluster_info(self.http, auth, self.settings))
+        limit = self._bulk
         for names in (manifests, segments):
             if limit:
                 batches = [names[start : start + limit] for start in range(0, len(names), limit)]
@@ -594,20 +572,9 @@ class SwiftDriver:
         ≥ 2.22 lists ``sha1 sha256 sha512`` and marks SHA-1 deprecated.
         """
         if self._digest is None:
-            parts = urlsplit(auth.storage_url)
-            base = parts.path.split("/v1", 1)[0]
-            digest = "sha1"
-            try:
-                async with (
-                    asyncio.timeout(self.settings.timeout),
-                    self.http.get(f"{parts.scheme}://{parts.netloc}{base}/info") as response,
-                ):
-                    info = await response.json(content_type=None) if response.status == 200 else {}
-                allowed = info.get("tempurl", {}).get("allowed_digests", []) if isinstance(info, dict) else []
-                digest = "sha256" if "sha256" in allowed else "sha1"
-            except (*HTTP_ERRORS, ValueError):
-                pass
-            self._digest = digest
+            tempurl = (await cluster_info(self.http, auth, self.settings)).get("tempurl")
+            allowed = tempurl.get("allowed_digests", []) if isinstance(tempurl, dict) else []
+            self._digest = "sha256" if "sha256" in allowed else "sha1"
         return self._digest
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:

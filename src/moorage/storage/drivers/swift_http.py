@@ -11,15 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from moorage.storage.driver import StorageError, StorageUnavailableError
 from moorage.storage.drivers.swift_auth import HTTP_ERRORS, SwiftAuth, SwiftSettings, describe
 
-__all__ = ["Answer", "deadline", "fix_storage_url", "read_body", "timed_out"]
+__all__ = [
+    "Answer",
+    "bulk_delete_failure",
+    "bulk_delete_limit",
+    "cluster_info",
+    "deadline",
+    "fix_storage_url",
+    "read_body",
+    "timed_out",
+]
 
 READ_CHUNK = 1 << 20
 
@@ -109,3 +121,51 @@ async def read_body(
         if since_reset >= READ_CHUNK:
             since_reset, budget = 0, settings.timeout
         yield chunk
+
+
+#: Names per bulk-delete request when ``/info`` gives no ``max_deletes_per_request`` (Swift's default is 10,000).
+BULK_DEFAULT = 1000
+
+
+async def cluster_info(http: aiohttp.ClientSession, auth: SwiftAuth, settings: SwiftSettings) -> dict[str, Any]:
+    """The cluster's capabilities (``GET /info``, next to ``/v1``), ``{}`` when it does not answer them."""
+    parts = urlsplit(auth.storage_url)
+    base = parts.path.split("/v1", 1)[0]
+    with contextlib.suppress(*HTTP_ERRORS, ValueError):
+        async with (
+            asyncio.timeout(settings.timeout),
+            http.get(f"{parts.scheme}://{parts.netloc}{base}/info") as response,
+        ):
+            info = await response.json(content_type=None) if response.status == 200 else {}
+        if isinstance(info, dict):
+            return info
+    return {}
+
+
+def bulk_delete_limit(info: Mapping[str, Any]) -> int:
+    """Names one ``?bulk-delete`` request may carry per ``/info``; 0 when the cluster has no bulk delete."""
+    bulk = info.get("bulk_delete")
+    if not isinstance(bulk, dict):
+        return 0
+    advertised = bulk.get("max_deletes_per_request")
+    return min(advertised, 10_000) if isinstance(advertised, int) and advertised > 0 else BULK_DEFAULT
+
+
+def bulk_delete_failure(body: bytes, names: list[str]) -> str | None:
+    """What went wrong in a bulk-delete answer (``None``: all deleted or already gone).
+
+    The answer is ``200`` with the outcome in JSON: ``Errors`` as ``[name, status]`` pairs and a
+    ``Response Status``; names already gone are only counted (``Number Not Found``).
+    """
+    try:
+        result = json.loads(body)
+    except ValueError:
+        return f"no JSON in the answer: {body[:300].decode(errors='replace')}"
+    if not isinstance(result, dict):
+        return f"unexpected answer: {body[:300].decode(errors='replace')}"
+    errors = [(str(e[0]), str(e[-1])) for e in result.get("Errors") or [] if e and not str(e[-1]).startswith("404")]
+    status = str(result.get("Response Status", "200"))
+    if not errors and status.startswith(("2", "404")):
+        return None
+    name, why = errors[0] if errors else (names[0], status)
+    return f"{len(errors) or len(names)} object(s) refused, e.g. {name}: {why} {result.get('Response Body', '')}"
