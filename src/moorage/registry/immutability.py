@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -115,23 +115,29 @@ async def guarding_tag(conn: AsyncConnection, repository_id: int, repository: st
     return _first(await _enabled_rules(conn, repository_id), repository, tag)
 
 
-async def guarding_digest(conn: AsyncConnection, repository_id: int, repository: str,
-                          digest: str) -> tuple[ImmutableRule, str] | None:
-    """The first rule and tag that make the manifest ``digest`` undeletable (a covered tag points at it)."""
+async def _first_covered(conn: AsyncConnection, repository_id: int, repository: str,
+                         tag_names: Select[str]) -> tuple[ImmutableRule, str] | None:
+    """The first enabled rule and tag (of ``tag_names``, in order) that a rule covers."""
     rules = await _enabled_rules(conn, repository_id)
     if not rules:
         return None
+    for tag in (await conn.execute(tag_names)).scalars():
+        rule = _first(rules, repository, tag)
+        if rule is not None:
+            return rule, tag
+    return None
+
+
+async def guarding_digest(conn: AsyncConnection, repository_id: int, repository: str,
+                          digest: str) -> tuple[ImmutableRule, str] | None:
+    """The first rule and tag that make the manifest ``digest`` undeletable (a covered tag points at it)."""
     query = (
         select(tags.c.name)
         .select_from(tags.join(manifests, tags.c.manifest_id == manifests.c.id))
         .where(manifests.c.repository_id == repository_id, manifests.c.digest == digest)
         .order_by(tags.c.name)
     )
-    for tag in (await conn.execute(query)).scalars():
-        rule = _first(rules, repository, tag)
-        if rule is not None:
-            return rule, tag
-    return None
+    return await _first_covered(conn, repository_id, repository, query)
 
 
 async def guarding_repository(conn: AsyncConnection, repository_id: int,
@@ -140,15 +146,8 @@ async def guarding_repository(conn: AsyncConnection, repository_id: int,
 
     Deleting the repository deletes its tags; an immutable tag must not go that way either.
     """
-    rules = await _enabled_rules(conn, repository_id)
-    if not rules:
-        return None
     query = select(tags.c.name).where(tags.c.repository_id == repository_id).order_by(tags.c.name)
-    for tag in (await conn.execute(query)).scalars():
-        rule = _first(rules, repository, tag)
-        if rule is not None:
-            return rule, tag
-    return None
+    return await _first_covered(conn, repository_id, repository, query)
 
 
 def _checked(field: str, pattern: str) -> str:

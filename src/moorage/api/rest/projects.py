@@ -82,7 +82,8 @@ def _public(flag: bool | None, metadata: ProjectMetadata | None) -> bool | None:
     return None
 
 
-async def _out(repositories: Repositories, project: Project, role: str | None) -> ProjectOut:
+async def project_out(repositories: Repositories, project: Project, role: str | None) -> ProjectOut:
+    """Harbor's ``Project`` as ``GET /projects`` lists it (also used by ``/search``)."""
     rid = role_id(role)
     return ProjectOut(
         project_id=project.id, name=project.name, public=project.public, owner_id=project.owner_id,
@@ -109,7 +110,7 @@ async def list_projects(
     visible = who.identity.policy.visible_projects(who.subject)
     found, total = await who.identity.store.list_projects(visible, page.offset, page.page_size, name, public)
     paginate(request, response, page, total)
-    return [await _out(repositories, p, await who.identity.store.role_of(who.subject, p)) for p in found]
+    return [await project_out(repositories, p, await who.identity.store.role_of(who.subject, p)) for p in found]
 
 
 @router.head("/projects", status_code=200, responses={404: {"description": "no such project you may see"}})
@@ -142,7 +143,7 @@ async def create_project(request: Request, response: Response, body: ProjectReq,
 @router.get("/projects/{project_name_or_id}", response_model=ProjectOut)
 async def get_project(project_name_or_id: str, who: CallerDep, repositories: RepositoriesDep) -> ProjectOut:
     project, role = await visible_project(who, project_name_or_id)
-    return await _out(repositories, project, role)
+    return await project_out(repositories, project, role)
 
 
 @router.put("/projects/{project_name_or_id}", response_model=None)

@@ -13,9 +13,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from moorage.api.rest.common import Caller, CallerDep, role_id, visible_project
+from moorage.api.rest.common import Caller, CallerDep, visible_project
 from moorage.api.rest.deps import RepositoriesDep, SearchDep
-from moorage.api.rest.projects import ProjectMetadata, ProjectOut
+from moorage.api.rest.projects import ProjectOut, project_out
 from moorage.auth.identity import Project
 from moorage.auth.roles import can_see_members
 from moorage.registry.interfaces import Repositories
@@ -56,15 +56,7 @@ class ProjectSummary(BaseModel):
 
 
 async def _project(who: Caller, repositories: Repositories, project: Project) -> ProjectOut:
-    """Harbor's ``Project`` as ``GET /projects`` lists it."""
-    rid = role_id(await who.identity.policy.role(who.subject, project))
-    return ProjectOut(
-        project_id=project.id, name=project.name, public=project.public, owner_id=project.owner_id,
-        creation_time=project.created_at, update_time=project.updated_at,
-        repo_count=await repositories.count(project.id), current_user_role_id=rid,
-        current_user_role_ids=[rid] if rid else [],
-        metadata=ProjectMetadata(public="true" if project.public else "false"),
-    )
+    return await project_out(repositories, project, await who.identity.policy.role(who.subject, project))
 
 
 @router.get("/search", response_model=SearchResult)
