@@ -1,5 +1,5 @@
-// Pieces the list views share: the page and query from the URL, a search box, a pager.
-import { h } from "../dom.js";
+// Pieces the list views share: the page and query from the URL, a search box, a pager, the repository table.
+import { h, time } from "../dom.js";
 
 export const PAGE_SIZE = 15;
 
@@ -40,4 +40,18 @@ export function pager(page, total, shown) {
     h("span", {}, `${first}–${last} of ${total}`),
     page > 1 ? h("a", { href: urlWith({ page: page - 1 }), rel: "prev" }, "← Previous") : null,
     page < pages ? h("a", { href: urlWith({ page: page + 1 }), rel: "next" }, "Next →") : null);
+}
+
+/** A page of repositories (name linked by `href(r)`, artifact count, creation time), or why it is empty. */
+export function repositoryTable(items, q, href) {
+  if (items.length === 0) {
+    return h("p", { class: "muted" }, q ? `No repository matches “${q}”.` : "No repositories yet: push an image to create one.");
+  }
+  const rows = items.map((r) => h("tr", {},
+    h("td", {}, h("a", { href: href(r) }, r.name)),
+    h("td", { class: "num" }, r.artifact_count),
+    h("td", { class: "wide-only" }, time(r.creation_time))));
+  return h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"),
+    h("th", { scope: "col", class: "num" }, "Artifacts"), h("th", { scope: "col", class: "wide-only" }, "Created"))),
+    h("tbody", {}, rows));
 }

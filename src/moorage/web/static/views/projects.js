@@ -1,7 +1,7 @@
 // Projects: the list (search, paging, create) and a project's page with its repositories.
 import { get, list, send } from "../api.js";
 import { errorBox, fill, h, time } from "../dom.js";
-import { listParams, pager, PAGE_SIZE, searchBox } from "./common.js";
+import { listParams, pager, PAGE_SIZE, repositoryTable, searchBox } from "./common.js";
 import { projectHeader, ROLES, visibility } from "./project_tabs.js";
 
 
@@ -66,23 +66,16 @@ export async function projectView(ctx, main, name) {
   const { items, total } = await list(`/projects/${encodeURIComponent(project.name)}/repositories`,
     { page, page_size: PAGE_SIZE, q: q ? `name=~${q}` : "" });
   const prefix = `${project.name}/`;
-  const rows = items.map((r) => {
+  const href = (r) => {
     const inner = r.name.startsWith(prefix) ? r.name.slice(prefix.length) : r.name;
-    return h("tr", {},
-      h("td", {}, h("a", { href: `/projects/${encodeURIComponent(project.name)}/repositories/${encodeURIComponent(inner)}` }, r.name)),
-      h("td", { class: "num" }, r.artifact_count),
-      h("td", { class: "wide-only" }, time(r.creation_time)));
-  });
+    return `/projects/${encodeURIComponent(project.name)}/repositories/${encodeURIComponent(inner)}`;
+  };
   fill(main,
     projectHeader(ctx, project, "repositories"),
     h("dl", { class: "facts" },
       h("dt", {}, "Your role"), h("dd", {}, ROLES[project.current_user_role_id] || (ctx.user?.sysadmin_flag ? "system admin" : "none")),
       h("dt", {}, "Push here"), h("dd", {}, h("code", {}, `podman push <image> ${location.host}/${project.name}/<repository>:<tag>`))),
     h("div", { class: "bar" }, searchBox(ctx, "Search repositories", q)),
-    items.length === 0
-      ? h("p", { class: "muted" }, q ? `No repository matches “${q}”.` : "No repositories yet: push an image to create one.")
-      : h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"),
-        h("th", { scope: "col", class: "num" }, "Artifacts"), h("th", { scope: "col", class: "wide-only" }, "Created"))),
-        h("tbody", {}, rows)),
+    repositoryTable(items, q, href),
     pager(page, total, items.length));
 }

@@ -1,16 +1,12 @@
 // Every repository the caller may see, by full name (GET /repositories): the home of an open registry
 // (auth.mode: none), where there are no projects and names have one part ("alpine").
 import { list } from "../api.js";
-import { fill, h, time } from "../dom.js";
-import { listParams, pager, PAGE_SIZE, searchBox } from "./common.js";
+import { fill, h } from "../dom.js";
+import { listParams, pager, PAGE_SIZE, repositoryTable, searchBox } from "./common.js";
 
 export async function repositoriesView(ctx, main) {
   const { q, page } = listParams();
   const { items, total } = await list("/repositories", { page, page_size: PAGE_SIZE, q: q ? `name=~${q}` : "" });
-  const rows = items.map((r) => h("tr", {},
-    h("td", {}, h("a", { href: `/repositories/${encodeURIComponent(r.name)}` }, r.name)),
-    h("td", { class: "num" }, r.artifact_count),
-    h("td", { class: "wide-only" }, time(r.creation_time))));
   const open = ctx.mode !== "token";
   fill(main,
     h("h1", {}, open ? "Open registry" : "Repositories"),
@@ -21,10 +17,6 @@ export async function repositoriesView(ctx, main) {
       h("h2", {}, "Repositories"),
     ] : null,
     h("div", { class: "bar" }, searchBox(ctx, "Search repositories", q)),
-    items.length === 0
-      ? h("p", { class: "muted" }, q ? `No repository matches “${q}”.` : "No repositories yet: push an image to create one.")
-      : h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"),
-        h("th", { scope: "col", class: "num" }, "Artifacts"), h("th", { scope: "col", class: "wide-only" }, "Created"))),
-        h("tbody", {}, rows)),
+    repositoryTable(items, q, (r) => `/repositories/${encodeURIComponent(r.name)}`),
     pager(page, total, items.length));
 }
