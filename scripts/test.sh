@@ -23,6 +23,7 @@ wait_port() {  # wait_port PORT WHAT
 
 # -- Debian packages ------------------------------------------------------------------------
 # Clients and reference: skopeo podman buildah docker-registry. Services: postgresql, redis.
+# slapd + ldap-utils: the LDAP directory the identity-source tests start and seed (tests/services/ldap.py).
 # chromium: the browser the web UI tests drive with Playwright (its own browser download is unreachable).
 # podman/buildah as root without systemd: crun (OCI runtime), fuse-overlayfs (overlay fallback),
 # uidmap + slirp4netns (podman's hard/soft requirements), containers-common (policy.json).
@@ -32,6 +33,7 @@ PACKAGES=(
     crun fuse-overlayfs uidmap slirp4netns
     nginx redis-server redis-sentinel redis-tools postgresql
     chromium
+    slapd ldap-utils
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
