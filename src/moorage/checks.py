@@ -10,7 +10,6 @@ Every driver adds its own checks (e.g. Swift's storage URL) through the driver P
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -124,13 +123,10 @@ async def check_storage(settings: Settings, storage: StorageDriver) -> list[Chec
 async def check_redirects(settings: Settings, storage: StorageDriver, key: str) -> list[CheckResult]:
     """A presigned GET and a presigned HEAD must both answer 200 (the RGW HEAD-vs-GET report)."""
     results: list[CheckResult] = []
-    verify: Any = True
     driver_settings = settings.storage.driver_settings
-    bundle = getattr(driver_settings, "cabundle", None)
-    if getattr(driver_settings, "insecureskipverify", False) or getattr(driver_settings, "skipverify", False):
-        verify = False
-    elif bundle:
-        verify = ssl.create_default_context(cafile=bundle)  # httpx deprecates a path here
+    skip = bool(getattr(driver_settings, "insecureskipverify", False) or getattr(driver_settings, "skipverify", False))
+    # The same trust as the driver's own connections (outbound.ca_bundle plus the driver's cabundle).
+    verify = settings.outbound.trust_store().verify(getattr(driver_settings, "cabundle", None), skip_verify=skip)
     async with httpx.AsyncClient(verify=verify, timeout=15) as http:
         for method in ("GET", "HEAD"):
             name = f"presigned {method}"
@@ -226,6 +222,7 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
             settings.storage.driver_settings,
             settings.data_dir,
             redirect=not settings.storage.redirect.disable,
+            trust=settings.outbound.trust_store(),
         )
     except Exception as exc:  # noqa: BLE001
         results.append(

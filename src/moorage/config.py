@@ -12,6 +12,7 @@ split is unambiguous against the known keys; the common ones are named outright
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from pydantic import (
 )
 
 from moorage.auth.clients import TrustedProxies
+from moorage.net.tls import TrustStore, TrustStoreError
 from moorage.registry.names import InvalidNameError, check_identifier
 from moorage.storage.factory import DRIVERS, driver_class
 
@@ -42,6 +44,7 @@ __all__ = [
     "LimitsSettings",
     "LogSettings",
     "MetricsSettings",
+    "OutboundSettings",
     "RedisClusterSettings",
     "RedisSentinelSettings",
     "RedisSettings",
@@ -70,10 +73,35 @@ class _Section(BaseModel):
 
 
 class TLSSettings(_Section):
-    """``http.tls``: serve HTTPS directly (usually TLS ends at the load balancer instead)."""
+    """``http.tls``: serve HTTPS directly (``moorage serve --tls-cert --tls-key``); both or neither.
+
+    The files are checked at start (readable, the key matches the certificate), so a wrong path
+    stops start-up naming the key instead of failing every worker.
+    """
 
     certificate: str | None = None
     key: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TLSSettings:
+        if bool(self.certificate) != bool(self.key):
+            missing = "key" if self.certificate else "certificate"
+            raise ValueError(f"http.tls.{missing}: set both http.tls.certificate and http.tls.key (--tls-cert and "
+                             "--tls-key), or neither")
+        if self.certificate and self.key:
+            for name, path in (("certificate", self.certificate), ("key", self.key)):
+                if not Path(path).is_file():
+                    raise ValueError(f"http.tls.{name}: {path} is not a readable file; give the PEM file's path")
+            try:
+                ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.certificate, self.key)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"http.tls.certificate: {self.certificate} and {self.key} are not a PEM certificate "
+                                 f"and its private key ({exc}); make them with 'moorage certs make-server'") from None
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.certificate and self.key)
 
 
 class HttpSettings(_Section):
@@ -377,6 +405,28 @@ class GcSettings(_Section):
         return value
 
 
+class OutboundSettings(_Section):
+    """``outbound``: TLS trust of every connection Moorage opens (storage, OIDC, LDAP, replication,
+    proxy cache, webhooks); see :mod:`moorage.net.tls`."""
+
+    #: PEM file of extra CAs to trust, e.g. the private CA of an internal S3 or LDAP server.
+    ca_bundle: str | None = None
+    #: Trust the operating system's CA store as well (``false``: only ``ca_bundle``).
+    system_cas: bool = True
+
+    @model_validator(mode="after")
+    def _readable(self) -> OutboundSettings:
+        try:
+            self.trust_store().check()
+        except TrustStoreError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def trust_store(self) -> TrustStore:
+        """The :class:`TrustStore` these settings describe (services build one and pass it on)."""
+        return TrustStore(self.ca_bundle, self.system_cas)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -409,6 +459,7 @@ class Settings(_Section):
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 
     @property
     def database_url(self) -> str:

@@ -29,6 +29,7 @@ from moorage.health import HealthChecker
 from moorage.jobs import HandlerRegistry, JobQueue, Periodic
 from moorage.jobs.builtin import register_builtin
 from moorage.jobs.runner import Tick
+from moorage.net.tls import TrustStore
 from moorage.registry.blobs import BlobService
 from moorage.registry.guard import WriteGuard
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
@@ -62,17 +63,23 @@ class Services:
     job_ticks: list[Tick] = field(default_factory=list)
     #: Users, projects, robots, tokens and the audit log; ``None`` with ``auth.mode: none``.
     identity: IdentityService | None = None
+    #: The CAs every outbound connection trusts (``outbound.ca_bundle``): OIDC, LDAP, replication,
+    #: proxy cache and webhooks take it from here (storage got it when it was built).
+    trust: TrustStore = field(default_factory=TrustStore)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url, pool_size=settings.database.pool_size)
+        #: One outbound CA trust for every connection this process opens (moorage.net.tls).
+        trust = settings.outbound.trust_store()
         storage_settings = settings.storage
         storage = build_driver(
             storage_settings.driver_name,
             storage_settings.driver_settings,
             settings.data_dir,
             redirect=not storage_settings.redirect.disable,
+            trust=trust,
         )
         guard = WriteGuard(
             read_only=storage_settings.maintenance.readonly.enabled,
@@ -114,6 +121,7 @@ class Services:
             # Read-only maintenance refuses a real GC run: a schedule would only fail each time.
             job_ticks=[] if storage_settings.maintenance.readonly.enabled else [GcService(db, queue).tick],
             identity=identity,
+            trust=trust,
         )
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -60,12 +61,14 @@ class RegistryProcess:
     process: subprocess.Popen[bytes]
     label: str = ""
     """Human name for reports, e.g. ``moorage-postgres``."""
+    ca_file: Path | None = None
+    """The CA that signed the server's certificate when it serves HTTPS (``start_moorage(tls=…)``)."""
     _log_mark: int = field(default=0, repr=False)
 
     @property
     def url(self) -> str:
         """Base URL, without the ``/v2`` suffix."""
-        return f"http://{self.host}"
+        return f"{'https' if self.ca_file else 'http'}://{self.host}"
 
     @property
     def is_reference(self) -> bool:
@@ -136,7 +139,8 @@ def _wait_ready(reg: RegistryProcess, timeout: float) -> None:
     """Poll ``GET /v2/`` until 200; fail early, with the log, if the process dies."""
     deadline = time.monotonic() + timeout
     last = "no answer yet"
-    with httpx.Client(timeout=2) as client:
+    verify = ssl.create_default_context(cafile=reg.ca_file) if reg.ca_file else True
+    with httpx.Client(timeout=2, verify=verify) as client:
         while time.monotonic() < deadline:
             if reg.process.poll() is not None:
                 raise ServerStartError(
@@ -167,6 +171,7 @@ def _spawn(
     env: Mapping[str, str],
     cwd: Path,
     ready_timeout: float,
+    ca_file: Path | None = None,
 ) -> RegistryProcess:
     log_path = data_dir.parent / f"{label}-{host.rsplit(':', 1)[1]}.log"
     with log_path.open("ab") as log:
@@ -181,7 +186,7 @@ def _spawn(
             env={**os.environ, **env},
             start_new_session=True,
         )
-    reg = RegistryProcess(kind, host, data_dir, log_path, process, label)
+    reg = RegistryProcess(kind, host, data_dir, log_path, process, label, ca_file=ca_file)
     _wait_ready(reg, ready_timeout)
     return reg
 
@@ -195,8 +200,12 @@ def start_moorage(
     extra_env: Mapping[str, str] | None = None,
     ready_timeout: float = READY_TIMEOUT,
     port: int | None = None,
+    tls: tuple[Path, Path, Path] | None = None,
 ) -> RegistryProcess:
     """Run ``moorage serve --listen 127.0.0.1:<port>`` on a fresh data dir under ``workdir``.
+
+    ``tls`` is ``(certificate, key, CA)``: the server gets ``--tls-cert``/``--tls-key`` and is
+    polled over HTTPS trusting only that CA.
 
     With no ``database_url`` it runs on the embedded default (SQLite + filesystem inside
     ``MOORAGE_DATA_DIR``); otherwise ``MOORAGE_DATABASE_URL`` points at that database.
@@ -210,6 +219,8 @@ def start_moorage(
     data_dir.mkdir(parents=True, exist_ok=True)
     if command is None:
         argv = [*moorage_command(), "serve", "--listen", host]
+        if tls is not None:
+            argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     else:
         fill = {"listen": host, "host": "127.0.0.1", "port": str(port), "data_dir": str(data_dir)}
         argv = [part.format(**fill) for part in command]
@@ -219,7 +230,8 @@ def start_moorage(
     env.update(extra_env or {})
     # cwd is the work dir, so a server that ignored MOORAGE_DATA_DIR would litter a temp dir,
     # not the repository, and the data-dir assertions in the tests would notice.
-    return _spawn("moorage", label, argv, host, data_dir, env, workdir, ready_timeout)
+    return _spawn("moorage", label, argv, host, data_dir, env, workdir, ready_timeout,
+                  ca_file=tls[2] if tls is not None else None)
 
 
 def start_reference(

@@ -13,6 +13,7 @@ import boto3  # type: ignore[import-untyped]  # no stubs shipped; calls are wrap
 import botocore.exceptions  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 
+from moorage.net.tls import TrustStore
 from moorage.storage.drivers.s3_support import S3Settings
 from moorage.storage.drivers.swift_auth import SwiftSettings
 from tests.services.fixtures import Service
@@ -51,7 +52,7 @@ def raw_s3_client(settings: S3Settings) -> Any:
         aws_access_key_id=settings.accesskey,
         aws_secret_access_key=settings.secretkey,
         region_name=settings.region,
-        verify=settings.verify(),
+        verify=settings.verify(TrustStore()),
         config=Config(
             s3={"addressing_style": "path"},
             request_checksum_calculation="when_required",

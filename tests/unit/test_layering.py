@@ -18,6 +18,8 @@ PACKAGE = Path(moorage.__file__).parent
 #: Layer (a top-level module or package of moorage) → the layers it may import besides itself.
 ALLOWED: dict[str, set[str]] = {
     "db": set(),
+    #: Outbound TLS trust and address rules: a leaf every layer may ask (storage included).
+    "net": set(),
     "registry": {"db", "errors", "numbers", "storage"},
     "health": {"db", "registry", "storage"},
     "cache": {"config", "db", "errors", "registry"},

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from moorage.cli.certs import certs_app
 from moorage.cli.gc import add_gc_commands
 from moorage.config import ConfigError, Settings, load_settings
 from moorage.errors import RegistryError
@@ -19,6 +20,7 @@ __all__ = ["app", "main"]
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Moorage container registry.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
+app.add_typer(certs_app, name="certs")
 err = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -41,12 +43,23 @@ def serve(
     listen: Annotated[str | None, typer.Option(help="HOST:PORT to listen on (http.listen).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (http.workers).")] = None,
     migrate: Annotated[bool, typer.Option(help="Run database migrations first (database.auto_migrate).")] = True,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate (chain) to serve HTTPS (http.tls.certificate).")
+                        ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Its PEM private key (http.tls.key).")] = None,
 ) -> None:
-    """Run the registry. With no configuration: SQLite + filesystem under ./moorage-data/."""
+    """Run the registry. With no configuration: SQLite + filesystem under ./moorage-data/.
+
+    HTTPS with --tls-cert/--tls-key speaks HTTP/1.1 (uvicorn has no HTTP/2); see docs/deploy.md.
+    """
     import uvicorn
 
     if listen:
         os.environ["MOORAGE_LISTEN"] = listen
+    # Through the environment, like --listen: every worker process re-reads the settings.
+    if tls_cert:
+        os.environ["MOORAGE_HTTP__TLS__CERTIFICATE"] = str(tls_cert.resolve())
+    if tls_key:
+        os.environ["MOORAGE_HTTP__TLS__KEY"] = str(tls_key.resolve())
     if workers:
         os.environ["MOORAGE_HTTP__WORKERS"] = str(workers)
     if config:

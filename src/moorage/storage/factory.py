@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from moorage.net.tls import TrustStore
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.driver import StorageDriver
 
@@ -32,7 +33,7 @@ class DriverClass(Protocol):
 
     Settings: type[BaseModel]
 
-    def from_config(self, settings: Any, data_dir: Path) -> StorageDriver: ...
+    def from_config(self, settings: Any, data_dir: Path, trust: TrustStore) -> StorageDriver: ...
 
 
 def driver_class(name: str) -> DriverClass:
@@ -46,9 +47,15 @@ def driver_class(name: str) -> DriverClass:
     return cls
 
 
-def build_driver(name: str, settings: BaseModel, data_dir: Path, *, redirect: bool) -> CheckedDriver:
-    """Construct the configured driver inside its wrappers (checking outermost)."""
-    driver: StorageDriver = driver_class(name).from_config(settings, data_dir)
+def build_driver(
+    name: str, settings: BaseModel, data_dir: Path, *, redirect: bool, trust: TrustStore | None = None
+) -> CheckedDriver:
+    """Construct the configured driver inside its wrappers (checking outermost).
+
+    ``trust`` is the deployment's outbound CA trust (``outbound.ca_bundle``); drivers that talk
+    TLS add their own ``cabundle`` to it.
+    """
+    driver: StorageDriver = driver_class(name).from_config(settings, data_dir, trust or TrustStore())
     if not redirect:
         from moorage.storage.middleware.redirect import NoRedirect
 

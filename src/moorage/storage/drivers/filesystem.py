@@ -36,6 +36,7 @@ from typing import BinaryIO, TypeVar
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict
 
+from moorage.net.tls import TrustStore
 from moorage.storage.driver import (
     CheckResult,
     FileInfo,
@@ -149,7 +150,7 @@ class FilesystemDriver:
         return await anyio.to_thread.run_sync(call, *args)
 
     @classmethod
-    def from_config(cls, settings: Settings, data_dir: Path) -> FilesystemDriver:
+    def from_config(cls, settings: Settings, data_dir: Path, trust: TrustStore) -> FilesystemDriver:
         root = Path(settings.rootdirectory) if settings.rootdirectory else data_dir / "storage"
         return cls(root.resolve(), fsync=settings.fsync)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from moorage.net.tls import TrustStore
 from moorage.storage.driver import CheckResult, FileInfo, InvalidOffsetError, PathNotFoundError, WriteState
 
 __all__ = ["MemoryDriver"]
@@ -31,7 +32,7 @@ class MemoryDriver:
         self._pending: dict[str, bytearray] = {}
 
     @classmethod
-    def from_config(cls, settings: Settings, data_dir: Path) -> MemoryDriver:
+    def from_config(cls, settings: Settings, data_dir: Path, trust: TrustStore) -> MemoryDriver:
         return cls()
 
     def _prefix_exists(self, path: str) -> bool:

@@ -39,6 +39,7 @@ import anyio.to_thread
 import boto3  # type: ignore[import-untyped]  # no stubs shipped; calls are wrapped below
 import botocore.exceptions  # type: ignore[import-untyped]
 
+from moorage.net.tls import TrustStore
 from moorage.storage.driver import (
     CheckResult,
     FileInfo,
@@ -73,8 +74,9 @@ class S3Driver:
     name = "s3"
     Settings = S3Settings
 
-    def __init__(self, settings: S3Settings, *, list_page_size: int = 1000) -> None:
-        """``list_page_size`` is S3's ``MaxKeys``; tests lower it to force pagination."""
+    def __init__(self, settings: S3Settings, *, list_page_size: int = 1000, trust: TrustStore | None = None) -> None:
+        """``list_page_size`` is S3's ``MaxKeys``; tests lower it to force pagination. ``trust`` is the
+        deployment's outbound CA trust; ``cabundle`` is added to it, ``skipverify`` turns checking off."""
         self.settings = settings
         self.bucket = settings.bucket
         self.root = settings.rootdirectory.strip("/")
@@ -87,7 +89,7 @@ class S3Driver:
             aws_access_key_id=settings.accesskey or None,
             aws_secret_access_key=settings.secretkey or None,
             region_name=settings.region,
-            verify=settings.verify(),
+            verify=settings.verify(trust or TrustStore()),
             config=botocore_config(settings),
         )
         self.client.meta.events.register("before-sign.s3.DeleteObjects", add_content_md5)
@@ -103,8 +105,8 @@ class S3Driver:
                 self._extra["SSEKMSKeyId"] = settings.keyid
 
     @classmethod
-    def from_config(cls, settings: S3Settings, data_dir: Path) -> S3Driver:
-        return cls(settings)
+    def from_config(cls, settings: S3Settings, data_dir: Path, trust: TrustStore) -> S3Driver:
+        return cls(settings, trust=trust)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -14,6 +14,7 @@ import botocore.exceptions  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from moorage.net.tls import TrustStore
 from moorage.storage.driver import (
     InvalidOffsetError,
     PathNotFoundError,
@@ -87,11 +88,10 @@ class S3Settings(BaseModel):
             return self.regionendpoint.rstrip("/")
         return f"{'https' if self.secure else 'http'}://{self.regionendpoint.rstrip('/')}"
 
-    def verify(self) -> bool | str:
-        """What botocore's ``verify`` gets: off, a CA bundle file, or the system store."""
-        if self.skipverify or self.insecureskipverify:
-            return False
-        return self.cabundle or True
+    def verify(self, trust: TrustStore) -> bool | str:
+        """What botocore's ``verify`` gets: off, a CA file from the shared trust (plus ``cabundle``), or
+        botocore's own store when nothing custom is configured (:meth:`TrustStore.ca_file`)."""
+        return trust.ca_file(self.cabundle, skip_verify=self.skipverify or self.insecureskipverify)
 
 
 def botocore_config(settings: S3Settings) -> Config:

@@ -48,6 +48,7 @@ import aiohttp
 import anyio
 from yarl import URL
 
+from moorage.net.tls import TrustStore
 from moorage.storage.driver import (
     CheckResult,
     FileInfo,
@@ -83,19 +84,18 @@ class SwiftDriver:
     name = "swift"
     Settings = SwiftSettings
 
-    def __init__(self, settings: SwiftSettings, *, list_limit: int = _LIST_LIMIT) -> None:
+    def __init__(self, settings: SwiftSettings, *, list_limit: int = _LIST_LIMIT, trust: TrustStore | None = None) -> None:
         """``list_limit`` forces listing pages in tests. No I/O here: the HTTP session is made on
-        first use, inside the event loop (aiohttp binds a session to its loop)."""
+        first use, inside the event loop (aiohttp binds a session to its loop). ``trust`` is the
+        deployment's outbound CA trust; ``cabundle`` adds to it, ``insecureskipverify`` turns it off."""
         self.settings = settings
         self.container = settings.container
         self.root = settings.prefix.strip("/")
         self.segment_size = settings.chunksize
         self.list_limit = list_limit
-        self._ssl: ssl.SSLContext | bool = True
-        if settings.insecureskipverify:
-            self._ssl = False
-        elif settings.cabundle:
-            self._ssl = ssl.create_default_context(cafile=settings.cabundle)
+        self._ssl: ssl.SSLContext | bool = (trust or TrustStore()).verify(
+            settings.cabundle, skip_verify=settings.insecureskipverify
+        )
         self._session: aiohttp.ClientSession | None = None
         self._auth: SwiftAuth | None = None
         self._auth_lock = anyio.Lock()
@@ -104,8 +104,8 @@ class SwiftDriver:
         self._bulk: int | None = None
 
     @classmethod
-    def from_config(cls, settings: SwiftSettings, data_dir: Path) -> SwiftDriver:
-        return cls(settings)
+    def from_config(cls, settings: SwiftSettings, data_dir: Path, trust: TrustStore) -> SwiftDriver:
+        return cls(settings, trust=trust)
 
     async def aclose(self) -> None:
         if self._session is not None:
