@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from moorage.auth.clients import TrustedProxies
+from moorage.auth.ldap_settings import LdapSettings
 from moorage.net.tls import TrustStore, TrustStoreError
 from moorage.registry.names import InvalidNameError, check_identifier
 from moorage.storage.factory import DRIVERS, driver_class
@@ -344,6 +345,9 @@ class RedisSettings(_Section):
         return self
 
 
+SourceName = Literal["local", "ldap", "oidc", "robot"]
+
+
 class AuthSettings(_Section):
     """``auth``: identity and tokens (see docs/configuration.md)."""
 
@@ -362,6 +366,19 @@ class AuthSettings(_Section):
     login_max_failures: int = Field(default=5, ge=1, le=1000)
     login_window: int = Field(default=300, ge=1)
     login_lockout: int = Field(default=300, ge=1)
+    #: Identity sources, in the order they are asked about a name that has no account yet
+    #: (moorage.auth.sources; ``admin`` always logs in locally). ``robot`` enables robot accounts.
+    sources: list[SourceName] = Field(default_factory=lambda: list[SourceName](["local", "robot"]))
+    #: The LDAP/AD directory (``ldap`` in ``sources``); see docs/sso.md.
+    ldap: LdapSettings | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: list[SourceName]) -> list[SourceName]:
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"auth.sources lists {', '.join(twice)} more than once; name each source once")
+        return value
 
     @field_validator("service")
     @classmethod
@@ -375,6 +392,8 @@ class AuthSettings(_Section):
                 "auth.secret_key (MOORAGE_SECRET_KEY) is required with auth.mode: token: it encrypts the "
                 "token-signing keys in the database; set the same random secret on every node"
             )
+        if "ldap" in self.sources and self.ldap is None:
+            raise ValueError("auth.sources lists ldap but auth.ldap is not set; configure the directory (docs/sso.md)")
         return self
 
 

@@ -25,8 +25,9 @@ from moorage.auth.passwords import (
     recently_verified,
     verify_secret_async,
 )
-from moorage.auth.roles import ROLE_ACTIONS
-from moorage.db.identity_tables import project_members, projects, users
+from moorage.auth.roles import ROLE_ACTIONS, strongest
+from moorage.db.group_tables import user_groups
+from moorage.db.identity_tables import member_rows_of, project_members, projects, users
 from moorage.db.ownership import adopt_repositories
 from moorage.db.session import Database
 from moorage.registry.names import InvalidNameError, check_project, check_username
@@ -40,10 +41,12 @@ log = structlog.get_logger("moorage.identity")
 class IdentityError(Exception):
     """``kind``: not_found | conflict | invalid | forbidden | unauthorized | throttled."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, *, detail: str | None = None) -> None:
+        """``detail``: what the log and the audit row say when the client is told less (``message``)."""
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class User:
     updated_at: datetime
     uid: str = ""
     generation: int = 0
+    #: The identity source that owns the account: ``local``, ``ldap``, ``oidc`` (see moorage.auth.sources).
+    source: str = "local"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +122,13 @@ def fingerprint_of(stored_hash: str) -> str:
 def _user(row: Any) -> User:
     return User(
         row.id, row.username, row.email, row.realname, row.comment, bool(row.sysadmin), row.password_hash,
-        aware(row.created_at), aware(row.updated_at), row.uid, int(row.generation),
+        aware(row.created_at), aware(row.updated_at), row.uid, int(row.generation), str(row.source),
     )
+
+
+#: The stored "password hash" of an account whose password another source checks: no argon2
+#: hash, so no password ever matches it locally.
+EXTERNAL_PASSWORD = "!external"
 
 
 def new_uid() -> str:
@@ -195,6 +205,43 @@ class IdentityStore:
             raise IdentityError("not_found", f"user {username!r} was deleted while being created; create it again")
         return user
 
+    async def create_external_user(self, username: str, source: str, *, email: str | None = None,
+                                   realname: str | None = None, sysadmin: bool = False) -> User:
+        """The account of a user another source (LDAP, OIDC) vouched for, at their first login.
+
+        It has no local password. ``conflict`` when the name is taken (by any source): the caller
+        (:meth:`moorage.auth.sources.SourceChain.onboard`) applies the name-clash rule.
+        """
+        try:
+            check_username(username)
+        except InvalidNameError as exc:
+            raise IdentityError("invalid", exc.message) from None
+        now = utcnow()
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    insert(users).values(
+                        username=username, email=email, realname=realname, comment=None, source=source,
+                        password_hash=EXTERNAL_PASSWORD, sysadmin=sysadmin, uid=new_uid(), created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            raise IdentityError("conflict", f"user {username!r} already exists") from None
+        user = await self.user_by_name(username)
+        if user is None:
+            raise IdentityError("not_found", f"user {username!r} was deleted while being created; log in again")
+        return user
+
+    async def revoke(self, user_id: int) -> None:
+        """End every token of the account at once (its generation moves on): the source that owns it
+        says the user is gone or disabled there."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(users).where(users.c.id == user_id).values(generation=users.c.generation + 1, updated_at=utcnow())
+            )
+        self.on_change()
+
     @staticmethod
     def _policy(password: str) -> None:
         try:
@@ -242,6 +289,11 @@ class IdentityStore:
     async def set_password(self, user_id: int, new_password: str, old_password: str | None) -> None:
         """Change a password; ``old_password`` is required unless an admin resets someone else's."""
         user = await self.user_by_id(user_id)
+        if user.source != "local":
+            raise IdentityError(
+                "invalid", f"the password of {user.username!r} is kept by the {user.source} identity source; "
+                "change it there",
+            )
         if old_password is not None and not await verify_secret_async(user.password_hash, old_password):
             raise IdentityError("forbidden", "the old password is wrong; send the current password as old_password")
         self._policy(new_password)
@@ -355,42 +407,48 @@ class IdentityStore:
         query = (
             select(projects.c.name, projects.c.created_at)
             .join(project_members, project_members.c.project_id == projects.c.id)
-            .where(project_members.c.user_id == user_id, project_members.c.role.in_(sorted(roles)))
+            .where(member_rows_of(user_id), project_members.c.role.in_(sorted(roles)))
+            .distinct()
             .order_by(projects.c.name)
         )
         async with self.db.read() as conn:
             return {row.name: aware(row.created_at) for row in (await conn.execute(query)).all()}
 
     async def role_of(self, subject: Subject, project: Project) -> str | None:
+        """The user's role in the project: the strongest of their own and their groups' roles (the
+        union of what each allows, since every role allows what the weaker ones do)."""
         if subject.user_id is None:
             return None
         async with self.db.read() as conn:
-            row = (
+            rows = (
                 await conn.execute(
                     select(project_members.c.role).where(
-                        project_members.c.project_id == project.id, project_members.c.user_id == subject.user_id
+                        project_members.c.project_id == project.id, member_rows_of(subject.user_id)
                     )
                 )
-            ).first()
-        return None if row is None else str(row.role)
+            ).all()
+        return strongest(str(row.role) for row in rows)
+
+    @staticmethod
+    def _member_rows() -> Any:
+        """Members with what names them: a user's name, or a group's name, type and DN."""
+        return (
+            select(project_members, users.c.username, user_groups.c.group_name, user_groups.c.group_type,
+                   user_groups.c.ldap_group_dn)
+            .outerjoin(users, users.c.id == project_members.c.user_id)
+            .outerjoin(user_groups, user_groups.c.id == project_members.c.group_id)
+        )
 
     async def members(self, project: Project, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        query = (
-            select(project_members, users.c.username)
-            .join(users, users.c.id == project_members.c.user_id)
-            .where(project_members.c.project_id == project.id)
-        )
+        """A page of the project's members, users and groups (``group_id`` set) in the order they were added."""
+        query = self._member_rows().where(project_members.c.project_id == project.id)
         async with self.db.read() as conn:
             total = (await conn.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
             rows = (await conn.execute(query.order_by(project_members.c.id).offset(offset).limit(limit))).all()
         return [dict(row._mapping) for row in rows], int(total)
 
     async def member(self, project: Project, member_id: int) -> dict[str, Any]:
-        query = (
-            select(project_members, users.c.username)
-            .join(users, users.c.id == project_members.c.user_id)
-            .where(project_members.c.project_id == project.id, project_members.c.id == member_id)
-        )
+        query = self._member_rows().where(project_members.c.project_id == project.id, project_members.c.id == member_id)
         async with self.db.read() as conn:
             row = (await conn.execute(query)).first()
         if row is None:

@@ -31,6 +31,7 @@ __all__ = [
     "hash_secret",
     "hash_secret_async",
     "recently_verified",
+    "remember_verified",
     "verify_secret",
     "verify_secret_async",
 ]
@@ -71,6 +72,14 @@ def recently_verified(stored_hash: str, secret: str) -> bool:
     return expiry is not None and expiry > time.monotonic()
 
 
+def remember_verified(stored_hash: str, secret: str) -> None:
+    """Record that ``secret`` was verified for the credential ``stored_hash`` names (also used by
+    identity sources that check passwords elsewhere, with a key that changes with the account)."""
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[_cache_key(stored_hash, secret)] = time.monotonic() + CACHE_SECONDS
+
+
 def verify_secret(stored_hash: str, secret: str) -> bool:
     """Constant-time check of ``secret`` against an argon2 hash (cached on success)."""
     if recently_verified(stored_hash, secret):
@@ -79,9 +88,7 @@ def verify_secret(stored_hash: str, secret: str) -> bool:
         _HASHER.verify(stored_hash, secret)
     except (VerificationError, InvalidHashError):
         return False
-    if len(_CACHE) >= _CACHE_MAX:
-        _CACHE.clear()
-    _CACHE[_cache_key(stored_hash, secret)] = time.monotonic() + CACHE_SECONDS
+    remember_verified(stored_hash, secret)
     return True
 
 

@@ -28,7 +28,7 @@ from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Proje
 from moorage.auth.robots import RobotStore
 from moorage.auth.roles import ALL_ACTIONS, ROLE_ACTIONS, minimum_role_for
 from moorage.auth.tokens import Account
-from moorage.db.identity_tables import project_members, projects
+from moorage.db.identity_tables import member_rows_of, project_members, projects
 from moorage.db.tables import repositories
 
 __all__ = ["CACHE_SECONDS", "Denial", "Policy", "Rights"]
@@ -211,7 +211,7 @@ class Policy:
             return None
         visible: ColumnElement[bool] = projects.c.public.is_(True)
         if subject.user_id is not None:
-            member_of = select(project_members.c.project_id).where(project_members.c.user_id == subject.user_id)
+            member_of = select(project_members.c.project_id).where(member_rows_of(subject.user_id))
             visible = or_(visible, projects.c.id.in_(member_of))
         if subject.kind == "robot":
             visible = or_(visible, projects.c.name.in_(sorted(subject.robot_access)))

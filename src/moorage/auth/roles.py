@@ -18,6 +18,8 @@ A system administrator may do everything everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "ALL_ACTIONS",
     "ROLE_ACTIONS",
@@ -27,6 +29,7 @@ __all__ = [
     "can_manage_robots",
     "can_see_members",
     "member_viewer_roles",
+    "strongest",
 ]
 
 ALL_ACTIONS = frozenset({"pull", "push", "delete"})
@@ -41,6 +44,17 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
 
 ROLE_IDS: dict[str, int] = {"projectAdmin": 1, "developer": 2, "guest": 3, "maintainer": 4, "limitedGuest": 5}
 ROLE_NAMES: dict[int, str] = {number: name for name, number in ROLE_IDS.items()}
+
+
+#: From the strongest role down: a user with several roles in a project (their own and their
+#: groups') has the union of their actions, which is what the strongest one allows.
+_RANK = ("projectAdmin", "maintainer", "developer", "guest", "limitedGuest")
+
+
+def strongest(roles: Iterable[str]) -> str | None:
+    """The strongest of ``roles`` (``None`` for none): what a user holding all of them may do."""
+    held = set(roles)
+    return next((role for role in _RANK if role in held), None)
 
 
 def can_manage_members(role: str | None, sysadmin: bool) -> bool:

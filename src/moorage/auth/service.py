@@ -21,15 +21,18 @@ import structlog
 
 from moorage.auth.audit import AuditLog
 from moorage.auth.bootstrap import hand_over_initial_password
+from moorage.auth.groups import GroupStore
 from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Subject
 from moorage.auth.keys import KeySet, SecretBox
+from moorage.auth.ldap import LdapSource
 from moorage.auth.policy import Policy
 from moorage.auth.robots import PREFIX, RobotStore
+from moorage.auth.sources import SourceChain, SourceError
 from moorage.auth.throttle import LoginThrottle
 from moorage.auth.tokens import REFRESH_LIFETIME, Account, Scope, TokenError, TokenService
 from moorage.config import AuthSettings
 from moorage.db.session import Database
-from moorage.registry.names import InvalidNameError, check_login
+from moorage.registry.names import InvalidNameError, check_login, ldap_filter_character
 
 __all__ = ["Credentials", "IdentityService", "parse_authorization"]
 
@@ -83,6 +86,11 @@ class IdentityService:
         self.data_dir = data_dir
         self.store = IdentityStore(db, on_change=self._forget)
         self.robots = RobotStore(db, on_change=self._forget)
+        self.groups = GroupStore(db, on_change=self._forget)
+        #: Who checks a login (auth.sources, in order); external sources register here at start-up.
+        self.sources = SourceChain(self.store, self.robots, self.groups, settings.sources)
+        if settings.ldap is not None:
+            self.sources.register(LdapSource(settings.ldap))
         self.policy = Policy(self.store, self.robots, anonymous_pull=settings.anonymous_pull,
                              disclose_existence=settings.disclose_project_existence)
         self.audit = AuditLog(db)
@@ -105,6 +113,7 @@ class IdentityService:
         async with self._start_lock:
             if self._started:
                 return
+            self.sources.check_configured()
             await self.keys.ensure()
             generated = await self.store.bootstrap_admin(self.settings.admin_password)
             if generated is not None:
@@ -130,7 +139,7 @@ class IdentityService:
             subject = await self._login(username, password, client)
         except IdentityError as exc:
             outcome = "throttled" if exc.kind == "throttled" else "failure"
-            await self.audit.login(username, client, method, outcome, detail=exc.message)
+            await self.audit.login(username, client, method, outcome, detail=exc.detail or exc.message)
             raise
         await self.audit.login(username, client, method, "success", fingerprint=subject.fingerprint)
         return subject
@@ -144,6 +153,8 @@ class IdentityService:
         get no more tries than serial ones.
         """
         await self.start()
+        if ldap_filter_character(username) is not None:
+            raise await self._injection(username, client)
         try:
             check_login(username)  # "admin\n" is not admin: refused before it reaches the throttle or the audit log
         except InvalidNameError as exc:
@@ -178,6 +189,12 @@ class IdentityService:
         except IdentityError:  # right secret, but a disabled or expired robot: not a guess
             await self.throttle.succeeded(username, client)
             raise
+        except SourceError as exc:  # the directory could not answer: neither a guess nor a login
+            await asyncio.shield(self.throttle.release(username, client))
+            log.error("identity_source_unavailable", username=username, client=client, error=str(exc))
+            raise IdentityError(
+                "unauthorized", f"the password of {username!r} could not be checked right now; try again later"
+            ) from None
         except BaseException:  # cancelled (client gone) or a database error: neither a guess nor a login
             await asyncio.shield(self.throttle.release(username, client))
             raise
@@ -192,9 +209,29 @@ class IdentityService:
         return subject
 
     async def _check(self, username: str, password: str, *, cached_only: bool) -> Subject | None:
-        if username.startswith(PREFIX):
-            return await self.robots.check(username, password, cached_only=cached_only)
-        return await self.store.check_password(username, password, cached_only=cached_only)
+        return await self.sources.check(username, password, cached_only=cached_only)
+
+    async def _injection(self, username: str, client: str) -> IdentityError:
+        """A login name holding an LDAP filter character (``*``, ``(``, ``)``, ``\\``, NUL): no source
+        is asked, the attempt counts as a failed login for (name, client), the log says why, and
+        the client gets the answer of any wrong password (the audit row is written by :meth:`login`)."""
+        char = ldap_filter_character(username)
+        log.warning("login_refused_ldap_filter_characters", username=username, client=client, character=char,
+                    reason="the login name holds a character with a meaning in LDAP search filters (an injection "
+                    "attempt, or a typing error); no source was asked")
+        until, _ = await self.throttle.state(username, client)
+        if until is not None:
+            return self._throttled(username, client, until)
+        reserved, until = await self.throttle.reserve(username, client)
+        if reserved:
+            await self.throttle.failed(username, client)
+        elif until is not None:
+            return self._throttled(username, client, until)
+        return IdentityError(
+            "unauthorized", f"invalid username or password for {username!r}; check them",
+            detail=f"refused: the login name holds {char!r}, which means something in an LDAP search filter "
+            "(injection attempt); no source was asked",
+        )
 
     @staticmethod
     def _throttled(username: str, client: str, until: datetime) -> IdentityError:
@@ -235,7 +272,11 @@ class IdentityService:
             raise IdentityError(
                 "unauthorized", "the refresh token was revoked by a password or secret change; log in again"
             )
-        return subject
+        try:  # an external source re-checks the user: groups recomputed, a removed user refused
+            return await self.sources.refresh(subject)
+        except SourceError as exc:
+            log.error("identity_source_unavailable", username=subject.name, error=str(exc))
+            raise IdentityError("unauthorized", "the account could not be checked right now; try again later") from None
 
     async def from_credentials(self, credentials: Credentials, client: str, *, api: bool = False) -> Subject:
         """The subject of Basic or Bearer credentials on a ``/v2`` request, or with ``api`` a REST request.

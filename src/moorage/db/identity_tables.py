@@ -9,13 +9,29 @@ guessing throttled however a load balancer spreads the attempts.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    or_,
+    select,
+)
 
+from moorage.db.group_tables import user_group_members, user_groups  # noqa: F401  (project_members refers to it)
 from moorage.db.tables import TIMESTAMP, metadata
 
 __all__ = [
     "audit_log",
     "login_failures",
+    "member_rows_of",
     "project_members",
     "projects",
     "robots",
@@ -37,6 +53,9 @@ users = Table(
     # ``aguest`` is another account) and carry ``generation``, bumped by a password change.
     Column("uid", String(32), nullable=False, unique=True),
     Column("generation", Integer, nullable=False, server_default="0"),
+    # The identity source that owns the account (``local``, ``ldap``, ``oidc``; migration 0014): the
+    # only one asked for its credentials, whatever ``auth.sources`` says (see moorage.auth.sources).
+    Column("source", String(16), nullable=False, server_default="local"),
     Column("created_at", TIMESTAMP, nullable=False),
     Column("updated_at", TIMESTAMP, nullable=False),
 )
@@ -53,17 +72,23 @@ projects = Table(
     Column("updated_at", TIMESTAMP, nullable=False),
 )
 
+#: A member is a user (``user_id``) or a user group (``group_id``, migration 0014), never both: one
+#: id space for both kinds, as Harbor's ``/projects/{p}/members/{mid}``.
 project_members = Table(
     "project_members",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("group_id", Integer, ForeignKey("user_groups.id", ondelete="CASCADE"), nullable=True),
     Column("role", String(32), nullable=False),
     Column("created_at", TIMESTAMP, nullable=False),
     Column("updated_at", TIMESTAMP, nullable=False),
+    CheckConstraint("(user_id IS NULL) <> (group_id IS NULL)", name="ck_project_members_user_or_group"),
     Index("uq_project_members_project_user", "project_id", "user_id", unique=True),
+    Index("uq_project_members_project_group", "project_id", "group_id", unique=True),
     Index("ix_project_members_user_id", "user_id"),
+    Index("ix_project_members_group_id", "group_id"),
 )
 
 #: ``name`` is the full login name (``robot$ci`` or ``robot$<project>+ci``); ``permissions`` is JSON.
@@ -130,3 +155,13 @@ login_failures = Table(
     Column("locked_until", TIMESTAMP, nullable=True),
     PrimaryKeyConstraint("username", "client"),
 )
+
+
+def member_rows_of(user_id: int) -> ColumnElement[bool]:
+    """The ``project_members`` rows that give ``user_id`` a role: their own, and their groups'.
+
+    The one definition of "member" that roles, visible projects and audit-log access all use, so
+    a user whose rights come from a group sees and may do the same everywhere.
+    """
+    groups = select(user_group_members.c.group_id).where(user_group_members.c.user_id == user_id)
+    return or_(project_members.c.user_id == user_id, project_members.c.group_id.in_(groups))

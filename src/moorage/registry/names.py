@@ -26,6 +26,7 @@ __all__ = [
     "ROBOT_PREFIX",
     "VALIDATORS",
     "InvalidNameError",
+    "check_group_name",
     "check_identifier",
     "check_login",
     "check_project",
@@ -33,6 +34,7 @@ __all__ = [
     "check_robot",
     "check_tag",
     "check_username",
+    "ldap_filter_character",
     "unsafe_character",
     "validate_name",
     "validate_tag",
@@ -121,6 +123,38 @@ def check_username(name: str) -> str:
         "use letters, digits, '.', '_', '@' or '-', starting with a letter or digit (names starting with "
         "'robot$' are reserved for robot accounts)",
     )
+
+
+#: A group name: words of printable characters with single ASCII spaces between them.
+_GROUP = re.compile(r"[^\s]+(?: [^\s]+)*")
+#: The characters RFC 4515 gives a meaning in a search filter.
+_LDAP_FILTER_CHARACTERS = frozenset("*()\\\0")
+
+
+def check_group_name(name: str) -> str:
+    """A user group's name (``/usergroups``): directory groups are often called ``Domain Admins``, so
+    single ASCII spaces between words are allowed (a group name is never part of a path or a login);
+    any other whitespace, control or invisible character is not."""
+    rule = "use printable characters with single spaces between words, without leading or trailing spaces"
+    bad = unsafe_character(name.replace(" ", ""))
+    if bad is not None:
+        raise InvalidNameError(f"group name {name!r} contains {_describe(bad)}, a control, invisible or "
+                               f"whitespace character; remove it ({rule})")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(f"group name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+    if _GROUP.fullmatch(name) is None:
+        raise InvalidNameError(f"group name {name!r} is invalid: {rule}")
+    return name
+
+
+def ldap_filter_character(value: str) -> str | None:
+    """The first character of ``value`` that means something in an LDAP search filter (``*``, ``(``,
+    ``)``, ``\\``, NUL), else ``None``: a login name holding one is an injection attempt, refused
+    before any directory is asked (RFC 4515 section 3)."""
+    for char in value:
+        if char in _LDAP_FILTER_CHARACTERS:
+            return char
+    return None
 
 
 def check_robot(name: str) -> str:

@@ -25,6 +25,7 @@ from moorage.api.rest import (
     projects,
     robots,
     search,
+    usergroups,
     users,
 )
 from moorage.api.rest.common import ERROR_RESPONSES, ApiError
@@ -69,7 +70,7 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
         error = ApiError(exc.status_code, f"{exc.detail}{hint}", dict(exc.headers or {}))
         return error.response()
 
-    for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc):
+    for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc, usergroups):
         app.include_router(module.router)
     return app
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, role_id, visible_project
 from moorage.api.rest.deps import RepositoriesDep, registry_error
 from moorage.api.rest.logs import AuditLogItem, audit_items
+from moorage.auth.groups import LDAP, Group, GroupRef
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.roles import ROLE_NAMES, can_manage_members, can_see_members
 from moorage.errors import RegistryError
@@ -53,9 +54,20 @@ class MemberUser(BaseModel):
     username: str | None = Field(default=None, max_length=255)
 
 
+class MemberGroup(BaseModel):
+    """Harbor's ``UserGroup`` in a member request: an existing group by ``id``, or one named by
+    ``ldap_group_dn`` (LDAP) or ``group_name`` and ``group_type``, created when missing."""
+
+    id: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    group_name: str | None = Field(default=None, max_length=255)
+    group_type: int | None = Field(default=None, ge=1, le=3)
+    ldap_group_dn: str | None = Field(default=None, max_length=512)
+
+
 class MemberReq(BaseModel):
     role_id: int = Field(ge=1, le=5)
-    member_user: MemberUser
+    member_user: MemberUser | None = None
+    member_group: MemberGroup | None = None
 
 
 class RoleReq(BaseModel):
@@ -184,11 +196,30 @@ async def list_members(
 
 
 def _member(row: dict[str, object]) -> MemberOut:
+    """Harbor's ``ProjectMemberEntity``: ``entity_type`` ``u`` (a user) or ``g`` (a group)."""
     role = str(row["role"])
+    group = row.get("group_id") is not None
     return MemberOut(
-        id=int(str(row["id"])), project_id=int(str(row["project_id"])), entity_name=str(row["username"]),
-        entity_type="u", entity_id=int(str(row["user_id"])), role_id=role_id(role) or 0, role_name=role,
+        id=int(str(row["id"])), project_id=int(str(row["project_id"])),
+        entity_name=str(row["group_name"] if group else row["username"]), entity_type="g" if group else "u",
+        entity_id=int(str(row["group_id"] if group else row["user_id"])), role_id=role_id(role) or 0, role_name=role,
     )
+
+
+def _entity(row: dict[str, object]) -> str:
+    """How audit rows name a member: the user name, or ``group:<name>``."""
+    return f"group:{row['group_name']}" if row.get("group_id") is not None else str(row["username"])
+
+
+async def _group_of(who: CallerDep, body: MemberGroup) -> Group:
+    groups = who.identity.groups
+    if body.id is not None:
+        return await groups.get(body.id)
+    group_type = body.group_type or (LDAP if body.ldap_group_dn else 0)
+    name = body.group_name or (body.ldap_group_dn or "").split(",", 1)[0].partition("=")[2].strip()
+    if not name:
+        raise ApiError(400, "member_group needs an id, an ldap_group_dn, or a group_name with a group_type")
+    return await groups.ensure(GroupRef(group_type, name, body.ldap_group_dn or None))
 
 
 @router.post("/projects/{project_name_or_id}/members", status_code=201, response_model=None)
@@ -197,10 +228,22 @@ async def add_member(
 ) -> None:
     project, role = await visible_project(who, project_name_or_id)
     _manage(who, role, project, "adding members")
-    username = body.member_user.username
-    if username is None and body.member_user.user_id is not None:
+    if (body.member_user is None) == (body.member_group is None):
+        raise ApiError(400, "send exactly one of member_user (a user) and member_group (a user group)")
+    if body.member_group is not None:
         try:
-            username = (await who.identity.store.user_by_id(body.member_user.user_id)).username
+            group = await _group_of(who, body.member_group)
+            member_id = await who.identity.groups.add_to_project(project, group, ROLE_NAMES[body.role_id])
+        except IdentityError as exc:
+            raise ApiError.of(exc) from None
+        await who.audit("create", "project_member", f"{project.name}:group:{group.name}", project.name)
+        response.headers["Location"] = f"{request.url.path}/{member_id}"
+        return
+    member_user = body.member_user or MemberUser()
+    username = member_user.username
+    if username is None and member_user.user_id is not None:
+        try:
+            username = (await who.identity.store.user_by_id(member_user.user_id)).username
         except IdentityError as exc:
             raise ApiError.of(exc) from None
     if not username:
@@ -234,7 +277,7 @@ async def update_member(project_name_or_id: str, mid: Id, body: RoleReq, who: Ca
         await who.identity.store.set_member_role(project, mid, new_role)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
-    await who.audit("update", "project_member", f"{project.name}:{before['username']}", project.name,
+    await who.audit("update", "project_member", f"{project.name}:{_entity(before)}", project.name,
                     detail=f"role {before['role']} -> {new_role}")
 
 
@@ -246,7 +289,7 @@ async def delete_member(project_name_or_id: str, mid: Id, who: CallerDep) -> Non
         member = await who.identity.store.remove_member(project, mid)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
-    await who.audit("delete", "project_member", f"{project.name}:{member['username']}", project.name)
+    await who.audit("delete", "project_member", f"{project.name}:{_entity(member)}", project.name)
 
 
 @router.get("/projects/{project_name}/logs", response_model=list[AuditLogItem])

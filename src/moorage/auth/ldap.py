@@ -1,0 +1,215 @@
+"""The LDAP / Active Directory identity source (``ldap`` in ``auth.sources``; settings ``auth.ldap``).
+
+A login: bind as the service account, find the user (``user_base``, ``user_filter`` and
+``uid_attribute`` equal to the login name, escaped as RFC 4515 says), bind as the user's DN with
+the password, then search the groups that list the user (``group_filter`` and
+``group_membership_attribute`` equal to the user's DN, or their login name for ``memberUid``).
+Groups are reported by DN (Harbor's LDAP group type 1); those an administrator created in
+``/usergroups`` become the user's groups, which project memberships then give rights through.
+``admin_group_dn`` makes its members system administrators.
+
+Transport: ``ldaps://`` or StartTLS on ``ldap://``, with the certificate checked against
+``ca_file`` (or the system's CAs) and the host name. Every operation runs in a worker thread
+(ldap3 is synchronous) with ``timeout`` on connecting and on each answer.
+
+Security: an empty password is refused before any bind (a simple bind with an empty password
+is an *unauthenticated* bind that many directories accept, RFC 4513 section 5.1.2); login names
+holding filter characters never reach this module (:meth:`IdentityService._injection`) and
+every value put in a filter is escaped all the same. ldap3's exceptions are translated here:
+:class:`SourceError` (directory unreachable, service account refused) carries what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from ldap3 import BASE, LEVEL, SUBTREE, Connection, Server, Tls
+from ldap3.core.exceptions import LDAPException
+from ldap3.utils.conv import escape_filter_chars
+
+from moorage.auth.groups import LDAP, GroupRef, normalize_dn
+from moorage.auth.identity import IdentityError, User
+from moorage.auth.ldap_settings import LdapSettings
+from moorage.auth.sources import ExternalAccount, SourceError, UnknownAccount
+
+__all__ = ["LdapSource"]
+
+log = structlog.get_logger("moorage.identity.ldap")
+
+_SCOPES = {"base": BASE, "one": LEVEL, "subtree": SUBTREE}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    dn: str
+    attributes: dict[str, Any]
+
+    def first(self, name: str) -> str | None:
+        value = self.attributes.get(name)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        return None if value in (None, "") else str(value)
+
+
+class LdapSource:
+    """:class:`~moorage.auth.sources.AccountSource` backed by an LDAP directory."""
+
+    name = "ldap"
+    group_type = LDAP
+    creates_groups = False
+
+    def __init__(self, settings: LdapSettings) -> None:
+        self.settings = settings
+        tls = Tls(
+            validate=ssl.CERT_REQUIRED if settings.verify_certificate else ssl.CERT_NONE,
+            ca_certs_file=settings.ca_file,
+            version=ssl.PROTOCOL_TLS_CLIENT if settings.verify_certificate else None,
+        )
+        self._server = Server(settings.url, use_ssl=settings.url.lower().startswith("ldaps://"), tls=tls,
+                              connect_timeout=settings.timeout, get_info="NO_INFO")
+        self._admin_group = normalize_dn(settings.admin_group_dn) if settings.admin_group_dn else None
+
+    # -- the AccountSource interface -----------------------------------------------------------
+    async def authenticate(self, username: str, password: str, user: User | None) -> ExternalAccount | None:
+        if not password:
+            return None  # never an unauthenticated bind (see the module docstring)
+        return await asyncio.to_thread(self._authenticate, username, password)
+
+    async def refresh(self, user: User) -> ExternalAccount | None:
+        try:
+            return await asyncio.to_thread(self._lookup, user.username)
+        except UnknownAccount:
+            return None
+
+    async def group_exists(self, dn: str) -> bool:
+        """Whether ``dn`` names a group entry (checked when an administrator adds an LDAP group)."""
+        return await asyncio.to_thread(self._group_exists, dn)
+
+    # -- in the worker thread ------------------------------------------------------------------
+    def _connect(self, who: str, password: str, *, service: bool) -> Connection | None:
+        """A bound connection, or ``None`` when the directory refused these credentials (a user's
+        wrong password). A refused service account, or no directory, is a :class:`SourceError`."""
+        conn = Connection(self._server, user=who or None, password=password or None, auto_bind="NONE",
+                          receive_timeout=self.settings.timeout, raise_exceptions=False, read_only=True)
+        try:
+            conn.open()
+            if self.settings.start_tls and not conn.start_tls():
+                raise SourceError(f"StartTLS with {self.settings.url} failed ({conn.result.get('description')}); "
+                                  "check auth.ldap.ca_file and that the directory offers StartTLS")
+            if conn.bind():
+                return conn
+        except LDAPException as exc:
+            conn.unbind()
+            raise SourceError(f"cannot reach the directory at {self.settings.url}: {exc}; check auth.ldap.url, "
+                              "the network and the CA (auth.ldap.ca_file)") from None
+        result = conn.result or {}
+        conn.unbind()
+        if service:
+            raise SourceError(
+                f"the directory refused the service account {who!r} ({result.get('description')}); check "
+                "auth.ldap.bind_dn and auth.ldap.bind_password"
+            )
+        if result.get("description") != "invalidCredentials":
+            log.warning("ldap_user_bind_refused", dn=who, result=result.get("description"),
+                        message=result.get("message"))
+        return None
+
+    def _search(self, conn: Connection, base: str, search_filter: str, scope: str,
+                attributes: list[str], limit: int = 0) -> list[_Entry]:
+        try:
+            conn.search(base, search_filter, search_scope=_SCOPES[scope], attributes=attributes, size_limit=limit)
+        except LDAPException as exc:
+            raise SourceError(f"the LDAP search under {base!r} failed: {exc}; check auth.ldap") from None
+        description = (conn.result or {}).get("description")
+        if description not in ("success", "sizeLimitExceeded", "noSuchObject"):
+            raise SourceError(f"the LDAP search {search_filter!r} under {base!r} failed ({description}); "
+                              "check the base and filter in auth.ldap")
+        return [_Entry(str(item["dn"]), dict(item.get("attributes", {})))
+                for item in conn.response or [] if item.get("type") == "searchResEntry"]
+
+    def _find_user(self, conn: Connection, username: str) -> _Entry:
+        settings = self.settings
+        search_filter = f"(&{settings.user_filter}({settings.uid_attribute}={escape_filter_chars(username)}))"
+        found = self._search(conn, settings.user_base, search_filter, settings.user_scope,
+                             [settings.uid_attribute, settings.email_attribute, settings.realname_attribute], limit=2)
+        if not found:
+            raise UnknownAccount(username)
+        if len(found) > 1:
+            raise SourceError(f"several directory entries match the login name {username!r} ({found[0].dn}, "
+                              f"{found[1].dn}); make auth.ldap.user_filter or uid_attribute select one")
+        return found[0]
+
+    def _groups(self, conn: Connection, entry: _Entry, username: str) -> tuple[GroupRef, ...]:
+        settings = self.settings
+        if not settings.group_base:
+            return ()
+        member = username if settings.group_membership_attribute.lower() == "memberuid" else entry.dn
+        search_filter = f"(&{settings.group_filter}({settings.group_membership_attribute}={escape_filter_chars(member)}))"
+        found = self._search(conn, settings.group_base, search_filter, settings.group_scope,
+                             [settings.group_name_attribute])
+        refs = []
+        for group in found:
+            name = group.first(settings.group_name_attribute) or group.dn
+            refs.append(GroupRef(LDAP, name, group.dn))
+        return tuple(refs)
+
+    def _account(self, conn: Connection, entry: _Entry, username: str) -> ExternalAccount:
+        settings = self.settings
+        groups = self._groups(conn, entry, username)
+        sysadmin = None
+        if self._admin_group is not None:
+            sysadmin = any(_same_dn(ref.dn, self._admin_group) for ref in groups)
+        return ExternalAccount(
+            username=entry.first(settings.uid_attribute) or username,
+            email=entry.first(settings.email_attribute),
+            realname=entry.first(settings.realname_attribute),
+            groups=groups, sysadmin=sysadmin,
+        )
+
+    def _service(self) -> Connection:
+        conn = self._connect(self.settings.bind_dn, self.settings.bind_password, service=True)
+        if conn is None:  # _connect raises for the service account; kept for the type checker
+            raise SourceError("the directory refused the service account; check auth.ldap.bind_dn")
+        return conn
+
+    def _authenticate(self, username: str, password: str) -> ExternalAccount | None:
+        service = self._service()
+        try:
+            entry = self._find_user(service, username)
+            user_conn = self._connect(entry.dn, password, service=False)
+            if user_conn is None:
+                return None
+            user_conn.unbind()
+            account = self._account(service, entry, entry.first(self.settings.uid_attribute) or username)
+        finally:
+            service.unbind()
+        log.info("ldap_login", username=account.username, dn=entry.dn, groups=len(account.groups))
+        return account
+
+    def _lookup(self, username: str) -> ExternalAccount:
+        service = self._service()
+        try:
+            entry = self._find_user(service, username)
+            return self._account(service, entry, entry.first(self.settings.uid_attribute) or username)
+        finally:
+            service.unbind()
+
+    def _group_exists(self, dn: str) -> bool:
+        service = self._service()
+        try:
+            return bool(self._search(service, dn, self.settings.group_filter, "base", ["objectClass"]))
+        finally:
+            service.unbind()
+
+
+def _same_dn(dn: str | None, normalized: str) -> bool:
+    if not dn:
+        return False
+    try:
+        return normalize_dn(dn) == normalized
+    except IdentityError:
+        return False
