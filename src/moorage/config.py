@@ -31,6 +31,7 @@ from pydantic import (
 
 from moorage.auth.clients import TrustedProxies
 from moorage.auth.ldap_settings import LdapSettings
+from moorage.net.addresses import DEFAULT_DENIED, AddressPolicy
 from moorage.net.tls import TrustStore, TrustStoreError
 from moorage.registry.names import InvalidNameError, check_identifier
 from moorage.storage.factory import DRIVERS, driver_class
@@ -51,6 +52,7 @@ __all__ = [
     "RedisSettings",
     "Settings",
     "StorageSettings",
+    "WebhookSettings",
     "load_settings",
 ]
 
@@ -446,6 +448,28 @@ class OutboundSettings(_Section):
         return TrustStore(self.ca_bundle, self.system_cas)
 
 
+class WebhookSettings(_Section):
+    """``webhooks``: delivery of project webhook policies (docs/deploy.md "Webhooks")."""
+
+    #: Seconds one delivery attempt may take (connect, send, answer).
+    timeout: float = Field(default=10.0, gt=0, le=120)
+    #: Attempts per event and target; retries back off 2, 4, 8, … seconds (at most 5 minutes).
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    #: Networks targets may not resolve into; the most specific entry of both lists wins, deny on a tie.
+    deny_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_DENIED))
+    #: Networks opened inside denied ones, e.g. ``[127.0.0.1/32]`` for a receiver on the node itself.
+    allow_networks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _networks(self) -> WebhookSettings:
+        self.address_policy()
+        return self
+
+    def address_policy(self) -> AddressPolicy:
+        """The rule webhook targets are checked with (:mod:`moorage.net.addresses`)."""
+        return AddressPolicy.parse(self.deny_networks, self.allow_networks)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -479,6 +503,7 @@ class Settings(_Section):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @property
     def database_url(self) -> str:

@@ -38,6 +38,7 @@ from moorage.registry.repository_service import RepositoryService
 from moorage.registry.uploads import UploadService
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.factory import build_driver
+from moorage.webhooks import Deliverer, WebhookService, build_webhooks
 
 __all__ = ["Services"]
 
@@ -66,6 +67,9 @@ class Services:
     #: The CAs every outbound connection trusts (``outbound.ca_bundle``): OIDC, LDAP, replication,
     #: proxy cache and webhooks take it from here (storage got it when it was built).
     trust: TrustStore = field(default_factory=TrustStore)
+    #: Project webhook policies and event delivery; ``None`` with ``auth.mode: none`` (no projects).
+    webhooks: WebhookService | None = None
+    _deliverer: Deliverer | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -103,6 +107,10 @@ class Services:
         if cache is not None:
             repositories = CachedRepositories(repositories, cache)
         queue = JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds))
+        webhooks = deliverer = None
+        if identity is not None and settings.auth.secret_key:
+            webhooks, deliverer = build_webhooks(settings.webhooks, db, queue, handlers, trust,
+                                                 settings.auth.secret_key)
         return cls(
             settings=settings,
             db=db,
@@ -122,11 +130,15 @@ class Services:
             job_ticks=[] if storage_settings.maintenance.readonly.enabled else [GcService(db, queue).tick],
             identity=identity,
             trust=trust,
+            webhooks=webhooks,
+            _deliverer=deliverer,
         )
 
     async def aclose(self) -> None:
         if self.identity is not None:  # first: its queued audit rows need the database
             await self.identity.aclose()
+        if self._deliverer is not None:
+            await self._deliverer.aclose()
         if self.cache is not None:
             await self.cache.aclose()
         await self.storage.aclose()

@@ -26,6 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "jobs": {"config", "db", "errors", "registry"},
     #: GC is a job over the registry's tables and storage; it must never reach up into the API.
     "gc": {"cache", "config", "db", "errors", "jobs", "registry", "storage"},
+    #: Webhooks are jobs over their own tables; secrets sealed with auth's key box; never the API.
+    "webhooks": {"auth", "config", "db", "errors", "jobs", "net"},
 }
 #: Only entry points may import these.
 #: ``web`` is the UI's entry point (DESIGN.md: ``/`` → moorage.web), like ``api`` and ``cli``.

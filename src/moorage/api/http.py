@@ -43,6 +43,10 @@ class UrlBuilder:
             host = headers.get("x-forwarded-host", host).split(",")[0].strip() or host
         return f"{scheme}://{host}"
 
+    def host(self, request: Request) -> str:
+        """``host[:port]`` as the client sees the registry (what image references start with)."""
+        return self.base(request).split("://", 1)[-1]
+
     def location(self, request: Request, path: str) -> str:
         return path if self.settings.relativeurls else self.base(request) + path
 

@@ -318,6 +318,26 @@ class Policy:
             {"role": rights.role},
         )
 
+    def webhook_denial(self, subject: Subject, rights: Rights, *, change: bool) -> Denial | None:
+        """``None`` when ``subject`` may read (``change=False``: project admins, maintainers) or change
+        (project admins) the project's webhook policies, as in Harbor; system administrators may both."""
+        if not rights.visible:
+            return self.unseen(subject, rights)
+        roles = ("projectAdmin",) if change else ("projectAdmin", "maintainer")
+        if subject.sysadmin or rights.role in roles:
+            return None
+        if subject.anonymous:
+            return Denial("unauthorized", "webhook policies need credentials; log in first")
+        who = f"robot account {subject.name!r}" if subject.kind == "robot" else f"user {subject.name!r}"
+        verb = "changing" if change else "reading"
+        return Denial(
+            "forbidden",
+            f"{verb} the webhook policies of project {rights.project_name!r} needs the "
+            f"{' or '.join(roles)} role (or a system administrator); {who} has {rights.role or 'no role'}: "
+            "ask a project admin",
+            {"role": rights.role},
+        )
+
     def name_taken_message(self, project_name: str, rights: Rights) -> str:
         """``POST /projects`` with a name that exists: "already exists" only to those who may see it.
 

@@ -30,6 +30,8 @@ from moorage.registry.manifest_store import lookup_reference, parse_reference
 from moorage.registry.names import validate_name
 from moorage.registry.uploads import UploadService
 from moorage.storage import StorageError
+from moorage.webhooks import WebhookService
+from moorage.webhooks.events import DELETE_ARTIFACT, PULL_ARTIFACT, PUSH_ARTIFACT
 
 __all__ = ["OciApi"]
 
@@ -39,6 +41,9 @@ API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 #: Audit hook: (principal, operation pull|push|delete, repository, reference, client address,
 #: resource type artifact|blob, how the caller authenticated: basic|robot|token|anonymous).
+#: The webhook event of each ``/v2`` operation on an artifact (blob deletes have none, as in Harbor).
+_WEBHOOK_EVENTS = {"pull": PULL_ARTIFACT, "push": PUSH_ARTIFACT, "delete": DELETE_ARTIFACT}
+
 EventHook = Callable[[Principal, str, str, str, str, str, str], Awaitable[None]]
 
 
@@ -133,8 +138,10 @@ class OciApi:
         urls: UrlBuilder,
         page_max: int,
         on_event: EventHook | None = None,
+        webhooks: WebhookService | None = None,
     ) -> None:
         self.on_event = on_event
+        self.webhooks = webhooks
         self.blobs = blobs
         self.uploads = uploads
         self.manifests = manifests
@@ -205,7 +212,15 @@ class OciApi:
         )
 
     async def _event(self, request: Request, operation: str, name: str, reference: str,
-                     resource_type: str = "artifact") -> None:
+                     resource_type: str = "artifact", digest: str | None = None) -> None:
+        """After a pull, push or delete succeeded: the audit hook, then the project's webhooks."""
+        if self.webhooks is not None and resource_type == "artifact":
+            principal_name = getattr(request.state, "principal", None)
+            await self.webhooks.emit(
+                _WEBHOOK_EVENTS[operation], name, operator=getattr(principal_name, "name", None) or "anonymous",
+                digest=digest or (reference if ":" in reference else None),
+                tag=reference if ":" not in reference else None, host=self.urls.host(request),
+            )
         if self.on_event is not None:
             client = client_of(request, self.urls.settings.trusted_proxies)
             principal: Principal = request.state.principal
@@ -267,7 +282,7 @@ class OciApi:
         }
         body = b"" if request.method == "HEAD" else manifest.payload
         if request.method == "GET":
-            await self._event(request, "pull", name, params["reference"])
+            await self._event(request, "pull", name, params["reference"], digest=manifest.digest)
         return Response(body, headers=headers, media_type=manifest.media_type)
 
     async def put_manifest(self, request: Request, params: dict[str, str]) -> Response:
@@ -286,7 +301,7 @@ class OciApi:
         }
         if parsed.subject is not None:
             headers["OCI-Subject"] = str(parsed.subject.digest)
-        await self._event(request, "push", name, params["reference"])
+        await self._event(request, "push", name, params["reference"], digest=str(digest))
         return Response(status_code=201, headers=headers)
 
     async def delete_manifest(self, request: Request, params: dict[str, str]) -> Response:

@@ -27,6 +27,7 @@ from moorage.api.rest import (
     search,
     usergroups,
     users,
+    webhooks,
 )
 from moorage.api.rest.common import ERROR_RESPONSES, ApiError
 from moorage.services import Services
@@ -70,7 +71,8 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
         error = ApiError(exc.status_code, f"{exc.detail}{hint}", dict(exc.headers or {}))
         return error.response()
 
-    for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc, usergroups):
+    for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc, usergroups,
+                   webhooks):
         app.include_router(module.router)
     return app
 

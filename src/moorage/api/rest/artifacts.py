@@ -10,12 +10,22 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from moorage.api.rest.common import ApiError, Caller, CallerDep, PageDep, paginate, visible_project
+from moorage.api.http import UrlBuilder
+from moorage.api.rest.common import (
+    ApiError,
+    Caller,
+    CallerDep,
+    PageDep,
+    paginate,
+    services_of,
+    visible_project,
+)
 from moorage.api.rest.deps import ManifestsDep, RepositoriesDep, registry_error
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest, parse_digest
 from moorage.registry.interfaces import Manifests, Repositories
 from moorage.registry.repository_service import ArtifactInfo, RepositoryInfo
+from moorage.webhooks.events import DELETE_ARTIFACT
 
 router = APIRouter(tags=["repository", "artifact"])
 
@@ -183,8 +193,8 @@ async def get_artifact(project_name: str, repository_name: str, reference: str, 
 
 @router.delete("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}",
                response_model=None)
-async def delete_artifact(project_name: str, repository_name: str, reference: str, who: CallerDep,
-                          manifests: ManifestsDep) -> None:
+async def delete_artifact(request: Request, project_name: str, repository_name: str, reference: str,
+                          who: CallerDep, manifests: ManifestsDep) -> None:
     _, full = await _access(who, project_name, repository_name, "delete")
     digest = await _digest_of(manifests, full, reference)
     try:
@@ -192,6 +202,10 @@ async def delete_artifact(project_name: str, repository_name: str, reference: st
     except RegistryError as exc:
         raise registry_error(exc) from None
     await who.audit("delete", "artifact", f"{full}@{digest}", project_name)
+    webhooks = services_of(request).webhooks
+    if webhooks is not None:
+        await webhooks.emit(DELETE_ARTIFACT, full, operator=who.subject.name, digest=str(digest),
+                            host=UrlBuilder(services_of(request).settings.http).host(request))
 
 
 @router.get("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags",

@@ -18,6 +18,7 @@ from moorage.gc.executions import GcService
 from moorage.registry.guard import ReadOnlyError, WriteGuard
 from moorage.registry.immutability import ImmutableRules, ImmutableTagError
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
+from moorage.webhooks import WebhookService
 
 __all__ = [
     "BlobsDep",
@@ -27,6 +28,7 @@ __all__ = [
     "ManifestsDep",
     "RepositoriesDep",
     "SearchDep",
+    "WebhooksDep",
     "registry_error",
 ]
 
@@ -69,6 +71,15 @@ def gc_of(request: Request) -> GcService:
     return GcService(services.db, services.jobs)
 
 
+def webhooks_of(request: Request) -> WebhookService:
+    webhooks = services_of(request).webhooks
+    if webhooks is None:
+        raise ApiError(501, "webhooks belong to projects, which need auth.mode: token; this registry runs with "
+                            "auth.mode: none")
+    return webhooks
+
+
+WebhooksDep = Annotated[WebhookService, Depends(webhooks_of)]
 RepositoriesDep = Annotated[Repositories, Depends(repositories_of)]
 ManifestsDep = Annotated[Manifests, Depends(manifests_of)]
 BlobsDep = Annotated[Blobs, Depends(blobs_of)]
