@@ -455,7 +455,7 @@ class WebhookSettings(_Section):
     timeout: float = Field(default=10.0, gt=0, le=120)
     #: Attempts per event and target; retries back off 2, 4, 8, … seconds (at most 5 minutes).
     max_attempts: int = Field(default=5, ge=1, le=20)
-    #: Networks targets may not resolve into; the most specific entry of both lists wins, deny on a tie.
+    #: Networks targets may not resolve into; the most specific entry of both lists wins, allow on a tie.
     deny_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_DENIED))
     #: Networks opened inside denied ones, e.g. ``[127.0.0.1/32]`` for a receiver on the node itself.
     allow_networks: list[str] = Field(default_factory=list)

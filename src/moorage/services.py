@@ -100,7 +100,7 @@ class Services:
         handlers = HandlerRegistry()
         periodic = register_builtin(handlers, settings, uploads)
         register_gc(handlers, settings.gc, db, storage, cache, guard=guard)
-        identity = IdentityService(db, settings.auth, data_dir=settings.data_dir) if settings.auth.mode == "token" else None
+        identity = IdentityService(db, settings.auth, data_dir=settings.data_dir, trust=trust) if settings.auth.mode == "token" else None
         repositories: Repositories = RepositoryService(
             db, guard=guard, on_project_deleted=identity.store.on_change if identity is not None else None
         )

@@ -35,6 +35,7 @@ from moorage.auth.groups import LDAP, GroupRef, normalize_dn
 from moorage.auth.identity import IdentityError, User
 from moorage.auth.ldap_settings import LdapSettings
 from moorage.auth.sources import ExternalAccount, SourceError, UnknownAccount
+from moorage.net.tls import TrustStore
 
 __all__ = ["LdapSource"]
 
@@ -62,11 +63,14 @@ class LdapSource:
     group_type = LDAP
     creates_groups = False
 
-    def __init__(self, settings: LdapSettings) -> None:
+    def __init__(self, settings: LdapSettings, *, trust: TrustStore | None = None) -> None:
+        """``trust``: the deployment's outbound CAs (``outbound.ca_bundle``); ``auth.ldap.ca_file`` adds to them."""
         self.settings = settings
+        # ldap3 takes a file path only: the shared trust writes one (None: ldap3's system default).
+        ca_file = (trust or TrustStore()).ca_file(settings.ca_file, skip_verify=not settings.verify_certificate)
         tls = Tls(
             validate=ssl.CERT_REQUIRED if settings.verify_certificate else ssl.CERT_NONE,
-            ca_certs_file=settings.ca_file,
+            ca_certs_file=ca_file if isinstance(ca_file, str) else None,
             version=ssl.PROTOCOL_TLS_CLIENT if settings.verify_certificate else None,
         )
         self._server = Server(settings.url, use_ssl=settings.url.lower().startswith("ldaps://"), tls=tls,

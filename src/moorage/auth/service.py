@@ -32,6 +32,7 @@ from moorage.auth.throttle import LoginThrottle
 from moorage.auth.tokens import REFRESH_LIFETIME, Account, Scope, TokenError, TokenService
 from moorage.config import AuthSettings
 from moorage.db.session import Database
+from moorage.net.tls import TrustStore
 from moorage.registry.names import InvalidNameError, check_login, ldap_filter_character
 
 __all__ = ["Credentials", "IdentityService", "parse_authorization"]
@@ -74,8 +75,10 @@ def parse_authorization(header: str | None) -> Credentials:
 
 
 class IdentityService:
-    def __init__(self, db: Database, settings: AuthSettings, *, data_dir: Path | None = None) -> None:
-        """``data_dir``: where a generated initial admin password is written (mode 0600)."""
+    def __init__(self, db: Database, settings: AuthSettings, *, data_dir: Path | None = None,
+                 trust: TrustStore | None = None) -> None:
+        """``data_dir``: where a generated initial admin password is written (mode 0600); ``trust``: the CAs
+        outbound connections (LDAP, OIDC) verify with (:mod:`moorage.net.tls`)."""
         if not settings.secret_key:
             raise ValueError(
                 "auth.secret_key (MOORAGE_SECRET_KEY) is required with auth.mode: token; "
@@ -90,7 +93,7 @@ class IdentityService:
         #: Who checks a login (auth.sources, in order); external sources register here at start-up.
         self.sources = SourceChain(self.store, self.robots, self.groups, settings.sources)
         if settings.ldap is not None:
-            self.sources.register(LdapSource(settings.ldap))
+            self.sources.register(LdapSource(settings.ldap, trust=trust))
         self.policy = Policy(self.store, self.robots, anonymous_pull=settings.anonymous_pull,
                              disclose_existence=settings.disclose_project_existence)
         self.audit = AuditLog(db)

@@ -5,7 +5,8 @@ would let any project admin make the registry's nodes send requests to their own
 services, to the cloud's instance-metadata endpoint (credentials!) or to link-local devices.
 
 The rule: a list of denied networks and a list of allowed networks; for an address the *most
-specific* matching entry decides, and a deny wins a tie. Nothing listed: allowed (public and
+specific* matching entry decides, and an allow wins a tie (so allowing a denied
+network exactly as it is listed opens it). Nothing listed: allowed (public and
 private addresses alike, because webhooks to an internal CI server are the common case).
 So ``allow 127.0.0.1/32`` opens one loopback address inside the denied ``127.0.0.0/8``, while
 ``allow 0.0.0.0/0`` can never open ``169.254.169.254/32``: the deny is more specific.
@@ -86,7 +87,7 @@ class AddressPolicy:
         if deny < 0:
             return
         allow = max((n.prefixlen for n in self.allowed if plain.version == n.version and plain in n), default=-1)
-        if allow > deny:
+        if allow >= deny:
             return
         raise ForbiddenAddress(
             f"{plain} is in a network {self.setting}.deny_networks refuses (loopback, link-local, cloud metadata and "
