@@ -14,9 +14,9 @@ __all__ = ["DEFAULT_POSTGRES_ADMIN_URL", "CiSkipGuard", "in_ci", "postgres_admin
 
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
-#: Session fixtures ``ceph_rgw`` and ``swift_saio``: the project's own object stores.
+#: Session fixtures ``ceph_rgw`` and ``swift_saio`` (the project's own object stores) and ``slapd`` (an LDAP directory).
 #: ``pytester``: tests/unit/test_ci_skip_guard.py runs a tiny suite through the guard below.
-pytest_plugins = ["tests.services.fixtures", "pytester"]
+pytest_plugins = ["tests.services.fixtures", "tests.services.ldap", "pytester"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

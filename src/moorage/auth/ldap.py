@@ -8,8 +8,9 @@ Groups are reported by DN (Harbor's LDAP group type 1); those an administrator c
 ``/usergroups`` become the user's groups, which project memberships then give rights through.
 ``admin_group_dn`` makes its members system administrators.
 
-Transport: ``ldaps://`` or StartTLS on ``ldap://``, with the certificate checked against
-``ca_file`` (or the system's CAs) and the host name. Every operation runs in a worker thread
+Transport: ``ldaps://`` or StartTLS on ``ldap://``, with the certificate checked against the
+outbound trust (``outbound.ca_bundle`` and the system's CAs) plus ``auth.ldap.ca_file``, and the
+host name. Every operation runs in a worker thread
 (ldap3 is synchronous) with ``timeout`` on connecting and on each answer.
 
 Security: an empty password is refused before any bind (a simple bind with an empty password
@@ -22,6 +23,7 @@ every value put in a filter is escaped all the same. ldap3's exceptions are tran
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -64,15 +66,11 @@ class LdapSource:
     creates_groups = False
 
     def __init__(self, settings: LdapSettings, *, trust: TrustStore | None = None) -> None:
-        """``trust``: the deployment's outbound CAs (``outbound.ca_bundle``); ``auth.ldap.ca_file`` adds to them."""
+        """``trust``: the process's outbound CA trust (``outbound.ca_bundle``); ``auth.ldap.ca_file`` is
+        trusted in addition to it (:mod:`moorage.net.tls`)."""
         self.settings = settings
-        # ldap3 takes a file path only: the shared trust writes one (None: ldap3's system default).
-        ca_file = (trust or TrustStore()).ca_file(settings.ca_file, skip_verify=not settings.verify_certificate)
-        tls = Tls(
-            validate=ssl.CERT_REQUIRED if settings.verify_certificate else ssl.CERT_NONE,
-            ca_certs_file=ca_file if isinstance(ca_file, str) else None,
-            version=ssl.PROTOCOL_TLS_CLIENT if settings.verify_certificate else None,
-        )
+        context = (trust or TrustStore()).verify(settings.ca_file, skip_verify=not settings.verify_certificate)
+        tls = _ContextTls(context if isinstance(context, ssl.SSLContext) else None)
         self._server = Server(settings.url, use_ssl=settings.url.lower().startswith("ldaps://"), tls=tls,
                               connect_timeout=settings.timeout, get_info="NO_INFO")
         self._admin_group = normalize_dn(settings.admin_group_dn) if settings.admin_group_dn else None
@@ -97,21 +95,25 @@ class LdapSource:
     def _connect(self, who: str, password: str, *, service: bool) -> Connection | None:
         """A bound connection, or ``None`` when the directory refused these credentials (a user's
         wrong password). A refused service account, or no directory, is a :class:`SourceError`."""
+        # ldap3 packs receive_timeout into a C struct: whole seconds.
         conn = Connection(self._server, user=who or None, password=password or None, auto_bind="NONE",
-                          receive_timeout=self.settings.timeout, raise_exceptions=False, read_only=True)
+                          receive_timeout=math.ceil(self.settings.timeout), raise_exceptions=False, read_only=True)
+        bound = False
         try:
             conn.open()
             if self.settings.start_tls and not conn.start_tls():
                 raise SourceError(f"StartTLS with {self.settings.url} failed ({conn.result.get('description')}); "
                                   "check auth.ldap.ca_file and that the directory offers StartTLS")
-            if conn.bind():
-                return conn
+            bound = bool(conn.bind())
+            result = conn.result or {}
         except LDAPException as exc:
-            conn.unbind()
             raise SourceError(f"cannot reach the directory at {self.settings.url}: {exc}; check auth.ldap.url, "
-                              "the network and the CA (auth.ldap.ca_file)") from None
-        result = conn.result or {}
-        conn.unbind()
+                              "the network and the CA (outbound.ca_bundle or auth.ldap.ca_file)") from None
+        finally:
+            if not bound:
+                _close(conn)
+        if bound:
+            return conn
         if service:
             raise SourceError(
                 f"the directory refused the service account {who!r} ({result.get('description')}); check "
@@ -187,10 +189,10 @@ class LdapSource:
             user_conn = self._connect(entry.dn, password, service=False)
             if user_conn is None:
                 return None
-            user_conn.unbind()
+            _close(user_conn)
             account = self._account(service, entry, entry.first(self.settings.uid_attribute) or username)
         finally:
-            service.unbind()
+            _close(service)
         log.info("ldap_login", username=account.username, dn=entry.dn, groups=len(account.groups))
         return account
 
@@ -200,14 +202,46 @@ class LdapSource:
             entry = self._find_user(service, username)
             return self._account(service, entry, entry.first(self.settings.uid_attribute) or username)
         finally:
-            service.unbind()
+            _close(service)
 
     def _group_exists(self, dn: str) -> bool:
         service = self._service()
         try:
             return bool(self._search(service, dn, self.settings.group_filter, "base", ["objectClass"]))
         finally:
-            service.unbind()
+            _close(service)
+
+
+class _ContextTls(Tls):  # type: ignore[misc]  # ldap3 has no type information
+    """ldap3's TLS with a standard :class:`ssl.SSLContext` that checks the certificate and the host name.
+
+    ldap3 2.9 turns the context's host-name check off and checks with ``ssl.match_hostname``,
+    deprecated since Python 3.7 and removed in 3.12; here Python's own check runs during the
+    handshake (LDAPS, and StartTLS alike). ``context`` ``None``: no checking at all
+    (``auth.ldap.verify_certificate: false``, test directories only).
+    """
+
+    def __init__(self, context: ssl.SSLContext | None) -> None:
+        super().__init__(validate=ssl.CERT_REQUIRED if context is not None else ssl.CERT_NONE)
+        if context is None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self._context = context
+
+    def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+        connection.socket = self._context.wrap_socket(
+            connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
+            server_hostname=connection.server.host,
+        )
+
+
+def _close(conn: Connection) -> None:
+    """Unbind, and close the socket even when the unbind cannot be sent (a broken TLS handshake)."""
+    try:
+        conn.unbind()
+    except LDAPException:
+        conn.strategy.close()
 
 
 def _same_dn(dn: str | None, normalized: str) -> bool:
