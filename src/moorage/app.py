@@ -59,6 +59,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             page_max=settings.limits.page_max,
             on_event=built.identity.oci_event if built.identity is not None else None,
             webhooks=built.webhooks,
+            pulls=built.pull_times,
         )
 
     @asynccontextmanager

@@ -469,6 +469,12 @@ class WebhookSettings(_Section):
         """The rule webhook targets are checked with (:mod:`moorage.net.addresses`)."""
         return AddressPolicy.parse(self.deny_networks, self.allow_networks)
 
+class RetentionSettings(_Section):
+    """``retention``: tag retention policies (docs/lifecycle.md)."""
+
+    #: Record when each artifact was last pulled (written behind in batches; retention's pull rules need it).
+    record_pull_time: bool = True
+
 
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -499,6 +505,7 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     gc: GcSettings = Field(default_factory=GcSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)

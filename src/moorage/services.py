@@ -32,10 +32,14 @@ from moorage.jobs.runner import Tick
 from moorage.net.tls import TrustStore
 from moorage.registry.blobs import BlobService
 from moorage.registry.guard import WriteGuard
+from moorage.registry.immutability import ImmutableRules
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
 from moorage.registry.manifest_store import ManifestStore
+from moorage.registry.pull_times import PullTimes
 from moorage.registry.repository_service import RepositoryService
 from moorage.registry.uploads import UploadService
+from moorage.retention.job import RetentionRunner, register_retention
+from moorage.retention.service import RetentionService
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.factory import build_driver
 from moorage.webhooks import Deliverer, WebhookService, build_webhooks
@@ -70,6 +74,9 @@ class Services:
     #: Project webhook policies and event delivery; ``None`` with ``auth.mode: none`` (no projects).
     webhooks: WebhookService | None = None
     _deliverer: Deliverer | None = None
+    #: Last pull times, written behind (``None`` with ``retention.record_pull_time: false``).
+    pull_times: PullTimes | None = None
+    retention: RetentionService | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -99,18 +106,25 @@ class Services:
         uploads = UploadService(db, storage, guard=guard)
         handlers = HandlerRegistry()
         periodic = register_builtin(handlers, settings, uploads)
-        register_gc(handlers, settings.gc, db, storage, cache, guard=guard)
+        queue = JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds))
+        register_gc(handlers, settings.gc, db, storage, cache, guard=guard, queue=queue)
         identity = IdentityService(db, settings.auth, data_dir=settings.data_dir, trust=trust) if settings.auth.mode == "token" else None
         repositories: Repositories = RepositoryService(
             db, guard=guard, on_project_deleted=identity.store.on_change if identity is not None else None
         )
         if cache is not None:
             repositories = CachedRepositories(repositories, cache)
-        queue = JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds))
         webhooks = deliverer = None
         if identity is not None and settings.auth.secret_key:
             webhooks, deliverer = build_webhooks(settings.webhooks, db, queue, handlers, trust,
                                                  settings.auth.secret_key)
+        pull_times = PullTimes(db) if settings.retention.record_pull_time else None
+        retention = RetentionService(db, queue)
+        register_retention(
+            handlers,
+            RetentionRunner(retention, repositories, manifests, ImmutableRules(db), guard=guard, pulls=pull_times),
+        )
+        read_only = storage_settings.maintenance.readonly.enabled
         return cls(
             settings=settings,
             db=db,
@@ -126,12 +140,14 @@ class Services:
             cache=cache,
             job_handlers=handlers,
             periodic_jobs=periodic,
-            # Read-only maintenance refuses a real GC run: a schedule would only fail each time.
-            job_ticks=[] if storage_settings.maintenance.readonly.enabled else [GcService(db, queue).tick],
+            # Read-only maintenance refuses real GC and retention runs: a schedule would only fail each time.
+            job_ticks=[] if read_only else [GcService(db, queue).tick, retention.tick],
             identity=identity,
             trust=trust,
             webhooks=webhooks,
             _deliverer=deliverer,
+            pull_times=pull_times,
+            retention=retention,
         )
 
     async def aclose(self) -> None:
@@ -139,6 +155,8 @@ class Services:
             await self.identity.aclose()
         if self._deliverer is not None:
             await self._deliverer.aclose()
+        if self.pull_times is not None:  # likewise the pull times waiting to be written
+            await self.pull_times.aclose()
         if self.cache is not None:
             await self.cache.aclose()
         await self.storage.aclose()

@@ -191,7 +191,8 @@ async def test_a_due_schedule_is_enqueued_once_by_two_nodes(idp: Idp) -> None:
             f"gc.schedule:{due:%Y-%m-%dT%H:%M}", f"gc.schedule:{due + timedelta(minutes=10):%Y-%m-%dT%H:%M}"
         ]
         assert all(json.loads(row.payload)["dry_run"] is True for row in rows)
-        assert len(idp.services.job_ticks) == 1 and len(other.job_ticks) == 1  # what each node's runner polls
+        # what each node's runner polls: the GC schedule and the retention schedules
+        assert len(idp.services.job_ticks) == 2 and len(other.job_ticks) == 2
 
         await run_jobs(other)
         listed = (await idp.api("GET", "/system/gc", idp.admin)).json()

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from moorage.app import create_app
-from moorage.auth.write_behind import WriteBehind
 from moorage.db.identity_tables import audit_log
 from moorage.db.session import Database
+from moorage.db.write_behind import WriteBehind
 from moorage.services import Services
 from tests.integration.conftest import make_settings
 from tests.integration.oci_client import push_image

@@ -28,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "gc": {"cache", "config", "db", "errors", "jobs", "registry", "storage"},
     #: Webhooks are jobs over their own tables; secrets sealed with auth's key box; never the API.
     "webhooks": {"auth", "config", "db", "errors", "jobs", "net"},
+    #: Retention is a job too: it reads and deletes through the registry's services, never the API.
+    "retention": {"db", "errors", "jobs", "registry"},
 }
 #: Only entry points may import these.
 #: ``web`` is the UI's entry point (DESIGN.md: ``/`` → moorage.web), like ``api`` and ``cli``.

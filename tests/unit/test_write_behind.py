@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from moorage.auth.write_behind import WriteBehind
+from moorage.db.write_behind import WriteBehind
 
 #: Long enough that only a flush, a close or a half-full queue writes anything during a test.
 NEVER = 3600.0
@@ -111,3 +111,17 @@ def test_bad_parameters_are_refused() -> None:
         WriteBehind(write, max_pending=1)
     with pytest.raises(ValueError, match="interval > 0"):
         WriteBehind(write, interval=0)
+
+
+async def test_keyed_rows_coalesce_to_the_latest_and_take_no_new_room() -> None:
+    """Pull times: many pulls of one manifest before a flush are one row, the last one queued."""
+    store = Store()
+    queue = WriteBehind(store.write, interval=NEVER, max_pending=4, key=lambda row: row["k"])
+    for n in range(1000):  # would block on a full queue if each took room
+        await queue.add({"k": n % 3, "n": n})
+    assert queue.unwritten == 3
+    await queue.flush()
+    assert store.batches == [[{"k": 0, "n": 999}, {"k": 1, "n": 997}, {"k": 2, "n": 998}]]
+    await queue.add({"k": 0, "n": 1000})  # a key already written is queued again
+    await queue.aclose()
+    assert store.rows[-1] == 1000

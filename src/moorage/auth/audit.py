@@ -3,7 +3,7 @@
 Rows are written in their own short transaction after the operation succeeded; a failure to
 write one is logged and never fails the operation the user asked for (the registry must not
 refuse a pull because the audit table is unavailable). Pulls are the exception to "own
-transaction": they are written behind, in batches (:mod:`moorage.auth.write_behind`), so
+transaction": they are written behind, in batches (:mod:`moorage.db.write_behind`), so
 that pulls on SQLite do not each take the write lock; :meth:`AuditLog.query` flushes them
 first, and a kill -9 loses at most the last batch.
 
@@ -28,9 +28,9 @@ import structlog
 from sqlalchemy import and_, false, func, insert, or_, select
 
 from moorage.auth.identity import aware, utcnow
-from moorage.auth.write_behind import WriteBehind
 from moorage.db.identity_tables import audit_log
 from moorage.db.session import Database
+from moorage.db.write_behind import WriteBehind
 
 __all__ = ["LOGIN_METHODS", "LOGIN_QUIET", "AuditEntry", "AuditLog", "auth_method", "printable"]
 

@@ -318,25 +318,39 @@ class Policy:
             {"role": rights.role},
         )
 
-    def webhook_denial(self, subject: Subject, rights: Rights, *, change: bool) -> Denial | None:
-        """``None`` when ``subject`` may read (``change=False``: project admins, maintainers) or change
-        (project admins) the project's webhook policies, as in Harbor; system administrators may both."""
+    def _managing_denial(self, subject: Subject, rights: Rights, roles: tuple[str, ...], what: str,
+                         verb: str) -> Denial | None:
+        """``None`` when ``subject`` is a system administrator or holds one of ``roles`` in the project;
+        else the refusal that names ``what`` (e.g. "the webhook policies"), the roles and whom to ask."""
         if not rights.visible:
             return self.unseen(subject, rights)
-        roles = ("projectAdmin",) if change else ("projectAdmin", "maintainer")
         if subject.sysadmin or rights.role in roles:
             return None
         if subject.anonymous:
-            return Denial("unauthorized", "webhook policies need credentials; log in first")
+            return Denial("unauthorized", f"{verb} {what} needs credentials; log in first")
         who = f"robot account {subject.name!r}" if subject.kind == "robot" else f"user {subject.name!r}"
-        verb = "changing" if change else "reading"
         return Denial(
             "forbidden",
-            f"{verb} the webhook policies of project {rights.project_name!r} needs the "
+            f"{verb} {what} of project {rights.project_name!r} needs the "
             f"{' or '.join(roles)} role (or a system administrator); {who} has {rights.role or 'no role'}: "
             "ask a project admin",
             {"role": rights.role},
         )
+
+    def webhook_denial(self, subject: Subject, rights: Rights, *, change: bool) -> Denial | None:
+        """``None`` when ``subject`` may read (``change=False``: project admins, maintainers) or change
+        (project admins) the project's webhook policies, as in Harbor; system administrators may both."""
+        roles = ("projectAdmin",) if change else ("projectAdmin", "maintainer")
+        return self._managing_denial(subject, rights, roles, "the webhook policies",
+                                     "changing" if change else "reading")
+
+    def retention_denial(self, subject: Subject, rights: Rights, *, change: bool) -> Denial | None:
+        """``None`` when ``subject`` may read (``change=False``: project admins, maintainers) or change
+        and run (project admins) the project's tag retention policy, as in Harbor; system
+        administrators may both."""
+        roles = ("projectAdmin",) if change else ("projectAdmin", "maintainer")
+        return self._managing_denial(subject, rights, roles, "the tag retention policy",
+                                     "changing or running" if change else "reading")
 
     def name_taken_message(self, project_name: str, rights: Rights) -> str:
         """``POST /projects`` with a name that exists: "already exists" only to those who may see it.

@@ -15,10 +15,11 @@ from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, T
 
 from moorage.db.tables import TIMESTAMP, metadata
 
-__all__ = ["JOB_STATES", "cache_state", "gc_executions", "gc_schedule", "jobs"]
+__all__ = ["JOB_STATES", "cache_state", "gc_executions", "gc_schedule", "job_stops", "jobs"]
 
-#: ``queued`` → ``running`` → ``succeeded`` | ``failed`` (or back to ``queued`` for a retry).
-JOB_STATES = ("queued", "running", "succeeded", "failed")
+#: ``queued`` → ``running`` → ``succeeded`` | ``failed`` (or back to ``queued`` for a retry);
+#: ``stopped`` when an operator stopped it (queued: at once; running: at its next batch boundary).
+JOB_STATES = ("queued", "running", "succeeded", "failed", "stopped")
 
 jobs = Table(
     "jobs",
@@ -72,4 +73,13 @@ gc_executions = Table(
     Column("blobs", Integer, nullable=False),
     Column("bytes_freed", BigInteger, nullable=False),
     Column("log", Text, nullable=False),
+)
+
+#: Stop requests for running jobs (``moorage gc stop``, ``PUT /system/gc/{id}``): the handler polls
+#: :meth:`moorage.jobs.queue.JobQueue.stop_requested` at its batch boundaries, whichever node runs it.
+job_stops = Table(
+    "job_stops",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("requested_at", TIMESTAMP, nullable=False),
 )

@@ -100,6 +100,9 @@ manifests = Table(
     Column("subject_digest", DIGEST, nullable=True),
     Column("annotations", Text, nullable=True),
     Column("created_at", TIMESTAMP, nullable=False),
+    # When a client last pulled it (GET by tag or digest), written behind in batches
+    # (moorage.registry.pull_times); retention's latestPulledN / nDaysSinceLastPull read it.
+    Column("pulled_at", TIMESTAMP, nullable=True),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
 )

@@ -37,9 +37,12 @@ from moorage.registry.gc_fence import ACTIVE, DELETING, PENDING
 from moorage.registry.paths import blob_path
 from moorage.storage import StorageDriver
 
-__all__ = ["GarbageCollector", "GcOptions", "GcReport", "Progress"]
+__all__ = ["GarbageCollector", "GcOptions", "GcReport", "GcStopped", "Progress", "StopCheck"]
 
 log = structlog.get_logger("moorage.gc")
+
+StopCheck = Callable[[], Awaitable[bool]]
+"""Asked at every batch boundary (between repositories, mark batches, sweep batches): ``True`` stops the run."""
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(what, count, bytes)``: ``manifests`` deleted, ``candidates`` found, ``blobs`` deleted."""
@@ -117,6 +120,18 @@ def _garbage(cutoff: datetime, exclude_manifests: Sequence[int] = ()) -> ColumnE
     )
 
 
+class GcStopped(Exception):
+    """The run stopped on request at a batch boundary; ``report`` says what it did until then.
+
+    Every batch is its own transaction, so nothing is half-deleted: a manifest batch committed
+    or not, rows marked ``deleting`` (invisible, garbage anyway) are swept by the next run.
+    """
+
+    def __init__(self, report: GcReport) -> None:
+        super().__init__(f"stopped on request: {report.summary()}")
+        self.report = report
+
+
 class GarbageCollector:
     """One GC run over the whole registry (every repository), per :class:`GcOptions`.
 
@@ -134,6 +149,7 @@ class GarbageCollector:
         invalidate: Callable[[str], Awaitable[None]] | None = None,
         progress: Progress | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        should_stop: StopCheck | None = None,
     ) -> None:
         self.db = db
         self.storage = storage
@@ -141,6 +157,13 @@ class GarbageCollector:
         self.invalidate = invalidate
         self.progress = progress
         self.clock = clock
+        self.should_stop = should_stop
+
+    async def _boundary(self, report: GcReport) -> None:
+        """A batch boundary: :class:`GcStopped` when a stop was requested."""
+        if self.should_stop is not None and await self.should_stop():
+            log.info("gc_stopped", manifests=len(report.manifests), blobs=len(report.blobs))
+            raise GcStopped(report)
 
     @property
     def _sweep_batch(self) -> int:
@@ -153,7 +176,8 @@ class GarbageCollector:
             self.progress(what, count, size)
 
     async def run(self) -> GcReport:
-        """Run the three phases; raises what storage or the database raise (a rerun finishes the work)."""
+        """Run the three phases; raises what storage or the database raise (a rerun finishes the work),
+        or :class:`GcStopped` at the first batch boundary after a stop was requested."""
         cutoff = self.clock() - self.options.grace
         report = GcReport(self.options.dry_run)
         doomed: list[int] = []
@@ -172,9 +196,11 @@ class GarbageCollector:
             return report
         ids = [blob_id for blob_id, _, _ in candidates]
         for start in range(0, len(ids), self.options.batch_size):
+            await self._boundary(report)
             await self._mark(ids[start : start + self.options.batch_size], cutoff)
+        await self._boundary(report)
         while await self._sweep(report):
-            pass
+            await self._boundary(report)
         log.info(
             "gc_finished", manifests=len(report.manifests), blobs=len(report.blobs), bytes=report.bytes_freed
         )
@@ -187,6 +213,7 @@ class GarbageCollector:
             ).all()
         doomed: list[int] = []
         for repo in repos:
+            await self._boundary(report)
             async with self.db.read() as conn:
                 found = await find_unreachable(conn, repo.id, cutoff)
             if self.options.dry_run:

@@ -42,7 +42,9 @@ SCHEDULE_TYPES = ("None", "Manual", "Hourly", "Daily", "Weekly", "Custom")
 DEFAULT_CRONS = {"Hourly": "0 0 * * * *", "Daily": "0 0 0 * * *", "Weekly": "0 0 0 * * 0"}
 #: How far back a tick looks for a due minute it has not enqueued (nodes down, a slow poll).
 _LOOKBACK = timedelta(hours=1)
-_STATUS = {"queued": "Pending", "running": "Running", "succeeded": "Success", "failed": "Error"}
+_STATUS = {
+    "queued": "Pending", "running": "Running", "succeeded": "Success", "failed": "Error", "stopped": "Stopped",
+}
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -112,7 +114,7 @@ class GcExecution:
     id: int
     trigger: str  # "Manual" or "Schedule"
     parameters: dict[str, Any]
-    status: str  # Harbor's: Pending, Running, Success, Error
+    status: str  # Harbor's: Pending, Running, Success, Error, Stopped
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -196,6 +198,14 @@ class GcService:
         key = f"gc.schedule:{due.astimezone(UTC):%Y-%m-%dT%H:%M}"
         return await self.run_now(saved.parameters, trigger="Schedule", dedup_key=key)
 
+    async def stop(self, execution_id: int) -> str | None:
+        """Ask a GC execution to stop (Harbor's ``PUT /system/gc/{id}``); its job state afterwards, or
+        ``None`` when no GC execution has that id. Queued: stopped at once; running: at its next
+        batch boundary, on whichever node runs it; ended: left as it is."""
+        if await self.execution(execution_id) is None:
+            return None
+        return await self.queue.request_stop(execution_id)
+
     async def executions(self, offset: int, limit: int) -> tuple[list[GcExecution], int]:
         """A page of executions, newest first, and how many there are."""
         query = (
@@ -223,8 +233,8 @@ class GcService:
         payload = json.loads(row.payload)
         status = _STATUS.get(row.state, row.state)
         log = row.log if row.log is not None else ""
-        if not log and row.last_error:  # the handler never ended (e.g. its node died): the job's error
-            log = f"error: {row.last_error}\n"
+        if not log and row.last_error:  # the handler never ended (its node died, or stopped while queued)
+            log = f"{'stopped' if row.state == 'stopped' else 'error'}: {row.last_error}\n"
         if not log:
             log = f"{status}: the run has not ended yet\n"
         return GcExecution(

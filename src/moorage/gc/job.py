@@ -11,9 +11,9 @@ import structlog
 from moorage.cache import RegistryCache
 from moorage.config import GcSettings, parse_duration
 from moorage.db.session import Database
-from moorage.gc.collector import GarbageCollector, GcOptions
+from moorage.gc.collector import GarbageCollector, GcOptions, GcReport, GcStopped
 from moorage.gc.executions import GC_RUN, execution_log, record_execution
-from moorage.jobs.queue import Job, JobQueue
+from moorage.jobs.queue import Job, JobQueue, JobStopped
 from moorage.jobs.runner import HandlerRegistry
 from moorage.registry.guard import WriteGuard
 from moorage.storage import StorageDriver
@@ -53,16 +53,24 @@ def register_gc(
     cache: RegistryCache | None,
     *,
     guard: WriteGuard | None = None,
+    queue: JobQueue | None = None,
 ) -> None:
     """Register the ``gc.run`` handler (the job's failure is retried; a rerun finishes a killed run's work).
 
     Each attempt records its execution (start, end, counts, log) for ``/api/v2.0/system/gc``; a
-    failed attempt records the error, and the job's state says whether it will be retried.
+    failed attempt records the error, and the job's state says whether it will be retried. With
+    ``queue``, the run asks at every batch boundary whether it was asked to stop
+    (``PUT /system/gc/{id}``, ``moorage gc stop``); a stopped run records what it did and its
+    job ends ``stopped``.
     """
 
     async def run(job: Job) -> None:
         started = datetime.now(UTC)
         options = options_from(settings, job.payload)
+
+        async def should_stop() -> bool:
+            return queue is not None and await queue.stop_requested(job.id)
+
         try:
             refuse_when_read_only(guard or WriteGuard(), options.dry_run)
             collector = GarbageCollector(
@@ -70,18 +78,27 @@ def register_gc(
                 storage,
                 options,
                 invalidate=cache.invalidate if cache is not None else None,
+                should_stop=should_stop,
             )
             report = await collector.run()
+        except GcStopped as stopped:
+            await _record(db, job.id, started, stopped.report, "stopped on request at a batch boundary; the next "
+                          "run finishes what this one marked for deletion\n")
+            raise JobStopped(str(stopped)) from None
         except Exception as exc:
             await record_execution(db, job.id, started, datetime.now(UTC), (0, 0, 0), f"attempt {job.attempts} "
                                    f"failed: {exc}\n")
             raise
-        text = execution_log(report.manifests, report.blobs, report.summary(), report.dry_run)
-        counts = (len(report.manifests), len(report.blobs), report.bytes_freed)
-        await record_execution(db, job.id, started, datetime.now(UTC), counts, text)
+        await _record(db, job.id, started, report)
         log.info("gc_job_finished", job=job.id, summary=report.summary())
 
     registry.register(GC_RUN, run)
+
+
+async def _record(db: Database, job_id: int, started: datetime, report: GcReport, note: str = "") -> None:
+    text = note + execution_log(report.manifests, report.blobs, report.summary(), report.dry_run)
+    counts = (len(report.manifests), len(report.blobs), report.bytes_freed)
+    await record_execution(db, job_id, started, datetime.now(UTC), counts, text)
 
 
 async def enqueue_gc(

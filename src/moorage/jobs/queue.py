@@ -32,10 +32,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from moorage.db.jobs_tables import JOB_STATES, jobs
+from moorage.db.jobs_tables import JOB_STATES, job_stops, jobs
 from moorage.db.session import Database
+from moorage.db.upsert import insert_ignore
 
-__all__ = ["Job", "JobQueue"]
+__all__ = ["Job", "JobQueue", "JobStopped"]
+
+
+class JobStopped(Exception):
+    """Raised by a handler that noticed a stop request at a batch boundary (its work so far stays)."""
 
 
 def _now() -> datetime:
@@ -286,6 +291,46 @@ class JobQueue:
                     updated_at=_now(),
                 )
             )
+
+    async def request_stop(self, job_id: int) -> str | None:
+        """Ask a job to stop; returns its state after the request, ``None`` when there is no such job.
+
+        A queued job is ``stopped`` at once (no node will run it). A running one gets a stop
+        request that its handler notices at its next batch boundary (:meth:`stop_requested`),
+        on whichever node runs it. A finished job is left as it is. Asking twice is harmless.
+        """
+        stamp = _now()
+        async with self.db.write() as conn:
+            state = (await conn.execute(select(jobs.c.state).where(jobs.c.id == job_id))).scalar_one_or_none()
+            if state == "queued":
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.state == "queued")
+                    .values(state="stopped", last_error="stopped before it started", updated_at=stamp,
+                            finished_at=stamp)
+                )
+                return "stopped"
+            if state == "running":
+                await insert_ignore(conn, job_stops, {"job_id": job_id, "requested_at": stamp}, ["job_id"])
+            return None if state is None else str(state)
+
+    async def stop_requested(self, job_id: int) -> bool:
+        """Whether someone asked the job to stop (a handler's check at a batch boundary)."""
+        async with self.db.read() as conn:
+            found = await conn.execute(select(job_stops.c.job_id).where(job_stops.c.job_id == job_id))
+            return found.first() is not None
+
+    async def stopped(self, owner: str, job_id: int) -> bool:
+        """Mark the job ``stopped`` (its handler stopped on request); ``False`` when ``owner`` lost it."""
+        stamp = _now()
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.state == "running")
+                .values(state="stopped", last_error="stopped on request", lease_owner=None, lease_until=None,
+                        updated_at=stamp, finished_at=stamp)
+            )
+        return bool(result.rowcount)
 
     async def get(self, job_id: int) -> Job | None:
         """One job, or ``None``."""

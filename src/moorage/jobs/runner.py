@@ -24,7 +24,7 @@ from datetime import timedelta
 
 import structlog
 
-from moorage.jobs.queue import Job, JobQueue
+from moorage.jobs.queue import Job, JobQueue, JobStopped
 
 __all__ = ["HandlerRegistry", "JobHandler", "JobRunner", "Periodic", "Tick", "node_id"]
 
@@ -174,6 +174,9 @@ class JobRunner:
                 await handler(job)
             except asyncio.CancelledError:
                 raise
+            except JobStopped:
+                log.info("job_stopped", job=job.id, kind=job.kind)
+                await self.queue.stopped(self.owner, job.id)
             except Exception as exc:  # noqa: BLE001
                 log.warning("job_failed", job=job.id, kind=job.kind, attempt=job.attempts, error=str(exc))
                 detail = "".join(traceback.format_exception_only(exc)).strip()

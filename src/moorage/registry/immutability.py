@@ -24,7 +24,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.immutability_tables import immutable_tag_rules
-from moorage.db.session import Database
+from moorage.db.session import Database, Reader
 from moorage.db.tables import manifests, repositories, tags
 from moorage.errors import RegistryError
 from moorage.registry.patterns import PatternError, compile_pattern
@@ -96,7 +96,7 @@ class InvalidRule(ValueError):
         self.message = message
 
 
-async def _enabled_rules(conn: AsyncConnection, repository_id: int) -> list[ImmutableRule]:
+async def _enabled_rules(conn: AsyncConnection | Reader, repository_id: int) -> list[ImmutableRule]:
     project = select(repositories.c.project_id).where(repositories.c.id == repository_id).scalar_subquery()
     query = (
         select(*_COLUMNS)
@@ -115,7 +115,7 @@ async def guarding_tag(conn: AsyncConnection, repository_id: int, repository: st
     return _first(await _enabled_rules(conn, repository_id), repository, tag)
 
 
-async def _first_covered(conn: AsyncConnection, repository_id: int, repository: str,
+async def _first_covered(conn: AsyncConnection | Reader, repository_id: int, repository: str,
                          tag_names: Select[str]) -> tuple[ImmutableRule, str] | None:
     """The first enabled rule and tag (of ``tag_names``, in order) that a rule covers."""
     rules = await _enabled_rules(conn, repository_id)
@@ -128,7 +128,7 @@ async def _first_covered(conn: AsyncConnection, repository_id: int, repository: 
     return None
 
 
-async def guarding_digest(conn: AsyncConnection, repository_id: int, repository: str,
+async def guarding_digest(conn: AsyncConnection | Reader, repository_id: int, repository: str,
                           digest: str) -> tuple[ImmutableRule, str] | None:
     """The first rule and tag that make the manifest ``digest`` undeletable (a covered tag points at it)."""
     query = (
@@ -163,6 +163,16 @@ class ImmutableRules:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    async def holding(self, repository: str, digest: str) -> ImmutableTagError | None:
+        """The refusal a delete of ``repository@digest`` would meet now (an enabled rule covers one of
+        its tags), or ``None``: what a retention dry run reports without deleting anything."""
+        async with self.db.read() as conn:
+            found = (await conn.execute(select(repositories.c.id).where(repositories.c.name == repository))).scalar()
+            held = None if found is None else await guarding_digest(conn, int(found), repository, digest)
+        if held is None:
+            return None
+        return ImmutableTagError(held[0], repository, held[1], f"deleted (through its manifest {digest})")
 
     async def list(self, project_id: int) -> list[ImmutableRule]:
         async with self.db.read() as conn:

@@ -72,6 +72,10 @@ class ArtifactInfo:
     created_at: datetime
     tags: list[TagInfo] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
+    #: When a client last pulled it (``None``: never, as far as the registry recorded; see pull_times).
+    pulled_at: datetime | None = None
+    #: The digest of the manifest it refers to (a signature, an SBOM), if any.
+    subject: str | None = None
 
 
 class ProjectNotEmptyError(RegistryError):
@@ -198,7 +202,7 @@ class RepositoryService:
             repository_id = int(found)
             query = select(
                 manifests.c.id, manifests.c.digest, manifests.c.size, manifests.c.media_type,
-                manifests.c.artifact_type, manifests.c.created_at,
+                manifests.c.artifact_type, manifests.c.created_at, manifests.c.pulled_at, manifests.c.subject_digest,
             ).where(manifests.c.repository_id == repository_id)
             if digest is not None:
                 query = query.where(manifests.c.digest == digest)
@@ -220,7 +224,8 @@ class RepositoryService:
         out = {
             row.id: ArtifactInfo(
                 row.id, repository_id, row.digest, row.size, row.media_type, row.artifact_type,
-                _aware(row.created_at),
+                _aware(row.created_at), pulled_at=_aware(row.pulled_at) if row.pulled_at is not None else None,
+                subject=row.subject_digest,
             )
             for row in rows
         }

@@ -28,6 +28,7 @@ from moorage.registry.digests import Digest, parse_digest
 from moorage.registry.interfaces import Blobs, Manifests
 from moorage.registry.manifest_store import lookup_reference, parse_reference
 from moorage.registry.names import validate_name
+from moorage.registry.pull_times import PullTimes
 from moorage.registry.uploads import UploadService
 from moorage.storage import StorageError
 from moorage.webhooks import WebhookService
@@ -139,9 +140,12 @@ class OciApi:
         page_max: int,
         on_event: EventHook | None = None,
         webhooks: WebhookService | None = None,
+        pulls: PullTimes | None = None,
     ) -> None:
         self.on_event = on_event
         self.webhooks = webhooks
+        #: Records each manifest GET's time behind the response (retention's pull rules, REST pull_time).
+        self.pulls = pulls
         self.blobs = blobs
         self.uploads = uploads
         self.manifests = manifests
@@ -282,6 +286,8 @@ class OciApi:
         }
         body = b"" if request.method == "HEAD" else manifest.payload
         if request.method == "GET":
+            if self.pulls is not None:
+                await self.pulls.record(name, manifest.digest)
             await self._event(request, "pull", name, params["reference"], digest=manifest.digest)
         return Response(body, headers=headers, media_type=manifest.media_type)
 

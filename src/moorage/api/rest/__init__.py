@@ -23,6 +23,7 @@ from moorage.api.rest import (
     immutability,
     logs,
     projects,
+    retention,
     robots,
     search,
     usergroups,
@@ -72,7 +73,7 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
         return error.response()
 
     for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc, usergroups,
-                   webhooks):
+                   webhooks, retention):
         app.include_router(module.router)
     return app
 

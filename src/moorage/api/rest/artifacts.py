@@ -60,6 +60,8 @@ class ArtifactOut(BaseModel):
     manifest_media_type: str
     artifact_type: str | None
     push_time: datetime
+    #: When a client last pulled it (manifest GET); ``null`` when never (Harbor's field).
+    pull_time: datetime | None = None
     repository_id: int
     project_id: int
     repository_name: str
@@ -89,7 +91,8 @@ def _artifact_out(artifact: ArtifactInfo, project_id: int, full: str) -> Artifac
     return ArtifactOut(
         id=artifact.id, type="IMAGE" if "image" in artifact.media_type else "UNKNOWN", digest=artifact.digest,
         size=artifact.size, media_type=artifact.media_type, manifest_media_type=artifact.media_type,
-        artifact_type=artifact.artifact_type, push_time=artifact.created_at, repository_id=artifact.repository_id,
+        artifact_type=artifact.artifact_type, push_time=artifact.created_at, pull_time=artifact.pulled_at,
+        repository_id=artifact.repository_id,
         project_id=project_id, repository_name=full,
         tags=[TagOut(id=t.id, repository_id=t.repository_id, artifact_id=t.manifest_id, name=t.name,
                      push_time=t.updated_at) for t in artifact.tags],

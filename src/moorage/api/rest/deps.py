@@ -18,6 +18,7 @@ from moorage.gc.executions import GcService
 from moorage.registry.guard import ReadOnlyError, WriteGuard
 from moorage.registry.immutability import ImmutableRules, ImmutableTagError
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
+from moorage.retention.service import RetentionService
 from moorage.webhooks import WebhookService
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ImmutableRulesDep",
     "ManifestsDep",
     "RepositoriesDep",
+    "RetentionDep",
     "SearchDep",
     "WebhooksDep",
     "registry_error",
@@ -80,6 +82,13 @@ def webhooks_of(request: Request) -> WebhookService:
 
 
 WebhooksDep = Annotated[WebhookService, Depends(webhooks_of)]
+
+
+def retention_of(request: Request) -> RetentionService:
+    services = services_of(request)
+    return services.retention or RetentionService(services.db, services.jobs)
+
+
 RepositoriesDep = Annotated[Repositories, Depends(repositories_of)]
 ManifestsDep = Annotated[Manifests, Depends(manifests_of)]
 BlobsDep = Annotated[Blobs, Depends(blobs_of)]
@@ -87,3 +96,4 @@ GuardDep = Annotated[WriteGuard, Depends(guard_of)]
 SearchDep = Annotated[SearchIndex, Depends(search_of)]
 ImmutableRulesDep = Annotated[ImmutableRules, Depends(immutable_rules_of)]
 GcDep = Annotated[GcService, Depends(gc_of)]
+RetentionDep = Annotated[RetentionService, Depends(retention_of)]

@@ -160,6 +160,26 @@ async def get_execution(gc_id: Id, who: CallerDep, gc: GcDep) -> GcHistoryOut:
     return _history(await _execution(gc, gc_id))
 
 
+class StopIn(BaseModel):
+    """Harbor's stop takes no body; ``{"status": "Stop"}`` is accepted too (anything else is a 400)."""
+
+    status: str | None = Field(default=None, max_length=16)
+
+
+@router.put("/system/gc/{gc_id}", response_model=None)
+async def stop_execution(gc_id: Id, who: CallerDep, gc: GcDep, body: StopIn | None = None) -> None:
+    """Stop a GC execution (Harbor's ``stopGC``): a queued one at once, a running one at its next batch
+    boundary (every batch is its own transaction: nothing is left half-deleted, the next run finishes
+    what it marked). Its history then says ``Stopped``. Stopping an execution that ended changes nothing."""
+    who.require_admin(_WHAT)
+    if body is not None and body.status not in (None, "Stop", "stop"):
+        raise ApiError(400, f"status: {body.status!r} is not an action; send {{\"status\": \"Stop\"}} or no body")
+    state = await gc.stop(gc_id)
+    if state is None:
+        raise ApiError(404, f"GC execution {gc_id} does not exist; list them with GET /api/v2.0/system/gc")
+    await who.audit("stop", "gc", f"execution {gc_id}")
+
+
 @router.get(
     "/system/gc/{gc_id}/log",
     # Declared here, not as response_class: that would document the JSON errors as text/plain too.
