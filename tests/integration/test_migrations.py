@@ -114,3 +114,41 @@ def test_immutable_tag_rules_table_comes_and_goes_with_its_migration(fresh_url: 
         assert "immutable_tag_rules" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_retention_migration_adds_pull_times_and_its_tables_and_downgrades_cleanly(fresh_url: str) -> None:
+    """0012 adds ``manifests.pulled_at`` and the retention and job-stop tables; the downgrade keeps every manifest."""
+    upgrade(fresh_url, "0016_webhooks")
+    upgrade(fresh_url, "0010_gc_executions")
+    engine = create_engine(sync_url(fresh_url))
+    if engine.dialect.name == "sqlite":
+        configure_sqlite(engine)
+    tables = {"retention_policies", "retention_executions", "retention_tasks", "job_stops"}
+    now = datetime.now(UTC)
+    try:
+        assert not tables & set(inspect(engine).get_table_names())
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO repositories (id, name, created_at) VALUES (1, 'p/app', :t)"), {"t": now})
+            conn.execute(text("INSERT INTO manifests (id, repository_id, digest, media_type, size, payload, created_at) "
+                              "VALUES (1, 1, 'sha256:00', 'application/json', 2, :p, :t)"), {"p": b"{}", "t": now})
+        upgrade(fresh_url, "0012_retention")
+        assert tables <= set(inspect(engine).get_table_names())
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE manifests SET pulled_at = :t"), {"t": now})
+            conn.execute(text("INSERT INTO projects (id, name, public, created_at, updated_at) "
+                              "VALUES (1, 'p', false, :t, :t)"), {"t": now})
+            conn.execute(text("INSERT INTO retention_policies (project_id, algorithm, rules, cron, created_at, "
+                              "updated_at) VALUES (1, 'or', '[]', '', :t, :t)"), {"t": now})
+        with engine.begin() as conn:  # the policy goes with its project
+            conn.execute(text("DELETE FROM projects WHERE id = 1"))
+            assert conn.execute(text("SELECT count(*) FROM retention_policies")).scalar_one() == 0
+        downgrade(fresh_url, "0016_webhooks")
+        inspector = inspect(engine)
+        assert not tables & set(inspector.get_table_names())
+        assert "pulled_at" not in {c["name"] for c in inspector.get_columns("manifests")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM manifests")).scalar_one() == 1
+        upgrade(fresh_url)
+        assert "0012_retention" in current_heads(fresh_url)
+    finally:
+        engine.dispose()

@@ -1,7 +1,7 @@
 """Tag retention (policies, executions, tasks), last pull times, and stop requests for jobs.
 
 Revision ID: 0012_retention
-Revises: 0014_groups_ldap (and needs 0003_jobs: executions and stops point at ``jobs``)
+Revises: 0016_webhooks (and needs 0003_jobs: executions and stops point at ``jobs``)
 
 Adds ``manifests.pulled_at`` (nullable: nothing was pulled as far as the registry knows), the
 tables ``retention_policies``, ``retention_executions``, ``retention_tasks`` and ``job_stops``.
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_retention"
-down_revision = "0014_groups_ldap"
+down_revision = "0016_webhooks"
 branch_labels = None
 depends_on = "0003_jobs"
 
