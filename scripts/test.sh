@@ -27,10 +27,11 @@ wait_port() {  # wait_port PORT WHAT
 # chromium: the browser the web UI tests drive with Playwright (its own browser download is unreachable).
 # podman/buildah as root without systemd: crun (OCI runtime), fuse-overlayfs (overlay fallback),
 # uidmap + slirp4netns (podman's hard/soft requirements), containers-common (policy.json).
+# The container image test: mmdebstrap makes its Debian base offline, runc runs it.
 PACKAGES=(
     python3 python3-venv python3-pip
     skopeo podman buildah docker-registry golang-github-containers-common
-    crun fuse-overlayfs uidmap slirp4netns
+    crun fuse-overlayfs uidmap slirp4netns mmdebstrap runc
     nginx redis-server redis-sentinel redis-tools postgresql
     chromium
     slapd ldap-utils

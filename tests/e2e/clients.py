@@ -149,13 +149,27 @@ class ContainersTools:
     (like CI) has no systemd.
     """
 
-    def __init__(self, workdir: Path, registries: Sequence[str], driver: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        registries: Sequence[str],
+        driver: str | None = None,
+        *,
+        storage: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``storage`` = (root, runroot) keeps images in a lasting store (a build cache) that
+        :meth:`cleanup` leaves in place; by default both are private and removed by it."""
         self.workdir = workdir
         self.driver = driver or storage_driver()
-        self.root = workdir / "storage"
-        # podman refuses a runroot longer than 50 characters (its sockets live there and
-        # sun_path is 108 bytes), and pytest's tmp paths are longer: a short dir of our own.
-        self.runroot = Path(tempfile.mkdtemp(prefix="moorage-run-", dir="/tmp"))
+        self.lasting_storage = storage is not None
+        if storage is not None:
+            self.root, self.runroot = storage
+            self.runroot.mkdir(parents=True, exist_ok=True)
+        else:
+            self.root = workdir / "storage"
+            # podman refuses a runroot longer than 50 characters (its sockets live there and
+            # sun_path is 108 bytes), and pytest's tmp paths are longer: a short dir of our own.
+            self.runroot = Path(tempfile.mkdtemp(prefix="moorage-run-", dir="/tmp"))
         self.tmpdir = workdir / "tmp"
         for d in (self.root, self.tmpdir):
             d.mkdir(parents=True, exist_ok=True)
@@ -215,6 +229,9 @@ class ContainersTools:
         ``podman system reset`` would also do it but insists on a confirmation prompt and on the
         host's default paths on some versions; unmounting everything then deleting is enough.
         """
+        if self.lasting_storage:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return
         self.buildah("umount", "--all", check=False)
         self.podman("unmount", "--all", "--force", check=False)
         if self.driver == "overlay":

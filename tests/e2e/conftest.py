@@ -64,6 +64,28 @@ def pytest_runtest_makereport(
     return report
 
 
+FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def figures(request: pytest.FixtureRequest) -> list[str]:
+    """Measured figures (image size, start-up time) that the session prints at its end.
+
+    Reported, never asserted: the tests prove behaviour, the figures inform (and timings on a
+    shared machine vary too much to assert).
+    """
+    return request.config.stash.setdefault(FIGURES, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print the figures the e2e tests measured, one per line, after the results."""
+    lines = config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("figures measured by the e2e tests", sep="-")
+        for line in lines:
+            terminalreporter.line(line)
+
+
 def require_tool(name: str) -> None:
     """Skip (fail under CI) when a client binary is missing; scripts/test.sh installs them all."""
     if shutil.which(name) is None:
