@@ -29,7 +29,7 @@ from moorage.db.identity_tables import signing_keys
 from moorage.db.session import Database
 from moorage.db.upsert import insert_ignore
 
-__all__ = ["KeySet", "SecretBox", "SigningKey"]
+__all__ = ["KeyInfo", "KeySet", "SecretBox", "SigningKey"]
 
 ALGORITHM = "ES256"
 #: The kid every node tries to insert first: the conflict makes "created once" race-safe.
@@ -58,6 +58,19 @@ class SecretBox:
                 "cannot decrypt the token-signing keys in the database: auth.secret_key (MOORAGE_SECRET_KEY) "
                 "differs from the one that encrypted them; set the same secret on every node"
             ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """A key as ``moorage keys list`` shows it: ``state`` is ``signing`` (signs new tokens),
+    ``verifying`` (retired; accepts the tokens it signed until ``verifies_until``) or ``expired``."""
+
+    kid: str
+    algorithm: str
+    created_at: datetime
+    retired_at: datetime | None
+    verifies_until: datetime | None
+    state: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +143,53 @@ class KeySet:
                         await self.reload()
 
     async def signing_key(self) -> SigningKey:
-        """The newest non-retired key (every node picks the same one)."""
+        """The newest non-retired key (every node picks the same one).
+
+        Which key that is is read from the database at every issue (one indexed read of a tiny
+        table; tokens are issued once per client session, not per request), so a rotation done
+        anywhere (``moorage keys rotate`` on any host) switches every node's signing at once,
+        without waiting for the :data:`RELOAD_SECONDS` re-read.
+        """
         await self._fresh()
-        active = [key for key in self._keys.values() if key.retired_at is None]
-        if not active:
+        newest = await self._newest_active_kid()
+        if newest is None:
             await self.rotate()
-            active = [key for key in self._keys.values() if key.retired_at is None]
-        return max(active, key=lambda key: (key.created_at, key.kid))
+            newest = await self._newest_active_kid()
+        key = self._keys.get(newest or "")
+        if key is None or key.retired_at is not None:
+            async with self._lock:
+                await self.reload()
+            key = self._keys.get(newest or "")
+        if key is None:  # retired between the two reads: take what the fresh set says
+            active = [k for k in self._keys.values() if k.retired_at is None] or list(self._keys.values())
+            return max(active, key=lambda k: (k.created_at, k.kid))
+        return key
+
+    async def _newest_active_kid(self) -> str | None:
+        query = (
+            select(signing_keys.c.kid).where(signing_keys.c.retired_at.is_(None))
+            .order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid.desc()).limit(1)
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else str(row.kid)
+
+    async def describe(self) -> list[KeyInfo]:
+        """Every key in the database, newest first, with what it is good for now (``moorage keys list``)."""
+        await self.reload()
+        now = datetime.now(UTC)
+        newest = await self._newest_active_kid()
+        out = []
+        for key in sorted(self._keys.values(), key=lambda k: (k.created_at, k.kid), reverse=True):
+            until = None if key.retired_at is None else key.retired_at + timedelta(seconds=self.max_token_lifetime)
+            if key.kid == newest:
+                state = "signing"
+            elif until is None or until > now:
+                state = "verifying"
+            else:
+                state = "expired"
+            out.append(KeyInfo(key.kid, ALGORITHM, key.created_at, key.retired_at, until, state))
+        return out
 
     async def verification_key(self, kid: str) -> SigningKey | None:
         """The key named ``kid`` while it may still verify; re-reads once for a kid rotated in elsewhere."""

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from moorage.cli.certs import certs_app
 from moorage.cli.gc import add_gc_commands
+from moorage.cli.keys import add_keys_commands
 from moorage.cli.ping import add_ping_command
 from moorage.config import ConfigError, Settings, load_settings
 from moorage.errors import RegistryError
@@ -212,6 +213,7 @@ def uploads_purge(
 
 add_gc_commands(app, _settings)
 add_ping_command(app, _settings)
+add_keys_commands(app, _settings)
 
 
 def main() -> None:
