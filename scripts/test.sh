@@ -25,6 +25,7 @@ wait_port() {  # wait_port PORT WHAT
 # Clients and reference: skopeo podman buildah docker-registry. Services: postgresql, redis.
 # slapd + ldap-utils: the LDAP directory the identity-source tests start and seed (tests/services/ldap.py).
 # chromium: the browser the web UI tests drive with Playwright (its own browser download is unreachable).
+# nodejs + npm: the OIDC tests' provider (npm's oidc-provider, pinned in tests/services/oidc/package-lock.json).
 # podman/buildah as root without systemd: crun (OCI runtime), fuse-overlayfs (overlay fallback),
 # uidmap + slirp4netns (podman's hard/soft requirements), containers-common (policy.json).
 # The container image test: mmdebstrap makes its Debian base offline, runc runs it.
@@ -33,7 +34,7 @@ PACKAGES=(
     skopeo podman buildah docker-registry golang-github-containers-common
     crun fuse-overlayfs uidmap slirp4netns mmdebstrap runc
     nginx redis-server redis-sentinel redis-tools postgresql
-    chromium
+    chromium nodejs npm
     slapd ldap-utils
 )
 missing=()

@@ -46,6 +46,7 @@ __all__ = [
     "LimitsSettings",
     "LogSettings",
     "MetricsSettings",
+    "OidcSettings",
     "OutboundSettings",
     "RedisClusterSettings",
     "RedisSentinelSettings",
@@ -350,6 +351,59 @@ class RedisSettings(_Section):
 SourceName = Literal["local", "ldap", "oidc", "robot"]
 
 
+class OidcSettings(_Section):
+    """``auth.oidc``: single sign-on through an OpenID Connect provider (docs/sso.md).
+
+    Off while ``issuer`` is unset. Local users (the admin always) and robots keep working beside it.
+    """
+
+    #: The provider's issuer URL; discovery reads ``<issuer>/.well-known/openid-configuration``.
+    issuer: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    #: Shown on the login page's button: "Log in with <name>".
+    name: str = "SSO"
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    #: Extra authorization-request parameters (Google: ``access_type: offline``, ``prompt: consent``).
+    extra_auth_params: dict[str, str] = Field(default_factory=dict)
+    #: Claims read from the ID token (or the userinfo endpoint when the token lacks them).
+    username_claim: str = "preferred_username"
+    email_claim: str = "email"
+    groups_claim: str = "groups"
+    #: Members of this group (in ``groups_claim``) are system administrators; re-read at every login
+    #: and refresh. Unset: the sysadmin flag is left to administrators.
+    admin_group: str | None = None
+    #: PEM file of the CA(s) that signed the provider's TLS certificate (a private CA).
+    ca_bundle: Path | None = None
+    #: The callback URL registered at the provider; by default ``<external base URL>/c/oidc/callback``
+    #: from ``http.host`` or a trusted proxy's ``X-Forwarded-Proto/Host``.
+    redirect_url: str | None = None
+    #: Seconds a CLI secret stays valid after the last web login when the provider gives no refresh token.
+    cli_secret_lifetime: int = Field(default=7 * 24 * 3600, ge=60)
+    #: Clock skew tolerated on ID-token times, seconds.
+    leeway: int = Field(default=60, ge=0, le=600)
+
+    @property
+    def enabled(self) -> bool:
+        return self.issuer is not None
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSettings:
+        if self.issuer is None:
+            return self
+        if not self.issuer.startswith(("https://", "http://")):
+            raise ValueError("issuer must be the provider's https:// URL (its discovery document names the same)")
+        if not self.client_id:
+            raise ValueError("client_id is required with issuer: register Moorage as a client at the provider")
+        if "openid" not in self.scopes:
+            raise ValueError("scopes must include openid (without it the provider returns no ID token)")
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            raise ValueError(f"ca_bundle {self.ca_bundle} is not a readable file; give the PEM file of the provider's CA")
+        if self.redirect_url is not None and not self.redirect_url.startswith(("https://", "http://")):
+            raise ValueError("redirect_url must be an absolute URL ending in /c/oidc/callback")
+        return self
+
+
 class AuthSettings(_Section):
     """``auth``: identity and tokens (see docs/configuration.md)."""
 
@@ -373,6 +427,8 @@ class AuthSettings(_Section):
     sources: list[SourceName] = Field(default_factory=lambda: list[SourceName](["local", "robot"]))
     #: The LDAP/AD directory (``ldap`` in ``sources``); see docs/sso.md.
     ldap: LdapSettings | None = None
+    #: Single sign-on through an OpenID provider (``oidc`` in ``sources``); see docs/sso.md.
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
 
     @field_validator("sources")
     @classmethod
@@ -394,6 +450,9 @@ class AuthSettings(_Section):
                 "auth.secret_key (MOORAGE_SECRET_KEY) is required with auth.mode: token: it encrypts the "
                 "token-signing keys in the database; set the same random secret on every node"
             )
+        if self.oidc.enabled and "oidc" not in self.sources:
+            raise ValueError("auth.oidc.issuer is set but auth.sources does not list oidc; add it, e.g. "
+                             "sources: [local, oidc, robot] (docs/sso.md)")
         if "ldap" in self.sources and self.ldap is None:
             raise ValueError("auth.sources lists ldap but auth.ldap is not set; configure the directory (docs/sso.md)")
         return self

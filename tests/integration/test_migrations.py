@@ -152,3 +152,31 @@ def test_retention_migration_adds_pull_times_and_its_tables_and_downgrades_clean
         assert "0012_retention" in current_heads(fresh_url)
     finally:
         engine.dispose()
+
+
+def test_oidc_tables_come_and_go_with_their_migration(fresh_url: str) -> None:
+    """0013 adds ``oidc_identities`` (deleted with their user) and ``oidc_logins``; its downgrade drops only them."""
+    upgrade(fresh_url, "0012_retention")
+    engine = create_engine(sync_url(fresh_url))
+    if fresh_url.startswith("sqlite"):
+        configure_sqlite(engine)
+    try:
+        assert "oidc_identities" not in inspect(engine).get_table_names()
+        upgrade(fresh_url, "0013_oidc")
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (id, username, password_hash, sysadmin, uid, source, created_at, "
+                              "updated_at) VALUES (7, 'o', '!oidc:x', false, 'u7', 'oidc', :t, :t)"), {"t": now})
+            conn.execute(text("INSERT INTO oidc_identities (user_id, issuer, subject, verified_until, "
+                              "secret_expires_at, revoked, groups, last_login_at, created_at, updated_at) "
+                              "VALUES (7, 'https://idp', 's', :t, :t, false, '[]', :t, :t, :t)"), {"t": now})
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM users WHERE id = 7"))
+            assert conn.execute(text("SELECT count(*) FROM oidc_identities")).scalar_one() == 0
+        downgrade(fresh_url, "0012_retention")
+        tables = inspect(engine).get_table_names()
+        assert "oidc_identities" not in tables and "oidc_logins" not in tables and "users" in tables
+        upgrade(fresh_url, "0013_oidc")
+        assert {"oidc_identities", "oidc_logins"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

@@ -36,8 +36,9 @@ __all__ = ["LOGIN_METHODS", "LOGIN_QUIET", "AuditEntry", "AuditLog", "auth_metho
 
 log = structlog.get_logger("moorage.audit")
 
-#: How a login proved who it is (``cli_secret`` is reserved for OIDC CLI secrets).
-LOGIN_METHODS = ("password", "robot", "refresh_token", "cli_secret")
+#: How a login proved who it is: ``cli_secret`` is an OIDC user's CLI secret, ``oidc`` a browser
+#: login through the provider.
+LOGIN_METHODS = ("password", "robot", "refresh_token", "cli_secret", "oidc")
 #: Seconds during which a repeated login success (or throttled refusal) of the same name from the
 #: same client is not recorded again by this process.
 LOGIN_QUIET = 60.0

@@ -95,6 +95,9 @@ class Subject:
     fingerprint: str = ""
     uid: str = ""
     generation: int = 0
+    #: The identity source of a user's account (``local``, ``ldap``, ``oidc``: an OIDC user's password is
+    #: its CLI secret); ``local`` for robots and anonymous.
+    source: str = "local"
 
     @property
     def anonymous(self) -> bool:
@@ -331,7 +334,8 @@ class IdentityStore:
     @staticmethod
     def user_subject(user: User) -> Subject:
         return Subject("user", user.username, user_id=user.id, sysadmin=user.sysadmin,
-                       fingerprint=fingerprint_of(user.password_hash), uid=user.uid, generation=user.generation)
+                       fingerprint=fingerprint_of(user.password_hash), uid=user.uid, generation=user.generation,
+                       source=user.source)
 
     # -- projects ------------------------------------------------------------------------
     async def create_project(self, name: str, public: bool, owner: Subject) -> Project:

@@ -41,8 +41,9 @@ RELOAD_SECONDS = 30.0
 class SecretBox:
     """Fernet encryption under a key derived from ``auth.secret_key`` (same secret on every node)."""
 
-    def __init__(self, secret: str) -> None:
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"moorage-keys", info=b"signing-keys").derive(
+    def __init__(self, secret: str, purpose: bytes = b"signing-keys") -> None:
+        """``purpose`` (the HKDF info) gives each use its own key: a sealed refresh token is no signing key."""
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"moorage-keys", info=purpose).derive(
             secret.encode()
         )
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))

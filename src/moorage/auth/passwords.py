@@ -72,12 +72,15 @@ def recently_verified(stored_hash: str, secret: str) -> bool:
     return expiry is not None and expiry > time.monotonic()
 
 
-def remember_verified(stored_hash: str, secret: str) -> None:
+def remember_verified(stored_hash: str, secret: str, seconds: float = CACHE_SECONDS) -> None:
     """Record that ``secret`` was verified for the credential ``stored_hash`` names (also used by
-    identity sources that check passwords elsewhere, with a key that changes with the account)."""
+    identity sources that check passwords elsewhere, with a key that changes with the account), for
+    ``seconds`` (at most :data:`CACHE_SECONDS`; a source whose answer holds for less says so)."""
+    if seconds <= 0:
+        return
     if len(_CACHE) >= _CACHE_MAX:
         _CACHE.clear()
-    _CACHE[_cache_key(stored_hash, secret)] = time.monotonic() + CACHE_SECONDS
+    _CACHE[_cache_key(stored_hash, secret)] = time.monotonic() + min(seconds, CACHE_SECONDS)
 
 
 def verify_secret(stored_hash: str, secret: str) -> bool:

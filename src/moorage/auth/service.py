@@ -25,6 +25,7 @@ from moorage.auth.groups import GroupStore
 from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Subject
 from moorage.auth.keys import KeySet, SecretBox
 from moorage.auth.ldap import LdapSource
+from moorage.auth.oidc import OidcService
 from moorage.auth.policy import Policy
 from moorage.auth.robots import PREFIX, RobotStore
 from moorage.auth.sources import SourceChain, SourceError
@@ -103,6 +104,11 @@ class IdentityService:
         )
         self.keys = KeySet(db, SecretBox(settings.secret_key), max(settings.token_expiry, REFRESH_LIFETIME))
         self.tokens = TokenService(self.keys, service=settings.service, expiry=settings.token_expiry)
+        #: Single sign-on and CLI secrets when ``auth.oidc.issuer`` is set (the chain's ``oidc`` source).
+        self.oidc = OidcService(
+            db, settings.oidc, secret_key=settings.secret_key, store=self.store, chain=self.sources,
+            throttle=self.throttle, audit=self.audit, trust=trust or TrustStore(),
+        ) if settings.oidc.enabled else None
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -133,6 +139,8 @@ class IdentityService:
     async def aclose(self) -> None:
         """Write the audit rows still queued (pulls are written behind); called at shutdown."""
         await self.audit.aclose()
+        if self.oidc is not None:
+            await self.oidc.aclose()
 
     # -- credentials -----------------------------------------------------------------------
     async def login(self, username: str, password: str, client: str) -> Subject:
@@ -142,8 +150,12 @@ class IdentityService:
             subject = await self._login(username, password, client)
         except IdentityError as exc:
             outcome = "throttled" if exc.kind == "throttled" else "failure"
+            if self.oidc is not None and method == "password" and await self.oidc.identities.is_oidc_user(username):
+                method = "cli_secret"
             await self.audit.login(username, client, method, outcome, detail=exc.detail or exc.message)
             raise
+        if subject.source == "oidc":
+            method = "cli_secret"
         await self.audit.login(username, client, method, "success", fingerprint=subject.fingerprint)
         return subject
 

@@ -78,6 +78,7 @@ class ExternalAccount:
 
     ``groups``: every group of the source's type the user is in now (replaces the previous ones).
     ``sysadmin``: ``True``/``False`` when the source decides (an admin group), ``None`` to leave it.
+    ``holds_for``: ``None`` for the verification cache's usual minute.
     """
 
     username: str
@@ -85,6 +86,9 @@ class ExternalAccount:
     realname: str | None = None
     groups: tuple[GroupRef, ...] = ()
     sysadmin: bool | None = None
+    #: Seconds this answer holds (an OIDC login until its ID token expires): the chain's verification
+    #: cache keeps a password check no longer than this, so the source is asked again when it is due.
+    holds_for: float | None = None
 
 
 class AccountSource(Protocol):
@@ -122,8 +126,16 @@ class AccountSource(Protocol):
 
 
 def _cache_key(user: User) -> str:
-    """What the verification cache remembers an external password under: changes with the account."""
-    return f"!{user.source}:{user.uid}:{user.generation}"
+    """What the verification cache remembers an external password under: changes with the account
+    (and with its stored hash, which an OIDC CLI secret change replaces)."""
+    return f"!{user.source}:{user.uid}:{user.generation}:{user.password_hash}"
+
+
+def _remember(user: User, password: str, account: ExternalAccount) -> None:
+    if account.holds_for is None:
+        remember_verified(_cache_key(user), password)
+    else:
+        remember_verified(_cache_key(user), password, account.holds_for)
 
 
 class SourceChain:
@@ -190,7 +202,7 @@ class SourceChain:
         if account is None:
             return None
         user = await self.apply(user, source, account)
-        remember_verified(_cache_key(user), password)
+        _remember(user, password, account)
         return self.store.user_subject(user)
 
     async def _first_login(self, username: str, password: str) -> Subject | None:
@@ -205,7 +217,7 @@ class SourceChain:
             if account is None:  # the first source that knows the name decides (rule 3)
                 return None
             user = await self.onboard(source, account)
-            remember_verified(_cache_key(user), password)
+            _remember(user, password, account)
             return self.store.user_subject(user)
         await verify_secret_async(None, password)  # as long as a wrong password of a real account
         return None

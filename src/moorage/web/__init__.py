@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from moorage.services import Services
 from moorage.web.login import login_routes
+from moorage.web.oidc import oidc_routes
 
 __all__ = ["SECURITY_HEADERS", "web_routes"]
 
@@ -63,4 +64,5 @@ def web_routes(services_of: Callable[[Request], Services]) -> list[BaseRoute]:
         Route("/repositories/{rest:path}", page, methods=["GET", "HEAD"]),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
         *login_routes(services_of),
+        *oidc_routes(services_of),
     ]

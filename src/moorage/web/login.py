@@ -30,7 +30,7 @@ from moorage.auth.service import IdentityService
 from moorage.auth.sessions import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, SessionTokens
 from moorage.services import Services
 
-__all__ = ["login_routes"]
+__all__ = ["login_routes", "set_session_cookies"]
 
 _STATUS = {"unauthorized": 401, "forbidden": 403, "throttled": 429, "not_found": 404}
 _CODES = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 415: "UNSUPPORTED_MEDIA_TYPE",
@@ -49,7 +49,7 @@ def _secure(request: Request, services: Services) -> bool:
     return UrlBuilder(services.settings.http).base(request).startswith("https://")
 
 
-def _set_cookies(response: Response, secure: bool, token: str, csrf: str, max_age: int) -> None:
+def set_session_cookies(response: Response, secure: bool, token: str, csrf: str, max_age: int) -> None:
     response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path="/", secure=secure, httponly=True,
                         samesite="lax")
     response.set_cookie(CSRF_COOKIE, csrf, max_age=max_age, path="/", secure=secure, httponly=False,
@@ -96,7 +96,7 @@ def login_routes(services_of: Callable[[Request], Services]) -> list[Route]:
         session = await tokens.issue(identity.account_of(subject))
         response = JSONResponse({"username": subject.name, "sysadmin": subject.sysadmin, "csrf": session.csrf},
                                 headers={"Cache-Control": "no-store"})
-        _set_cookies(response, _secure(request, services), session.token, session.csrf, tokens.lifetime)
+        set_session_cookies(response, _secure(request, services), session.token, session.csrf, tokens.lifetime)
         return response
 
     async def log_out(request: Request) -> Response:

@@ -12,8 +12,20 @@ from pydantic import BaseModel, Field
 from moorage.api.rest.common import ApiError, Caller, CallerDep, Id, PageDep, paginate
 from moorage.api.rest.deps import GuardDep
 from moorage.auth.identity import IdentityError, User
+from moorage.auth.passwords import generate_secret
 
 router = APIRouter(tags=["user"])
+
+
+class OidcUserMeta(BaseModel):
+    """Harbor's ``OIDCUserInfo``: the provider account behind a user and (to its owner) the CLI secret."""
+
+    id: int
+    user_id: int
+    subiss: str
+    secret: str
+    creation_time: datetime
+    update_time: datetime
 
 
 class UserOut(BaseModel):
@@ -25,6 +37,18 @@ class UserOut(BaseModel):
     sysadmin_flag: bool
     creation_time: datetime
     update_time: datetime
+    #: OIDC users only (``/users/current``): Harbor's shape, the secret for ``docker login``.
+    oidc_user_meta: OidcUserMeta | None = None
+
+
+class CliSecretReq(BaseModel):
+    """Harbor's ``OIDCCliSecretReq``; Moorage generates one when ``secret`` is left out."""
+
+    secret: str | None = Field(default=None, max_length=128)
+
+
+class CliSecretOut(BaseModel):
+    secret: str
 
 
 class UserCreationReq(BaseModel):
@@ -59,6 +83,8 @@ class SysAdminFlag(BaseModel):
 
 class SystemInfo(BaseModel):
     auth_mode: str
+    #: Set with OIDC (Harbor's field): the login page offers "Log in with <name>".
+    oidc_provider_name: str | None = None
     harbor_version: str
     moorage_version: str
     self_registration: bool
@@ -89,8 +115,10 @@ async def _user(who: Caller, user_id: Id) -> User:
 
 @router.get("/systeminfo", response_model=SystemInfo, tags=["systeminfo"])
 async def systeminfo(who: CallerDep, guard: GuardDep) -> SystemInfo:
+    oidc = who.identity.oidc
     return SystemInfo(
-        auth_mode="db_auth", harbor_version="v2.0-compatible", moorage_version=version("moorage"), self_registration=False,
+        auth_mode="oidc_auth" if oidc is not None else "db_auth", oidc_provider_name=oidc.name if oidc else None,
+        harbor_version="v2.0-compatible", moorage_version=version("moorage"), self_registration=False,
         project_creation_restriction="everyone",
         read_only=guard.read_only, has_ca_root=False,
     )
@@ -101,7 +129,16 @@ async def current_user(who: CallerDep) -> UserOut:
     who.require_login()
     if who.subject.user_id is None:
         raise ApiError(403, f"{who.subject.name!r} is a robot account, not a user; /users/current is for users")
-    return _out(await _user(who, who.subject.user_id))
+    out = _out(await _user(who, who.subject.user_id))
+    oidc = who.identity.oidc
+    identity = await oidc.identities.of_user(out.user_id) if oidc is not None else None
+    if oidc is not None and identity is not None:
+        out.oidc_user_meta = OidcUserMeta(
+            id=identity.user_id, user_id=identity.user_id, subiss=identity.subject + identity.issuer,
+            secret=await oidc.identities.cli_secret(identity.user_id) or "", creation_time=identity.created_at,
+            update_time=identity.updated_at,
+        )
+    return out
 
 
 @router.get("/users/search", response_model=list[UserSearchItem])
@@ -173,6 +210,9 @@ async def change_password(user_id: Id, body: PasswordReq, who: CallerDep) -> Non
     _self_or_admin(who, user_id, "changing the password")
     user = await _user(who, user_id)
     own = who.subject.user_id == user_id
+    if who.identity.oidc is not None and await who.identity.oidc.identities.is_oidc_user(user.username):
+        raise ApiError(412, f"{user.username!r} logs in through the identity provider and has no password here; "
+                            f"for the command line set a CLI secret (PUT /api/v2.0/users/{user_id}/cli_secret)")
     if own and body.old_password is None:
         raise ApiError(400, "send old_password (your current password) with new_password")
     try:
@@ -190,3 +230,27 @@ async def set_sysadmin(user_id: Id, body: SysAdminFlag, who: CallerDep) -> None:
         raise ApiError(403, "the built-in 'admin' keeps the administrator role")
     await who.identity.store.update_user(user_id, sysadmin=body.sysadmin_flag)
     await who.audit("update", "user", f"{user.username}:sysadmin={body.sysadmin_flag}")
+
+
+@router.put("/users/{user_id}/cli_secret", response_model=CliSecretOut)
+async def set_cli_secret(user_id: Id, body: CliSecretReq, who: CallerDep) -> CliSecretOut:
+    """Harbor's path: an OIDC user's secret for ``docker``/``podman``/``skopeo login`` (self or admin).
+
+    Replacing it ends the tokens issued under the old one. Without ``secret`` a random one is made.
+    """
+    _self_or_admin(who, user_id, "setting the CLI secret")
+    user = await _user(who, user_id)
+    oidc = who.identity.oidc
+    if oidc is None:
+        raise ApiError(412, "CLI secrets exist only with single sign-on (auth.oidc); local users log in with "
+                            "their password")
+    if await oidc.identities.of_user(user_id) is None:
+        raise ApiError(412, f"{user.username!r} is a local user: only users who log in through the identity provider "
+                            "have a CLI secret; local users log in with their password")
+    secret = body.secret if body.secret is not None else generate_secret(32)
+    try:
+        await oidc.identities.set_cli_secret(user_id, secret)
+    except IdentityError as exc:
+        raise ApiError(400, exc.message) from None
+    await who.audit("update", "user", f"{user.username}:cli_secret")
+    return CliSecretOut(secret=secret)

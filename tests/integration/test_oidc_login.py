@@ -1,0 +1,99 @@
+"""OIDC browser logins against a real provider (npm's oidc-provider), on SQLite and PostgreSQL.
+
+Onboarding, the admin group, a name clash with a local user, the redirect URL behind a proxy, and
+the provider's key rotation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.integration.oidc_helpers import Sso, sso_registry
+from tests.services.oidc_provider import OidcProvider, new_jwk
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    running = OidcProvider(tmp_path_factory.mktemp("oidc")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def sso(database_url: str, tmp_path: Path, provider: OidcProvider) -> AsyncIterator[Sso]:
+    async for value in sso_registry(database_url, tmp_path, provider,
+                                    MOORAGE_AUTH__OIDC__ADMIN_GROUP="registry-admins"):
+        yield value
+
+
+async def test_first_login_onboards_the_user_and_the_admin_group_grants_system_admin(sso: Sso) -> None:
+    login = sso.account(groups=["devs"])
+    headers = await sso.session(login)
+    r = await sso.idp.api("GET", "/users/current", headers)
+    assert r.status_code == 200, r.text
+    me = r.json()
+    assert me["username"] == login and me["email"] == f"{login}@example.com" and not me["sysadmin_flag"]
+    meta = me["oidc_user_meta"]
+    assert meta["subiss"] == login + sso.provider.issuer and meta["secret"] == ""
+    # The provider moves the user into the admin group: the next login makes them a system admin,
+    # and leaving the group takes it away again.
+    sso.provider.put_account(login, "provider-pw", email=f"{login}@example.com", groups=["devs", "registry-admins"])
+    headers = await sso.session(login)
+    assert (await sso.idp.api("GET", "/users/current", headers)).json()["sysadmin_flag"] is True
+    sso.provider.put_account(login, "provider-pw", email=f"{login}@example.com", groups=["devs"])
+    headers = await sso.session(login)
+    assert (await sso.idp.api("GET", "/users/current", headers)).json()["sysadmin_flag"] is False
+    users = (await sso.idp.api("GET", "/users", sso.idp.admin, params={"username": login})).json()
+    assert [u["username"] for u in users] == [login]  # logged in three times, one user
+    rows = (await sso.idp.api("GET", "/audit-logs", sso.idp.admin, params={"username": login})).json()
+    assert any(row["operation"] == "login" and row["auth_method"] == "oidc" for row in rows)
+
+
+async def test_a_name_that_belongs_to_a_local_user_is_refused_with_a_clear_error(sso: Sso) -> None:
+    local, _ = await sso.idp.user("clash")
+    sso.provider.put_account(local, "provider-pw", email="someone@example.com")
+    r = await sso.login(local)
+    assert r.status_code == 303
+    location = urlsplit(r.headers["location"])
+    assert location.path == "/login"
+    message = parse_qs(location.query)["sso_error"][0]
+    assert f"the name {local!r} belongs to a local account" in message, message
+    assert "moorage_session" not in r.cookies
+    r = await sso.idp.api("GET", "/users", sso.idp.admin, params={"username": local})
+    assert len(r.json()) == 1 and "OIDC" not in (r.json()[0]["comment"] or "")
+
+
+async def test_the_redirect_url_follows_a_trusted_proxy_and_ignores_an_untrusted_one(sso: Sso) -> None:
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "registry.example.com"}
+    r = await sso.idp.http.get("/c/oidc/login", headers=forwarded)  # from 127.0.0.1: a trusted proxy
+    query = parse_qs(urlsplit(r.headers["location"]).query)
+    assert query["redirect_uri"] == ["https://registry.example.com/c/oidc/callback"]
+    assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
+    assert query["nonce"] and query["state"] and query["scope"] == ["openid profile email groups"]
+    assert "secure" in r.headers["set-cookie"].lower()
+    r = await sso.idp.http.get("/c/oidc/login", headers={**forwarded, "X-Forwarded-For": "1.2.3.4"})
+    assert query["redirect_uri"] == parse_qs(urlsplit(r.headers["location"]).query)["redirect_uri"]
+
+
+async def test_untrusted_peers_cannot_choose_the_redirect_url(database_url: str, tmp_path: Path,
+                                                              provider: OidcProvider) -> None:
+    async for sso in sso_registry(database_url, tmp_path, provider, client_address="10.20.30.40"):
+        r = await sso.idp.http.get("/c/oidc/login", headers={"X-Forwarded-Proto": "https",
+                                                             "X-Forwarded-Host": "evil.example"})
+        query = parse_qs(urlsplit(r.headers["location"]).query)
+        assert query["redirect_uri"] == ["http://registry.test/c/oidc/callback"]
+        assert "secure" not in r.headers["set-cookie"].lower()
+
+
+async def test_a_rotated_provider_key_is_fetched_when_a_token_names_it(sso: Sso, provider: OidcProvider) -> None:
+    login = sso.account()
+    await sso.session(login)  # the JWKS with the first key is now cached
+    provider.restart([new_jwk(f"key-{uuid.uuid4().hex[:8]}"), *provider.keys])
+    await sso.session(login)  # signed by the new key: the JWKS is read again
+    provider.restart([new_jwk(f"key-{uuid.uuid4().hex[:8]}")])  # the old keys are gone from the JWKS
+    await sso.session(login)
