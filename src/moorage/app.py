@@ -58,7 +58,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             urls=UrlBuilder(settings.http),
             page_max=settings.limits.page_max,
             on_event=built.identity.oci_event if built.identity is not None else None,
-            webhooks=built.webhooks,
+            events=built.events,
             pulls=built.pull_times,
         )
 

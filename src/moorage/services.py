@@ -23,6 +23,7 @@ from moorage.cache import (
 )
 from moorage.config import Settings
 from moorage.db.session import Database
+from moorage.events import ArtifactEvents
 from moorage.gc.executions import GcService
 from moorage.gc.job import register_gc
 from moorage.health import HealthChecker
@@ -73,6 +74,8 @@ class Services:
     trust: TrustStore = field(default_factory=TrustStore)
     #: Project webhook policies and event delivery; ``None`` with ``auth.mode: none`` (no projects).
     webhooks: WebhookService | None = None
+    #: Who hears of each finished push, pull and delete (webhooks, replication's event trigger).
+    events: ArtifactEvents = field(default_factory=ArtifactEvents)
     _deliverer: Deliverer | None = None
     #: Last pull times, written behind (``None`` with ``retention.record_pull_time: false``).
     pull_times: PullTimes | None = None
@@ -125,6 +128,7 @@ class Services:
             RetentionRunner(retention, repositories, manifests, ImmutableRules(db), guard=guard, pulls=pull_times),
         )
         read_only = storage_settings.maintenance.readonly.enabled
+        events = ArtifactEvents([webhooks] if webhooks is not None else [])
         return cls(
             settings=settings,
             db=db,
@@ -145,6 +149,7 @@ class Services:
             identity=identity,
             trust=trust,
             webhooks=webhooks,
+            events=events,
             _deliverer=deliverer,
             pull_times=pull_times,
             retention=retention,

@@ -18,6 +18,8 @@ PACKAGE = Path(moorage.__file__).parent
 #: Layer (a top-level module or package of moorage) → the layers it may import besides itself.
 ALLOWED: dict[str, set[str]] = {
     "db": set(),
+    #: The artifact events fan-out: a leaf that publishers and subscribers share.
+    "events": set(),
     #: Outbound TLS trust and address rules: a leaf every layer may ask (storage included).
     "net": set(),
     "registry": {"db", "errors", "numbers", "storage"},
@@ -27,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     #: GC is a job over the registry's tables and storage; it must never reach up into the API.
     "gc": {"cache", "config", "db", "errors", "jobs", "registry", "storage"},
     #: Webhooks are jobs over their own tables; secrets sealed with auth's key box; never the API.
-    "webhooks": {"auth", "config", "db", "errors", "jobs", "net"},
+    "webhooks": {"auth", "config", "db", "errors", "events", "jobs", "net"},
     #: Retention is a job too: it reads and deletes through the registry's services, never the API.
     "retention": {"db", "errors", "jobs", "registry"},
 }

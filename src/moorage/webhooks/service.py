@@ -28,8 +28,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from moorage.db.session import Database
 from moorage.db.tables import repositories
 from moorage.db.webhook_tables import webhook_deliveries
+from moorage.events import ArtifactEvent
 from moorage.jobs.queue import JobQueue
-from moorage.webhooks.events import QUOTA_EXCEED, WebhookEvent
+from moorage.webhooks.events import DELETE_ARTIFACT, PULL_ARTIFACT, PUSH_ARTIFACT, QUOTA_EXCEED, WebhookEvent
 from moorage.webhooks.policies import Policy, PolicyStore
 
 __all__ = ["CACHE_SECONDS", "DELIVER", "Delivery", "WebhookService"]
@@ -38,6 +39,8 @@ log = structlog.get_logger("moorage.webhooks")
 
 DELIVER = "webhook.deliver"
 CACHE_SECONDS = 2.0
+#: The webhook event of each artifact operation (blob deletes have none, as in Harbor).
+_EVENT_TYPES = {"pull": PULL_ARTIFACT, "push": PUSH_ARTIFACT, "delete": DELETE_ARTIFACT}
 _CACHE_MAX = 10_000
 
 
@@ -118,6 +121,11 @@ class WebhookService:
         except Exception as exc:  # noqa: BLE001 - webhooks must never fail the push, pull or delete
             log.warning("webhook_emit_failed", event=event_type, repository=repository, error=str(exc))
             return 0
+
+    async def on_artifact(self, event: ArtifactEvent) -> None:
+        """The :class:`~moorage.events.ArtifactEvents` subscriber: a push, pull or delete as its webhook event."""
+        await self.emit(_EVENT_TYPES[event.operation], event.repository, operator=event.operator,
+                        digest=event.digest, tag=event.tag, host=event.host)
 
     async def quota_exceeded(self, repository: str, *, operator: str, detail: str, digest: str | None = None,
                              host: str | None = None) -> int:

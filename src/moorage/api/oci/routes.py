@@ -22,6 +22,7 @@ from moorage.auth.access import AccessController, AccessRequest, Principal
 from moorage.auth.audit import auth_method
 from moorage.auth.clients import client_of
 from moorage.errors import RegistryError
+from moorage.events import ArtifactEvent, ArtifactEvents, Operation
 from moorage.numbers import parse_decimal
 from moorage.registry.blobs import parse_range
 from moorage.registry.digests import Digest, parse_digest
@@ -31,8 +32,6 @@ from moorage.registry.names import validate_name
 from moorage.registry.pull_times import PullTimes
 from moorage.registry.uploads import UploadService
 from moorage.storage import StorageError
-from moorage.webhooks import WebhookService
-from moorage.webhooks.events import DELETE_ARTIFACT, PULL_ARTIFACT, PUSH_ARTIFACT
 
 __all__ = ["OciApi"]
 
@@ -42,9 +41,6 @@ API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 #: Audit hook: (principal, operation pull|push|delete, repository, reference, client address,
 #: resource type artifact|blob, how the caller authenticated: basic|robot|token|anonymous).
-#: The webhook event of each ``/v2`` operation on an artifact (blob deletes have none, as in Harbor).
-_WEBHOOK_EVENTS = {"pull": PULL_ARTIFACT, "push": PUSH_ARTIFACT, "delete": DELETE_ARTIFACT}
-
 EventHook = Callable[[Principal, str, str, str, str, str, str], Awaitable[None]]
 
 
@@ -139,11 +135,11 @@ class OciApi:
         urls: UrlBuilder,
         page_max: int,
         on_event: EventHook | None = None,
-        webhooks: WebhookService | None = None,
+        events: ArtifactEvents | None = None,
         pulls: PullTimes | None = None,
     ) -> None:
         self.on_event = on_event
-        self.webhooks = webhooks
+        self.events = events
         #: Records each manifest GET's time behind the response (retention's pull rules, REST pull_time).
         self.pulls = pulls
         self.blobs = blobs
@@ -215,16 +211,16 @@ class OciApi:
             self._ctx(request), name, frozenset(actions), mount_from=mount_from
         )
 
-    async def _event(self, request: Request, operation: str, name: str, reference: str,
+    async def _event(self, request: Request, operation: Operation, name: str, reference: str,
                      resource_type: str = "artifact", digest: str | None = None) -> None:
-        """After a pull, push or delete succeeded: the audit hook, then the project's webhooks."""
-        if self.webhooks is not None and resource_type == "artifact":
+        """After a pull, push or delete succeeded: the artifact event (webhooks, replication), then the audit hook."""
+        if self.events is not None and resource_type == "artifact":
             principal_name = getattr(request.state, "principal", None)
-            await self.webhooks.emit(
-                _WEBHOOK_EVENTS[operation], name, operator=getattr(principal_name, "name", None) or "anonymous",
+            await self.events.publish(ArtifactEvent(
+                operation, name, operator=getattr(principal_name, "name", None) or "anonymous",
                 digest=digest or (reference if ":" in reference else None),
                 tag=reference if ":" not in reference else None, host=self.urls.host(request),
-            )
+            ))
         if self.on_event is not None:
             client = client_of(request, self.urls.settings.trusted_proxies)
             principal: Principal = request.state.principal

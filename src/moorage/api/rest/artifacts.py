@@ -22,10 +22,10 @@ from moorage.api.rest.common import (
 )
 from moorage.api.rest.deps import ManifestsDep, RepositoriesDep, registry_error
 from moorage.errors import RegistryError
+from moorage.events import ArtifactEvent
 from moorage.registry.digests import Digest, parse_digest
 from moorage.registry.interfaces import Manifests, Repositories
 from moorage.registry.repository_service import ArtifactInfo, RepositoryInfo
-from moorage.webhooks.events import DELETE_ARTIFACT
 
 router = APIRouter(tags=["repository", "artifact"])
 
@@ -205,10 +205,9 @@ async def delete_artifact(request: Request, project_name: str, repository_name: 
     except RegistryError as exc:
         raise registry_error(exc) from None
     await who.audit("delete", "artifact", f"{full}@{digest}", project_name)
-    webhooks = services_of(request).webhooks
-    if webhooks is not None:
-        await webhooks.emit(DELETE_ARTIFACT, full, operator=who.subject.name, digest=str(digest),
-                            host=UrlBuilder(services_of(request).settings.http).host(request))
+    await services_of(request).events.publish(ArtifactEvent(
+        "delete", full, operator=who.subject.name, digest=str(digest),
+        host=UrlBuilder(services_of(request).settings.http).host(request)))
 
 
 @router.get("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags",
