@@ -133,3 +133,51 @@ def add_gc_commands(app: typer.Typer, load_settings: Callable[[Path | None], Set
             err.print(report.summary())
 
         asyncio.run(go())
+
+    @gc_app.command("stop")
+    def stop(
+        execution: Annotated[
+            int | None, typer.Argument(help="The execution (gc.run job) id; default: every queued or running one.")
+        ] = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Stop GC executions: a queued one at once, a running one at its next batch boundary.
+
+        Every batch is its own transaction, so nothing is left half-deleted; the next run finishes
+        what a stopped one marked. A run started in a terminal (``moorage gc run``) is not a job:
+        stop it with Ctrl-C (the same holds for it).
+        """
+        from moorage.gc.executions import GC_RUN, GcService
+        from moorage.services import Services
+
+        settings = load_settings(config)
+
+        async def go() -> int:
+            services = Services.from_settings(settings)
+            try:
+                gc = GcService(services.db, services.jobs)
+                if execution is not None:
+                    ids = [execution]
+                else:
+                    live = [*await services.jobs.list(state="queued", kind=GC_RUN),
+                            *await services.jobs.list(state="running", kind=GC_RUN)]
+                    ids = sorted(job.id for job in live)
+                    if not ids:
+                        typer.echo("no GC execution is queued or running")
+                        return 0
+                missing = 0
+                for job_id in ids:
+                    state = await gc.stop(job_id)
+                    if state is None:
+                        typer.echo(f"GC execution {job_id} does not exist; list them with GET /api/v2.0/system/gc",
+                                   err=True)
+                        missing += 1
+                    elif state == "running":
+                        typer.echo(f"GC execution {job_id}: stopping at its next batch boundary")
+                    else:
+                        typer.echo(f"GC execution {job_id}: {state}")
+                return 1 if missing else 0
+            finally:
+                await services.aclose()
+
+        raise typer.Exit(asyncio.run(go()))
