@@ -48,6 +48,7 @@ __all__ = [
     "MetricsSettings",
     "OidcSettings",
     "OutboundSettings",
+    "QuotaSettings",
     "RedisClusterSettings",
     "RedisSentinelSettings",
     "RedisSettings",
@@ -535,6 +536,15 @@ class RetentionSettings(_Section):
     record_pull_time: bool = True
 
 
+class QuotaSettings(_Section):
+    """``quotas``: the limits a new project gets when its creator gives none (docs/lifecycle.md); -1 is unlimited."""
+
+    #: Bytes of storage (each blob counted once per project); Harbor's ``storage_per_project``.
+    storage_per_project: int = Field(default=-1, ge=-1)
+    #: Artifacts (manifests) per project.
+    count_per_project: int = Field(default=-1, ge=-1)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["console", "json"] = "console"
@@ -565,6 +575,7 @@ class Settings(_Section):
     jobs: JobsSettings = Field(default_factory=JobsSettings)
     gc: GcSettings = Field(default_factory=GcSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)

@@ -149,7 +149,7 @@ def test_retention_migration_adds_pull_times_and_its_tables_and_downgrades_clean
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM manifests")).scalar_one() == 1
         upgrade(fresh_url)
-        assert "0013_oidc" in current_heads(fresh_url)  # the newest migration of the main chain
+        assert "0011_quotas" in current_heads(fresh_url)  # the newest migration of the main chain
     finally:
         engine.dispose()
 
@@ -178,5 +178,44 @@ def test_oidc_tables_come_and_go_with_their_migration(fresh_url: str) -> None:
         assert "oidc_identities" not in tables and "oidc_logins" not in tables and "users" in tables
         upgrade(fresh_url, "0013_oidc")
         assert {"oidc_identities", "oidc_logins"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_quotas_are_back_filled_with_each_blob_counted_once_and_dropped_by_the_downgrade(fresh_url: str) -> None:
+    """0011 gives every project an unlimited quota and its usage: each blob linked into its repositories, once."""
+    upgrade(fresh_url, "0013_oidc")
+    engine = create_engine(sync_url(fresh_url))
+    if fresh_url.startswith("sqlite"):
+        configure_sqlite(engine)
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            for pid, name in ((1, "p"), (2, "q")):
+                conn.execute(text("INSERT INTO projects (id, name, public, created_at, updated_at) "
+                                  "VALUES (:i, :n, false, :t, :t)"), {"i": pid, "n": name, "t": now})
+            for rid, name, project in ((1, "p/a", 1), (2, "p/b", 1), (3, "q/a", 2), (4, "free", None)):
+                conn.execute(text("INSERT INTO repositories (id, name, project_id, created_at) VALUES (:i, :n, :p, :t)"),
+                             {"i": rid, "n": name, "p": project, "t": now})
+            for bid, size in ((1, 100), (2, 20), (3, 3)):
+                conn.execute(text("INSERT INTO blobs (id, digest, size, created_at, state, state_at) "
+                                  "VALUES (:i, :d, :s, :t, 'active', :t)"),
+                             {"i": bid, "d": f"sha256:{bid:064x}", "s": size, "t": now})
+            # blob 1 in both repositories of p (counted once), blob 2 in p and q, blob 3 only outside projects
+            for rid, bid in ((1, 1), (2, 1), (2, 2), (3, 2), (4, 3)):
+                conn.execute(text("INSERT INTO repository_blobs (repository_id, blob_id, created_at) "
+                                  "VALUES (:r, :b, :t)"), {"r": rid, "b": bid, "t": now})
+        upgrade(fresh_url, "0011_quotas")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT project_id, storage_limit, count_limit, storage_used FROM quotas "
+                                     "ORDER BY project_id")).all()
+            assert [tuple(r) for r in rows] == [(1, -1, -1, 120), (2, -1, -1, 20)]
+            assert conn.execute(text("SELECT count(*) FROM project_blobs")).scalar_one() == 3
+        downgrade(fresh_url, "0013_oidc")
+        assert not {"quotas", "project_blobs"} & set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM repository_blobs")).scalar_one() == 5
+        upgrade(fresh_url)
+        assert "quotas" in inspect(engine).get_table_names()
     finally:
         engine.dispose()

@@ -31,6 +31,7 @@ from moorage.db.identity_tables import member_rows_of, project_members, projects
 from moorage.db.ownership import adopt_repositories
 from moorage.db.session import Database
 from moorage.registry.names import InvalidNameError, check_project, check_username
+from moorage.registry.quota import Limits, create_quota, reconcile
 
 __all__ = ["IdentityError", "IdentityStore", "Project", "Subject", "User"]
 
@@ -338,7 +339,8 @@ class IdentityStore:
                        source=user.source)
 
     # -- projects ------------------------------------------------------------------------
-    async def create_project(self, name: str, public: bool, owner: Subject) -> Project:
+    async def create_project(self, name: str, public: bool, owner: Subject, limits: Limits | None = None) -> Project:
+        """Create the project with its quota (``limits``, unlimited when ``None``) in one transaction."""
         validate_project_name(name)
         now = utcnow()
         try:
@@ -356,8 +358,11 @@ class IdentityStore:
                             created_at=now, updated_at=now,
                         )
                     )
-                if project_id is not None:  # repositories pushed before the project existed (auth.mode: none)
+                if project_id is not None:
+                    await create_quota(conn, int(project_id), limits or Limits())
+                    # repositories pushed before the project existed (auth.mode: none), counted in its usage
                     await adopt_repositories(conn, int(project_id), name)
+                    await reconcile(conn, int(project_id))
         except IntegrityError:
             raise IdentityError("conflict", f"project {name!r} already exists; choose another name") from None
         self.on_change()  # this node may have cached "no such project" a moment ago

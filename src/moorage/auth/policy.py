@@ -352,6 +352,45 @@ class Policy:
         return self._managing_denial(subject, rights, roles, "the tag retention policy",
                                      "changing or running" if change else "reading")
 
+    def quota_projects(self, subject: Subject) -> ColumnElement[bool] | None:
+        """The condition on ``projects`` whose quotas ``subject`` may read (``None``: every project).
+
+        System administrators read all; a user reads the quotas of the projects he is a member of
+        (any role, himself or through a group). Anonymous callers and robots read none (a robot's rights are about repositories).
+        """
+        if subject.sysadmin:
+            return None
+        if subject.user_id is None:
+            return false()
+        return projects.c.id.in_(select(project_members.c.project_id).where(member_rows_of(subject.user_id)))
+
+    def quota_denial(self, subject: Subject, rights: Rights, *, write: bool) -> Denial | None:
+        """``None`` when ``subject`` may read (``write=False``) or change the project's quota, else the refusal.
+
+        Reading: system administrators and the project's members. Changing: system administrators
+        only (as in Harbor: a quota is the operator's budget, not the project's).
+        """
+        if subject.anonymous:
+            return Denial("unauthorized", "reading or changing quotas needs credentials; log in first")
+        if subject.sysadmin:
+            return None
+        if not rights.visible:
+            return self.unseen(subject, rights)
+        who = f"robot account {subject.name!r}" if subject.kind == "robot" else f"user {subject.name!r}"
+        if write:
+            return Denial(
+                "forbidden",
+                f"changing the quota of project {rights.project_name!r} needs the system administrator role; "
+                f"{who} is not one: ask a system administrator",
+            )
+        if rights.role is None:
+            return Denial(
+                "forbidden",
+                f"reading the quota of project {rights.project_name!r} needs membership of it; {who} is not a "
+                "member: ask a project admin to add you",
+            )
+        return None
+
     def name_taken_message(self, project_name: str, rights: Rights) -> str:
         """``POST /projects`` with a name that exists: "already exists" only to those who may see it.
 

@@ -35,6 +35,7 @@ from moorage.gc.untagged import delete_unreachable, find_unreachable
 from moorage.registry.digests import parse_digest
 from moorage.registry.gc_fence import ACTIVE, DELETING, PENDING
 from moorage.registry.paths import blob_path
+from moorage.registry.quota import release_blobs
 from moorage.storage import StorageDriver
 
 __all__ = ["GarbageCollector", "GcOptions", "GcReport", "GcStopped", "Progress", "StopCheck"]
@@ -300,6 +301,7 @@ class GarbageCollector:
             if not rows:
                 return False
             await self._delete_bytes([row.digest for row in rows])
+            await release_blobs(conn, [row.id for row in rows])  # out of every project's quota usage
             await conn.execute(
                 delete(blobs).where(blobs.c.id.in_([row.id for row in rows]), blobs.c.state == DELETING)
             )

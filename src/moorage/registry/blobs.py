@@ -16,6 +16,7 @@ from moorage.registry.digests import Digest
 from moorage.registry.gc_fence import BlobNotActive
 from moorage.registry.guard import WriteGuard
 from moorage.registry.paths import blob_path
+from moorage.registry.quota import owner_of, release
 from moorage.registry.repositories import ensure_repository, find_repository, link_blob, linked_blob_size
 from moorage.storage import PathNotFoundError, StorageDriver
 
@@ -166,6 +167,9 @@ class BlobService:
                     holders = await _holders(conn, repository_id, digest)
                     if holders:
                         raise _held(repository, digest, holders)
+                    project_id = await owner_of(conn, repository_id)
+                    if project_id is not None:  # last: the quota row is the last lock (registry.quota)
+                        await release(conn, project_id, [blob_id])
         if not deleted:
             raise RegistryError(
                 "BLOB_UNKNOWN", f"blob {digest} is not in repository {repository}", {"digest": str(digest)}

@@ -21,15 +21,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.session import Database
-from moorage.db.tables import blobs, manifests, repository_blobs
+from moorage.db.tables import blobs, manifest_references, manifests, repository_blobs
 from moorage.db.upsert import insert_ignore, upsert
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest
 from moorage.registry.paths import blob_path
+from moorage.registry.quota import QuotaExceeded, charge_link
 from moorage.storage import PathNotFoundError, StorageDriver
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "publish_blob",
     "record_existing",
     "require_references",
+    "withdraw",
 ]
 
 ACTIVE = "active"
@@ -102,8 +104,13 @@ async def lock_blobs(
     return {row.digest: BlobRow(row.id, row.digest, row.state, row.size) for row in rows}
 
 
-async def link_blob_id(conn: AsyncConnection, repository_id: int, blob_id: int) -> None:
-    """Link a blob the caller holds locked and knows to be active into the repository."""
+async def link_blob_id(conn: AsyncConnection, repository_id: int, blob_id: int, *, enforce: bool = True) -> None:
+    """Link a blob the caller holds locked and knows to be active into the repository.
+
+    The link is charged to the repository's project in the same transaction
+    (:func:`moorage.registry.quota.charge_link`): :class:`~moorage.registry.quota.QuotaExceeded`
+    when it would take the project over its storage quota (not with ``enforce=False``).
+    """
     # A re-link refreshes created_at: a blob pushed again during GC counts as freshly linked.
     await upsert(
         conn,
@@ -112,14 +119,17 @@ async def link_blob_id(conn: AsyncConnection, repository_id: int, blob_id: int) 
         ["repository_id", "blob_id"],
         ["created_at"],
     )
+    await charge_link(conn, repository_id, blob_id, enforce=enforce)
 
 
-async def link_active(conn: AsyncConnection, repository_id: int, digest: Digest | str) -> int:
+async def link_active(
+    conn: AsyncConnection, repository_id: int, digest: Digest | str, *, enforce: bool = True
+) -> int:
     """Link an active blob into the repository and return its id; ``BlobNotActive`` otherwise."""
     row = (await lock_blobs(conn, [str(digest)])).get(str(digest))
     if row is None or row.state != ACTIVE:
         raise BlobNotActive(str(digest))
-    await link_blob_id(conn, repository_id, row.id)
+    await link_blob_id(conn, repository_id, row.id, enforce=enforce)
     return row.id
 
 
@@ -190,7 +200,7 @@ async def publish_blob(
             {"digest": key, "size": size, "created_at": stamp, "state": PENDING, "state_at": stamp},
             ["digest"],
         )
-        row = (await lock_blobs(conn, [key], exclusive=True))[key]
+        row = await _claim_row(conn, key, size, stamp)
         if row.state == ACTIVE and not lost:
             await record(conn, row.id)
             return False
@@ -203,18 +213,72 @@ async def publish_blob(
             update(blobs).where(blobs.c.id == row.id).values(state=PENDING, state_at=stamp, size=size)
         )
     await place()
+    try:
+        async with db.write() as conn:
+            row = (await lock_blobs(conn, [key], exclusive=True)).get(key)
+            if row is None or row.state == DELETING:
+                raise RegistryError(
+                    "BLOB_UPLOAD_UNKNOWN",
+                    f"garbage collection reclaimed blob {digest} while it was being published (publishing took "
+                    "longer than gc.grace_period); push the blob again",
+                    {"digest": key},
+                )
+            if row.state == PENDING:
+                await conn.execute(update(blobs).where(blobs.c.id == row.id).values(state=ACTIVE, state_at=now()))
+            await record(conn, row.id)
+    except QuotaExceeded:
+        # Refused after our bytes went under the key (a push elsewhere in the project took the room
+        # since the caller's pre-check): the row is still our pending one; leave nothing behind.
+        await withdraw(db, storage, digest, PENDING)
+        raise
+    return True
+
+
+async def _claim_row(conn: AsyncConnection, key: str, size: int, stamp: datetime) -> BlobRow:
+    """The row of ``key`` locked exclusively, inserting it as pending when it is (or has just become) absent.
+
+    The row that made the caller's insert a no-op may be deleted before the lock is granted (GC's
+    sweep, or :func:`withdraw`): the insert is then tried again.
+    """
+    for _ in range(3):
+        row = (await lock_blobs(conn, [key], exclusive=True)).get(key)
+        if row is not None:
+            return row
+        await insert_ignore(
+            conn,
+            blobs,
+            {"digest": key, "size": size, "created_at": stamp, "state": PENDING, "state_at": stamp},
+            ["digest"],
+        )
+    raise RegistryError(
+        "UNAVAILABLE", f"blob {key} is being deleted and re-created concurrently; push it again", {"digest": key}
+    )
+
+
+async def withdraw(db: Database, storage: StorageDriver, digest: Digest, state: str) -> bool:
+    """Delete a blob nothing uses (no link, no manifest, no reference) with its bytes, if it is still ``state``.
+
+    For a push refused by its quota after it published the blob: its row and bytes go, so the
+    refusal leaves nothing behind. Under the row's exclusive lock, like GC's sweep: a writer that
+    would link it waits, then finds no row and publishes it again. Returns whether it deleted.
+    """
+    key = str(digest)
     async with db.write() as conn:
         row = (await lock_blobs(conn, [key], exclusive=True)).get(key)
-        if row is None or row.state == DELETING:
-            raise RegistryError(
-                "BLOB_UPLOAD_UNKNOWN",
-                f"garbage collection reclaimed blob {digest} while it was being published (publishing took "
-                "longer than gc.grace_period); push the blob again",
-                {"digest": key},
-            )
-        if row.state == PENDING:
-            await conn.execute(update(blobs).where(blobs.c.id == row.id).values(state=ACTIVE, state_at=now()))
-        await record(conn, row.id)
+        if row is None or row.state != state:
+            return False
+        used = or_(
+            exists().where(repository_blobs.c.blob_id == row.id),
+            exists().where(manifests.c.digest == key),
+            exists().where(manifest_references.c.digest == key),
+        )
+        if (await conn.execute(select(used))).scalar():
+            return False
+        try:
+            await storage.delete(blob_path(digest))
+        except PathNotFoundError:
+            pass
+        await conn.execute(delete(blobs).where(blobs.c.id == row.id))
     return True
 
 

@@ -130,7 +130,7 @@ class DistributionImporter:
                 if not await record_existing(conn, digest, size):
                     report.skipped.append(f"{name}: blob {digest} is being garbage collected; import again later")
                     continue
-                await link_blob(conn, repository_id, digest, size)
+                await link_blob(conn, repository_id, digest, size, enforce=False)
             report.blobs += 1
 
     async def _import_manifests(self, name: str, repository: _Repository, report: ImportReport) -> None:

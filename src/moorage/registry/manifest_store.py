@@ -28,12 +28,14 @@ from moorage.registry.gc_fence import (
     publish_blob,
     record_existing,
     require_references,
+    withdraw,
 )
 from moorage.registry.guard import WriteGuard
 from moorage.registry.immutability import ImmutableTagError, guarding_digest, guarding_tag
 from moorage.registry.manifests import Descriptor, ParsedManifest, config_media_type, parse_manifest
 from moorage.registry.names import validate_tag
 from moorage.registry.paths import blob_path
+from moorage.registry.quota import QuotaExceeded, charge_manifest, precheck
 from moorage.registry.repositories import ensure_repository, find_repository, link_blob, now
 from moorage.storage import StorageDriver
 
@@ -224,20 +226,30 @@ class ManifestStore:
             )
         parsed = parse_manifest(payload, content_type)
         await self._check_references(repository, parsed)
+        if store_payload:  # an import records what storage holds: counted, never refused
+            async with self.db.read() as conn:
+                await precheck(conn, repository, str(digest), len(payload), manifest=True)
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
         for attempt in range(3):
+            placed = False
             try:
-                await self._publish_payload(digest, payload, store_payload)
+                placed = await self._publish_payload(digest, payload, store_payload)
                 async with self.db.write() as conn:
                     repository_id = await ensure_repository(
                         conn, repository, project_required=self.guard.projects_required
                     )
                     manifest_id = await self._record(
-                        conn, repository, repository_id, digest, parsed, payload, annotations
+                        conn, repository, repository_id, digest, parsed, payload, annotations, store_payload
                     )
                     if isinstance(reference, str):
                         await _set_tag(conn, repository, repository_id, reference, manifest_id)
                 break
+            except QuotaExceeded:
+                # A push elsewhere in the project took the room since the pre-check: the payload blob
+                # this call wrote goes too, unless something else uses it by now.
+                if placed:
+                    await withdraw(self.db, self.storage, digest, ACTIVE)
+                raise
             except (IntegrityError, BlobNotActive) as exc:
                 # A concurrent push of the same manifest won the insert (the next attempt reads its
                 # row), or GC reclaimed the payload's blob between publishing and recording it.
@@ -252,13 +264,16 @@ class ManifestStore:
                 raise
         return digest, parsed
 
-    async def _publish_payload(self, digest: Digest, payload: bytes, store_payload: bool) -> None:
-        """Make the payload an active blob under its key (docs/gc.md), writing it unless it is already there."""
+    async def _publish_payload(self, digest: Digest, payload: bytes, store_payload: bool) -> bool:
+        """Make the payload an active blob under its key (docs/gc.md), writing it unless it is already there.
+
+        Returns whether this call wrote it.
+        """
         if not store_payload:
             async with self.db.write() as conn:
                 if not await record_existing(conn, digest, len(payload)):
                     raise BlobNotActive(str(digest))
-            return
+            return False
 
         async def place() -> None:
             await self.storage.put(blob_path(digest), payload)
@@ -267,7 +282,7 @@ class ManifestStore:
             return None
 
         try:
-            await publish_blob(self.db, self.storage, digest, len(payload), place, nothing)
+            return await publish_blob(self.db, self.storage, digest, len(payload), place, nothing)
         except RegistryError as exc:
             if exc.code == "BLOB_UPLOAD_UNKNOWN":  # GC reclaimed it while it was written: write it again
                 raise BlobNotActive(str(digest)) from None
@@ -282,11 +297,11 @@ class ManifestStore:
         parsed: ParsedManifest,
         payload: bytes,
         annotations: str | None,
+        enforce: bool,
     ) -> int:
         existing = await lock_manifest(conn, repository_id, str(digest))  # GC cannot delete it under us
         if existing is not None:
             return existing
-        await link_blob(conn, repository_id, digest, len(payload))
         await require_references(
             conn,
             repository_name,
@@ -295,6 +310,9 @@ class ManifestStore:
             (str(d.digest) for d in parsed.manifests),
             str(parsed.subject.digest) if parsed.subject else None,
         )
+        # After the references' locks: linking charges the project's quota, whose row must be the
+        # last lock taken (moorage.registry.quota).
+        await link_blob(conn, repository_id, digest, len(payload), enforce=enforce)
         timestamp = now()
         manifest_id = (
             await conn.execute(
@@ -322,6 +340,8 @@ class ManifestStore:
                 {"manifest_id": manifest_id, "kind": kind, "digest": ref, "created_at": timestamp},
                 ["manifest_id", "kind", "digest"],
             )
+        if enforce:
+            await charge_manifest(conn, repository_id)
         return int(manifest_id)
 
     async def _check_references(self, repository: str, parsed: ParsedManifest) -> None:

@@ -15,6 +15,7 @@ from moorage.db.upsert import insert_ignore
 from moorage.errors import RegistryError
 from moorage.registry.digests import Digest
 from moorage.registry.gc_fence import ACTIVE, link_active
+from moorage.registry.quota import reconcile
 
 __all__ = ["ensure_repository", "find_repository", "link_blob", "linked_blob_size", "now"]
 
@@ -64,17 +65,22 @@ async def ensure_repository(conn: AsyncConnection, name: str, *, project_require
         raise RuntimeError(f"repository {name} vanished inside its own transaction")
     if row.project_id is None and project_id is not None:
         await conn.execute(update(repositories).where(repositories.c.id == row.id).values(project_id=project_id))
+        await reconcile(conn, project_id)  # its blobs now count in the project's quota
     return int(row.id)
 
 
-async def link_blob(conn: AsyncConnection, repository_id: int, digest: Digest, size: int) -> None:
+async def link_blob(
+    conn: AsyncConnection, repository_id: int, digest: Digest, size: int, *, enforce: bool = True
+) -> None:
     """Make an active blob pullable from the repository (``size`` is informative).
 
     Raises :class:`~moorage.registry.gc_fence.BlobNotActive` when the blob has no active row: bytes are
     recorded only by publishing (:func:`moorage.registry.gc_fence.publish_blob`) or importing
     (:func:`moorage.registry.gc_fence.record_existing`), never by linking (docs/gc.md).
+    :class:`~moorage.registry.quota.QuotaExceeded` when it would take the project over its storage
+    quota (``enforce=False``: counted, never refused).
     """
-    await link_active(conn, repository_id, digest)
+    await link_active(conn, repository_id, digest, enforce=enforce)
 
 
 # Built once: every blob HEAD/GET runs it (see manifest_store for the measurement).

@@ -26,6 +26,7 @@ from moorage.db.tables import manifest_references, manifests, repositories, repo
 from moorage.errors import RegistryError
 from moorage.registry.guard import WriteGuard
 from moorage.registry.immutability import ImmutableTagError, guarding_repository
+from moorage.registry.quota import release, release_repositories
 
 __all__ = [
     "ArtifactInfo",
@@ -105,9 +106,11 @@ _ARTIFACT_COUNT = (
 
 
 async def _delete_repositories(conn: AsyncConnection, ids: list[int]) -> None:
-    """Delete every row of the repositories ``ids`` (children first; the foreign keys would cascade too)."""
+    """Delete every row of the repositories ``ids`` (children first; the foreign keys would cascade too),
+    and take the blobs they alone linked out of their projects' quota usage."""
     if not ids:
         return
+    owners = await release_repositories(conn, ids)
     in_ids = manifests.c.repository_id.in_(ids)
     await conn.execute(delete(tags).where(tags.c.repository_id.in_(ids)))
     await conn.execute(
@@ -117,6 +120,8 @@ async def _delete_repositories(conn: AsyncConnection, ids: list[int]) -> None:
     await conn.execute(delete(repository_blobs).where(repository_blobs.c.repository_id.in_(ids)))
     await conn.execute(delete(uploads).where(uploads.c.repository_id.in_(ids)))
     await conn.execute(delete(repositories).where(repositories.c.id.in_(ids)))
+    for project_id in owners:  # last: the quota row is the last lock a writer takes (registry.quota)
+        await release(conn, project_id)
 
 
 class RepositoryService:

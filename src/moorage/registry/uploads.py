@@ -35,6 +35,7 @@ from moorage.registry.gc_fence import link_blob_id, publish_blob
 from moorage.registry.guard import WriteGuard
 from moorage.registry.hashing import ResumableSha256, feed
 from moorage.registry.paths import blob_path, upload_dir, upload_path
+from moorage.registry.quota import QuotaExceeded, precheck
 from moorage.registry.repositories import ensure_repository, now
 from moorage.registry.upload_lease import Activity, LeaseTiming, hold
 from moorage.storage import InvalidOffsetError, PathNotFoundError, StorageDriver, StorageError, WriteState
@@ -390,6 +391,7 @@ class UploadService:
         path = upload_path(session.id)
         if digest.algorithm == "sha256":
             self._verify(digest, session.hasher.hexdigest())
+            await self._within_quota(session, digest, size, activity)
 
             async def place() -> None:
                 await self.storage.commit(path, state)
@@ -409,6 +411,7 @@ class UploadService:
                     f"uploaded content does not match {digest}; the upload was cancelled, push the blob again",
                     {"digest": str(digest)},
                 )
+            await self._within_quota(session, digest, size, activity)
 
             async def place() -> None:
                 await self._publish(path, digest)
@@ -439,11 +442,29 @@ class UploadService:
         try:
             await publish_blob(self.db, self.storage, digest, size, place, record)
         except RegistryError as exc:
-            if exc.code == "BLOB_UPLOAD_UNKNOWN":
+            if exc.code == "BLOB_UPLOAD_UNKNOWN" or isinstance(exc, QuotaExceeded):
                 activity.end()
                 await self._discard(session.id)
             raise
         await self._cleanup(session.id)
+
+    async def _within_quota(self, session: _Session, digest: Digest, size: int, activity: Activity) -> None:
+        """Refuse a blob its project's quota has no room for before it is published; the upload goes.
+
+        The link's transaction checks again under the quota lock (a push racing this one may take
+        the room first); this check keeps a refused blob from ever being written under its key.
+        """
+        try:
+            async with self.db.read() as conn:
+                name = (
+                    await conn.execute(select(repositories.c.name).where(repositories.c.id == session.repository_id))
+                ).scalar_one_or_none()
+                if name is not None:
+                    await precheck(conn, str(name), str(digest), size)
+        except QuotaExceeded:
+            activity.end()
+            await self._discard(session.id)
+            raise
 
     async def _published_size(self, digest: Digest) -> int | None:
         """Size of the bytes stored under ``digest``'s key if they really hash to it, else ``None``."""
@@ -488,6 +509,8 @@ class UploadService:
                 state = await self._append(session, tee(), length)
                 if hasher.hexdigest() != digest.hex:
                     raise RegistryError("DIGEST_INVALID", f"uploaded content does not match {digest}")
+            async with self.db.read() as conn:
+                await precheck(conn, repository, str(digest), int(state["size"]))
 
             async def place() -> None:
                 await self.storage.commit(path, state)

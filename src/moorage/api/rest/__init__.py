@@ -23,6 +23,7 @@ from moorage.api.rest import (
     immutability,
     logs,
     projects,
+    quotas,
     retention,
     robots,
     search,
@@ -73,7 +74,7 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
         return error.response()
 
     for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc, usergroups,
-                   webhooks, retention):
+                   webhooks, retention, quotas):
         app.include_router(module.router)
     return app
 

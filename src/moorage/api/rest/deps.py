@@ -18,6 +18,8 @@ from moorage.gc.executions import GcService
 from moorage.registry.guard import ReadOnlyError, WriteGuard
 from moorage.registry.immutability import ImmutableRules, ImmutableTagError
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
+from moorage.registry.quota import Limits, QuotaExceeded
+from moorage.registry.quota_service import QuotaService
 from moorage.retention.service import RetentionService
 from moorage.webhooks import WebhookService
 
@@ -27,6 +29,7 @@ __all__ = [
     "GuardDep",
     "ImmutableRulesDep",
     "ManifestsDep",
+    "QuotasDep",
     "RepositoriesDep",
     "RetentionDep",
     "SearchDep",
@@ -36,9 +39,9 @@ __all__ = [
 
 
 def registry_error(exc: RegistryError) -> ApiError:
-    """A domain refusal in Harbor's envelope: read-only mode and an immutable tag are 403 (as Harbor),
+    """A domain refusal in Harbor's envelope: read-only mode, an immutable tag and a quota are 403 (as Harbor),
     404 and 412 keep their status, other client errors are 400 and the rest 501."""
-    if isinstance(exc, (ReadOnlyError, ImmutableTagError)):
+    if isinstance(exc, (ReadOnlyError, ImmutableTagError, QuotaExceeded)):
         return ApiError(403, exc.message)
     status = exc.status if exc.status in (404, 412) else 400 if exc.status < 500 else 501
     return ApiError(status, exc.message)
@@ -62,6 +65,12 @@ def guard_of(request: Request) -> WriteGuard:
 
 def immutable_rules_of(request: Request) -> ImmutableRules:
     return ImmutableRules(services_of(request).db)
+
+
+def quotas_of(request: Request) -> QuotaService:
+    services = services_of(request)
+    limits = services.settings.quotas
+    return QuotaService(services.db, Limits(limits.storage_per_project, limits.count_per_project))
 
 
 def search_of(request: Request) -> SearchIndex:
@@ -97,3 +106,4 @@ SearchDep = Annotated[SearchIndex, Depends(search_of)]
 ImmutableRulesDep = Annotated[ImmutableRules, Depends(immutable_rules_of)]
 GcDep = Annotated[GcService, Depends(gc_of)]
 RetentionDep = Annotated[RetentionService, Depends(retention_of)]
+QuotasDep = Annotated[QuotaService, Depends(quotas_of)]

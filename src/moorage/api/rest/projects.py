@@ -6,16 +6,17 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, role_id, visible_project
-from moorage.api.rest.deps import RepositoriesDep, registry_error
+from moorage.api.rest.deps import QuotasDep, RepositoriesDep, registry_error
 from moorage.api.rest.logs import AuditLogItem, audit_items
 from moorage.auth.groups import LDAP, Group, GroupRef
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.roles import ROLE_NAMES, can_manage_members, can_see_members
 from moorage.errors import RegistryError
 from moorage.registry.interfaces import Repositories
+from moorage.registry.quota import InvalidLimit
 
 router = APIRouter(tags=["project"])
 
@@ -28,7 +29,8 @@ class ProjectReq(BaseModel):
     project_name: str = Field(min_length=1, max_length=255)
     public: bool | None = None
     metadata: ProjectMetadata | None = None
-    storage_limit: int | None = None
+    #: Bytes; -1 is unlimited; left out, the configured default (``quotas.storage_per_project``).
+    storage_limit: StrictInt | None = None
 
 
 class ProjectUpdate(BaseModel):
@@ -135,13 +137,19 @@ async def project_exists(who: CallerDep, project_name: Annotated[str, Query(min_
 
 
 @router.post("/projects", status_code=201, response_model=None)
-async def create_project(request: Request, response: Response, body: ProjectReq, who: CallerDep) -> None:
+async def create_project(
+    request: Request, response: Response, body: ProjectReq, who: CallerDep, quotas: QuotasDep
+) -> None:
     who.require_login()
     if who.subject.kind == "robot":
         raise ApiError(403, "robot accounts cannot create projects; use a user account")
     try:
+        limits = quotas.for_new_project(body.storage_limit)
+    except InvalidLimit as exc:
+        raise ApiError(400, f"{exc}; nothing was saved") from None
+    try:
         project = await who.identity.store.create_project(
-            body.project_name, bool(_public(body.public, body.metadata)), who.subject
+            body.project_name, bool(_public(body.public, body.metadata)), who.subject, limits
         )
     except IdentityError as exc:
         if exc.kind == "conflict":  # "already exists" only to those who may see it (the policy's words)
