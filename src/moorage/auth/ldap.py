@@ -174,6 +174,9 @@ class LdapSource:
             email=entry.first(settings.email_attribute),
             realname=entry.first(settings.realname_attribute),
             groups=groups, sysadmin=sysadmin,
+            # Not remembered by the verification cache: every login re-reads the groups (rights
+            # recomputed at each login), at the cost of a few directory round trips.
+            holds_for=0,
         )
 
     def _service(self) -> Connection:
