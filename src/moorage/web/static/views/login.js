@@ -1,5 +1,5 @@
 // The login form (auth.mode: token): POST /c/login, then back to where the user was going.
-import { login } from "../api.js";
+import { get, login } from "../api.js";
 import { errorBox, fill, h } from "../dom.js";
 
 export async function loginView(ctx, main) {
@@ -18,8 +18,16 @@ export async function loginView(ctx, main) {
     h("label", { for: "principal" }, "User name", name),
     h("label", { for: "password" }, "Password", password),
     submit,
-    // The hook for single sign-on: the OIDC work adds its button here when configured.
+    // Single sign-on (auth.oidc): a link to the provider, shown when /systeminfo names one.
     h("div", { id: "sso" }));
+  const sso = form.querySelector("#sso");
+  get("/systeminfo").then((info) => {
+    if (info && info.oidc_provider_name) {
+      // target="_self": a full page load to the server (the app's router leaves links with a target alone).
+      fill(sso, h("a", { class: "button", target: "_self", href: `/c/oidc/login?next=${encodeURIComponent(target)}` },
+        `Log in with ${info.oidc_provider_name}`));
+    }
+  }).catch(() => {});
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     submit.disabled = true;
@@ -37,5 +45,8 @@ export async function loginView(ctx, main) {
       submit.disabled = false;
     }
   });
+  // A refused single sign-on comes back here with the server's (generic) reason.
+  const ssoError = new URLSearchParams(location.search).get("sso_error");
+  if (ssoError) fill(status, errorBox(new Error(ssoError)));
   fill(main, h("h1", {}, "Log in"), status, form);
 }

@@ -1,0 +1,178 @@
+"""OIDC with real clients: ``podman login`` with a CLI secret across a 20-second ID-token lifetime.
+
+The field report: Harbor's CLI secret died with the ID token when the provider's connector did not
+refresh. Here npm's oidc-provider issues 20-second ID tokens to two ``moorage serve``: one whose
+client gets refresh tokens (on PostgreSQL) and one whose client does not (on SQLite). 60 s after
+the browser logins, podman logs in on both with the CLI secrets (the first refreshes at the
+provider, the second relies on the secret's own lifetime), and a user removed from the provider
+meanwhile is refused at the refresh. The SSO button of the login page is clicked through in
+chromium on the same provider.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.e2e.clients import ClientError, ContainersTools
+from tests.e2e.conftest import require_tool
+from tests.e2e.identity_helpers import start_token_moorage, uid
+from tests.e2e.servers import RegistryProcess, free_port, throwaway_postgres_database
+from tests.services.oidc_provider import OidcProvider
+
+PROVIDER_PASSWORD = "provider-pw"
+ID_TOKEN_TTL = 20
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def provider(e2e_workdir: Path) -> Iterator[OidcProvider]:
+    running = OidcProvider(e2e_workdir, id_token_ttl=ID_TOKEN_TTL).start()
+    yield running
+    running.stop()
+
+
+def _sso_moorage(workdir: Path, provider: OidcProvider, label: str, *, refresh: bool,
+                 database_url: str | None = None) -> RegistryProcess:
+    port = free_port()
+    client_id, client_secret = provider.register_client(f"http://127.0.0.1:{port}/c/oidc/callback", refresh=refresh)
+    env = {"MOORAGE_AUTH__SOURCES": "[local, oidc, robot]", "MOORAGE_AUTH__OIDC__ISSUER": provider.issuer,
+           "MOORAGE_AUTH__OIDC__CLIENT_ID": client_id, "MOORAGE_AUTH__OIDC__CLIENT_SECRET": client_secret,
+           "MOORAGE_AUTH__OIDC__NAME": "Test provider", "MOORAGE_AUTH__OIDC__SCOPES": "[openid, profile, email]"}
+    return start_token_moorage(workdir, label=label, port=port, database_url=database_url, extra_env=env)
+
+
+@pytest.fixture(scope="module")
+def with_refresh(e2e_workdir: Path, provider: OidcProvider, postgres_admin_url: str) -> Iterator[RegistryProcess]:
+    with throwaway_postgres_database(postgres_admin_url) as url:
+        server = _sso_moorage(e2e_workdir, provider, "moorage-oidc-refresh", refresh=True, database_url=url)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def without_refresh(e2e_workdir: Path, provider: OidcProvider) -> Iterator[RegistryProcess]:
+    server = _sso_moorage(e2e_workdir, provider, "moorage-oidc-norefresh", refresh=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def browser_login(reg: RegistryProcess, login: str) -> httpx.Client:
+    """A browser login through the provider with httpx; returns the client holding the UI session."""
+    browser = httpx.Client(base_url=reg.url, timeout=10)
+    r = browser.get("/c/oidc/login")
+    assert r.status_code == 303, r.text
+    with httpx.Client(timeout=10) as provider_side:
+        r = provider_side.get(r.headers["location"])
+        interaction = str(r.url.join(r.headers["location"]))
+        r = provider_side.post(interaction + "/login", data={"login": login, "password": PROVIDER_PASSWORD})
+        location = str(r.url.join(r.headers["location"]))
+        while not location.startswith(reg.url):
+            r = provider_side.get(location)
+            location = str(r.url.join(r.headers["location"]))
+    r = browser.get(location)
+    assert r.status_code == 303 and r.headers["location"] == "/projects", r.headers
+    return browser
+
+
+def cli_secret(reg: RegistryProcess, login: str) -> str:
+    browser = browser_login(reg, login)
+    try:
+        me = browser.get("/api/v2.0/users/current").json()
+        csrf = browser.cookies["moorage_csrf"]
+        r = browser.put(f"/api/v2.0/users/{me['user_id']}/cli_secret", json={}, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200, r.text
+        return str(r.json()["secret"])
+    finally:
+        browser.close()
+
+
+def _podman_login(tools: ContainersTools, reg: RegistryProcess, user: str, secret: str) -> str:
+    try:
+        result = tools.podman("login", "--tls-verify=false", "-u", user, "-p", secret, reg.host)
+    except ClientError as exc:
+        output = exc.result.stdout + exc.result.stderr
+        print(f"\n--- podman login {user}@{reg.label} ---\n{output}")
+        return output
+    return result.stdout
+
+
+def test_cli_secrets_outlive_a_20_second_id_token_with_and_without_refresh_tokens(
+    tmp_path: Path, provider: OidcProvider, with_refresh: RegistryProcess, without_refresh: RegistryProcess,
+) -> None:
+    require_tool("podman")
+    tools = ContainersTools(tmp_path / "containers", [with_refresh.host, without_refresh.host])
+    tools.env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")
+    try:
+        alice, bob = uid("alice"), uid("bob")
+        for login in (alice, bob):
+            provider.put_account(login, PROVIDER_PASSWORD, email=f"{login}@example.com")
+        started = time.monotonic()
+        secrets = {
+            ("refresh", alice): cli_secret(with_refresh, alice),
+            ("refresh", bob): cli_secret(with_refresh, bob),
+            ("norefresh", alice): cli_secret(without_refresh, alice),
+        }
+        servers = {"refresh": with_refresh, "norefresh": without_refresh}
+        for (which, login), secret in secrets.items():
+            assert "Login Succeeded" in _podman_login(tools, servers[which], login, secret)
+        provider.remove_account(bob)
+        with_refresh.mark_log()
+        without_refresh.mark_log()
+        time.sleep(max(0.0, started + 3 * ID_TOKEN_TTL - time.monotonic()))  # t + 60 s: every ID token expired
+        assert "Login Succeeded" in _podman_login(tools, with_refresh, alice, secrets[("refresh", alice)])
+        assert "Login Succeeded" in _podman_login(tools, without_refresh, alice, secrets[("norefresh", alice)])
+        refused = _podman_login(tools, with_refresh, bob, secrets[("refresh", bob)])
+        assert "Login Succeeded" not in refused and "invalid username/password" in refused, refused
+        r = httpx.get(f"{with_refresh.url}/service/token", params={"service": "moorage"},
+                      auth=(bob, secrets[("refresh", bob)]))
+        assert r.status_code == 401 and "identity provider ended the session" in r.text, r.text
+        assert "oidc_refreshed" in with_refresh.log_since_mark()
+        assert "oidc_identity_revoked" in with_refresh.log_since_mark()
+        assert "oidc_refreshed" not in without_refresh.log_since_mark()
+    finally:
+        tools.cleanup()
+
+
+def test_the_login_page_offers_the_provider_and_signs_in_through_it(
+    provider: OidcProvider, without_refresh: RegistryProcess,
+) -> None:
+    if not Path(CHROMIUM).exists():
+        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium; scripts/test.sh installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.e2e.test_web_ui import CHROMIUM_ARGS, WAIT_MS
+
+    login = uid("carol")
+    provider.put_account(login, PROVIDER_PASSWORD, email=f"{login}@example.com")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(base_url=without_refresh.url)
+            page.set_default_timeout(WAIT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto("/login")
+            page.get_by_role("link", name="Log in with Test provider").click()
+            page.locator("#login").fill(login)
+            page.locator("#password").fill(PROVIDER_PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{without_refresh.url}/projects")
+            expect(page.get_by_text(login).first).to_be_visible()
+            # A refused sign-on comes back to the login page with the generic message.
+            page.goto("/c/oidc/callback?state=forged&code=forged")
+            expect(page.get_by_role("alert")).to_contain_text("single sign-on failed")
+            assert urlsplit(page.url).path == "/login"
+            assert errors == []
+        finally:
+            browser.close()
