@@ -26,6 +26,7 @@ wait_port() {  # wait_port PORT WHAT
 # slapd + ldap-utils: the LDAP directory the identity-source tests start and seed (tests/services/ldap.py).
 # chromium: the browser the web UI tests drive with Playwright (its own browser download is unreachable).
 # nodejs + npm: the OIDC tests' provider (npm's oidc-provider, pinned in tests/services/oidc/package-lock.json).
+# systemd: only its systemd-analyze, which checks deploy/systemd/moorage.service (nothing is started).
 # podman/buildah as root without systemd: crun (OCI runtime), fuse-overlayfs (overlay fallback),
 # uidmap + slirp4netns (podman's hard/soft requirements), containers-common (policy.json).
 # The container image test: mmdebstrap makes its Debian base offline, runc runs it.
@@ -36,6 +37,7 @@ PACKAGES=(
     nginx redis-server redis-sentinel redis-tools postgresql
     chromium nodejs npm
     slapd ldap-utils
+    systemd
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -6,7 +6,9 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
+import structlog
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -22,11 +24,13 @@ from moorage.auth.token_endpoint import token_routes
 from moorage.config import Settings, load_settings
 from moorage.jobs import JobRunner
 from moorage.logging import configure_logging
-from moorage.metrics import MetricsMiddleware, render_metrics
+from moorage.metrics import JobQueueCollector, JobStat, MetricsMiddleware, render_metrics
 from moorage.services import Services
 from moorage.web import web_routes
 
 __all__ = ["app_from_environment", "create_app"]
+
+log = structlog.get_logger("moorage.app")
 
 
 class _OciRoute(Route):
@@ -94,7 +98,16 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         return await api(request)
 
     async def metrics(request: Request) -> Response:
-        body, content_type = render_metrics()
+        built: Services = request.app.state.services
+        try:
+            backlog = await built.jobs.backlog()
+        except Exception as exc:  # noqa: BLE001 - the database may be down: the other metrics still answer
+            log.warning("metrics_job_backlog_failed", error=str(exc))
+            collector = None
+        else:
+            stats = [JobStat(kind, state, count, oldest) for kind, state, count, oldest in backlog]
+            collector = JobQueueCollector(stats, datetime.now(UTC))
+        body, content_type = render_metrics(collector)
         return Response(body, media_type=content_type)
 
     routes = [

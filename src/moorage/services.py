@@ -94,6 +94,7 @@ class Services:
             settings.data_dir,
             redirect=not storage_settings.redirect.disable,
             trust=trust,
+            metrics=settings.metrics.enabled,
         )
         guard = WriteGuard(
             read_only=storage_settings.maintenance.readonly.enabled,

@@ -20,16 +20,18 @@ ALLOWED: dict[str, set[str]] = {
     "db": set(),
     #: The artifact events fan-out: a leaf that publishers and subscribers share.
     "events": set(),
+    #: Every metric is defined in moorage.metrics, a leaf any layer may record into.
+    "metrics": set(),
     #: Outbound TLS trust and address rules: a leaf every layer may ask (storage included).
     "net": set(),
-    "registry": {"db", "errors", "numbers", "storage"},
+    "registry": {"db", "errors", "metrics", "numbers", "storage"},
     "health": {"db", "registry", "storage"},
-    "cache": {"config", "db", "errors", "registry"},
+    "cache": {"config", "db", "errors", "metrics", "registry"},
     "jobs": {"config", "db", "errors", "registry"},
     #: GC is a job over the registry's tables and storage; it must never reach up into the API.
     "gc": {"cache", "config", "db", "errors", "jobs", "registry", "storage"},
     #: Webhooks are jobs over their own tables; secrets sealed with auth's key box; never the API.
-    "webhooks": {"auth", "config", "db", "errors", "events", "jobs", "net"},
+    "webhooks": {"auth", "config", "db", "errors", "events", "jobs", "metrics", "net"},
     #: Retention is a job too: it reads and deletes through the registry's services, never the API.
     "retention": {"db", "errors", "jobs", "registry"},
 }

@@ -31,6 +31,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from moorage.cache.client import RedisClient
 from moorage.cache.fence import GenerationFence
+from moorage.metrics import CACHE_LOOKUPS
 
 __all__ = ["RegistryCache"]
 
@@ -58,6 +59,10 @@ _UNLOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+
+
+#: Field prefixes of the entry cache (moorage.cache.wrappers) → the metrics label.
+_KINDS = {"m:": "manifest", "b:": "blob"}
 
 
 class _Unavailable(Exception):
@@ -122,15 +127,19 @@ class RegistryCache:
     # -- entry cache -------------------------------------------------------------------------
     async def lookup(self, repository: str, field: str) -> tuple[bytes | None, str | None]:
         """``(value, fill_token)``: a hit, or a miss with the token :meth:`fill` needs (``None``: no cache)."""
+        kind = _KINDS.get(field[:2], "other")
         generation = await self.fence.current()
         if generation is None:
+            CACHE_LOOKUPS.labels(kind, "unavailable").inc()
             return None, None
         keys = self._keys(generation, repository)
         try:
             reply: Any = await self._call(lambda: self.client.eval(_LOOKUP, 2, *keys, field))
         except _Unavailable:
+            CACHE_LOOKUPS.labels(kind, "unavailable").inc()
             return None, None
         value, version = reply[0], reply[1]
+        CACHE_LOOKUPS.labels(kind, "hit" if value is not None else "miss").inc()
         if value is not None:
             return bytes(value), None
         version_text = version.decode() if isinstance(version, bytes) else str(version or "")

@@ -21,6 +21,7 @@ only shortens or lengthens a lease by that much.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -354,6 +355,18 @@ class JobQueue:
         async with self.db.read() as conn:
             rows = (await conn.execute(query.order_by(jobs.c.id.desc()).limit(limit))).all()
         return [Job.from_row(row) for row in rows]
+
+    async def backlog(self) -> builtins.list[tuple[str, str, int, datetime | None]]:
+        """``(kind, state, count, oldest run_after)`` of queued and running jobs (the metrics' queue depth
+        and age); finished jobs are left out, so the query stays on the state index however long the history."""
+        query = (
+            select(jobs.c.kind, jobs.c.state, func.count().label("n"), func.min(jobs.c.run_after).label("oldest"))
+            .where(jobs.c.state.in_(("queued", "running")))
+            .group_by(jobs.c.kind, jobs.c.state)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(str(r.kind), str(r.state), int(r.n), _aware(r.oldest)) for r in rows]
 
     async def counts(self) -> dict[str, int]:
         """Number of jobs in each state (every state present, zero when none)."""

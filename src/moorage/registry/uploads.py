@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import structlog
@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from moorage.db.session import Database
 from moorage.db.tables import repositories, uploads
 from moorage.errors import RegistryError
+from moorage.metrics import BLOB_UPLOAD_BYTES, BLOB_UPLOAD_SECONDS
 from moorage.registry.digests import Digest
 from moorage.registry.gc_fence import link_blob_id, publish_blob
 from moorage.registry.guard import WriteGuard
@@ -61,6 +62,8 @@ class _Session:
     hasher: ResumableSha256
     state: WriteState | None
     lease: str | None = None
+    #: When the session was started (POST), for the upload-duration metric; ``None`` for monolithic uploads.
+    created_at: datetime | None = None
 
 
 class _Counted:
@@ -196,7 +199,8 @@ class UploadService:
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
-                    select(uploads.c.repository_id, uploads.c.size, uploads.c.hash_state, uploads.c.storage_state)
+                    select(uploads.c.repository_id, uploads.c.size, uploads.c.hash_state, uploads.c.storage_state,
+                           uploads.c.created_at)
                     .select_from(uploads.join(repositories))
                     .where(uploads.c.id == upload_id, repositories.c.name == repository)
                 )
@@ -204,7 +208,8 @@ class UploadService:
         if row is None:
             raise _unknown(upload_id)
         state = json.loads(row.storage_state) if row.storage_state else None
-        return _Session(upload_id, row.repository_id, row.size, ResumableSha256(row.hash_state), state)
+        return _Session(upload_id, row.repository_id, row.size, ResumableSha256(row.hash_state), state,
+                        created_at=row.created_at)
 
     async def status(self, repository: str, upload_id: str) -> UploadProgress:
         session = await self._load(repository, upload_id)
@@ -361,12 +366,17 @@ class UploadService:
         lease = await self._claim(session)
         try:
             activity = Activity()
-            return await self._holding(
+            size = await self._holding(
                 session, lease, activity, self._complete(session, digest, chunks, length, activity)
             )
         except BaseException:
             await self._release(session, lease)
             raise
+        if session.created_at is not None:  # the whole upload, whichever nodes took its chunks
+            started = session.created_at if session.created_at.tzinfo else session.created_at.replace(tzinfo=UTC)
+            BLOB_UPLOAD_SECONDS.labels("chunked").observe(max(0.0, (now() - started).total_seconds()))
+        BLOB_UPLOAD_BYTES.labels("chunked").inc(size)
+        return size
 
     async def _complete(
         self, session: _Session, digest: Digest, chunks: AsyncIterable[bytes], length: int | None, activity: Activity
@@ -491,6 +501,7 @@ class UploadService:
     async def monolithic(self, repository: str, digest: Digest, chunks: AsyncIterable[bytes], length: int | None) -> int:
         """``POST ?digest=`` with the whole blob: no session row unless it succeeds."""
         self.guard.writable()
+        started = time.perf_counter()
         upload_id = str(uuid.uuid4())
         session = _Session(upload_id, 0, 0, ResumableSha256(), None)
         path = upload_path(upload_id)
@@ -525,6 +536,8 @@ class UploadService:
             await self._cleanup(upload_id)
             raise
         await self._cleanup(upload_id)
+        BLOB_UPLOAD_SECONDS.labels("monolithic").observe(time.perf_counter() - started)
+        BLOB_UPLOAD_BYTES.labels("monolithic").inc(int(state["size"]))
         return int(state["size"])
 
     async def _publish(self, path: str, digest: Digest) -> None:

@@ -48,7 +48,8 @@ def driver_class(name: str) -> DriverClass:
 
 
 def build_driver(
-    name: str, settings: BaseModel, data_dir: Path, *, redirect: bool, trust: TrustStore | None = None
+    name: str, settings: BaseModel, data_dir: Path, *, redirect: bool, trust: TrustStore | None = None,
+    metrics: bool = True,
 ) -> CheckedDriver:
     """Construct the configured driver inside its wrappers (checking outermost).
 
@@ -56,6 +57,10 @@ def build_driver(
     TLS add their own ``cabundle`` to it.
     """
     driver: StorageDriver = driver_class(name).from_config(settings, data_dir, trust or TrustStore())
+    if metrics:  # innermost: it times the backend, not the wrappers
+        from moorage.storage.middleware.metrics import InstrumentedDriver
+
+        driver = InstrumentedDriver(driver)
     if not redirect:
         from moorage.storage.middleware.redirect import NoRedirect
 

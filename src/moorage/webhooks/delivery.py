@@ -35,6 +35,7 @@ from sqlalchemy import select, update
 from moorage.db.session import Database
 from moorage.db.webhook_tables import webhook_deliveries
 from moorage.jobs.queue import Job
+from moorage.metrics import WEBHOOK_DELIVERIES
 from moorage.net.addresses import AddressPolicy, ForbiddenAddress, resolve_checked
 from moorage.net.tls import TrustStore
 from moorage.webhooks.events import format_body
@@ -104,15 +105,18 @@ class Deliverer:
                                      delivery_id=delivery_id, project_id=policy.project_id, policy_id=policy.id)
         except ForbiddenAddress as exc:
             await self._set(delivery_id, status="Error", last_error=f"refused, not retried: {exc}")
+            WEBHOOK_DELIVERIES.labels(row.event_type, "refused").inc()
             log.warning("webhook_refused", delivery=delivery_id, error=str(exc))
             return
         except (DeliveryFailed, httpx.HTTPError, OSError) as exc:
             message = str(exc) or type(exc).__name__
             final = job.attempts >= job.max_attempts
+            WEBHOOK_DELIVERIES.labels(row.event_type, "error" if final else "retry").inc()
             await self._set(delivery_id, status="Error" if final else "Scheduled",
                             last_error=f"attempt {job.attempts} of {job.max_attempts}: {message}"[:2000])
             raise DeliveryFailed(message) from None
         await self._set(delivery_id, status="Success", last_error=f"answered {status}")
+        WEBHOOK_DELIVERIES.labels(row.event_type, "success").inc()
 
     async def send(self, target: Target, payload: dict[str, Any], *, event_id: str, delivery_id: int,
                    project_id: int, policy_id: int) -> int:

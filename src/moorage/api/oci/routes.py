@@ -23,6 +23,7 @@ from moorage.auth.audit import auth_method
 from moorage.auth.clients import client_of
 from moorage.errors import RegistryError
 from moorage.events import ArtifactEvent, ArtifactEvents, Operation
+from moorage.metrics import ROUTE_SCOPE_KEY
 from moorage.numbers import parse_decimal
 from moorage.registry.blobs import parse_range
 from moorage.registry.digests import Digest, parse_digest
@@ -48,24 +49,26 @@ EventHook = Callable[[Principal, str, str, str, str, str, str], Awaitable[None]]
 class _Route:
     pattern: re.Pattern[str]
     methods: dict[str, str]  # HTTP method → handler attribute name
+    template: str  # the metrics label: no repository names, so bounded cardinality
 
 
-def _route(pattern: str, **methods: str) -> _Route:
-    return _Route(re.compile(f"/v2/{pattern}"), methods)
+def _route(pattern: str, template: str, **methods: str) -> _Route:
+    return _Route(re.compile(f"/v2/{pattern}"), methods, f"/v2/{template}")
 
 
 _NAME = r"(?P<name>[^?#]+?)"
 _ROUTES = (
-    _route("", GET="base", HEAD="base"),
-    _route("_catalog", GET="catalog"),
-    _route(f"{_NAME}/tags/list", GET="tags"),
-    _route(f"{_NAME}/manifests/(?P<reference>[^/]+)", GET="get_manifest", HEAD="get_manifest",
-           PUT="put_manifest", DELETE="delete_manifest"),
-    _route(f"{_NAME}/blobs/uploads/?", POST="start_upload"),
-    _route(f"{_NAME}/blobs/uploads/(?P<upload>[^/]+)", GET="upload_status", PATCH="patch_upload",
-           PUT="finish_upload", DELETE="cancel_upload"),
-    _route(f"{_NAME}/blobs/(?P<digest>[^/]+)", GET="get_blob", HEAD="get_blob", DELETE="delete_blob"),
-    _route(f"{_NAME}/referrers/(?P<digest>[^/]+)", GET="referrers"),
+    _route("", "", GET="base", HEAD="base"),
+    _route("_catalog", "_catalog", GET="catalog"),
+    _route(f"{_NAME}/tags/list", "{name}/tags/list", GET="tags"),
+    _route(f"{_NAME}/manifests/(?P<reference>[^/]+)", "{name}/manifests/{reference}", GET="get_manifest",
+           HEAD="get_manifest", PUT="put_manifest", DELETE="delete_manifest"),
+    _route(f"{_NAME}/blobs/uploads/?", "{name}/blobs/uploads/", POST="start_upload"),
+    _route(f"{_NAME}/blobs/uploads/(?P<upload>[^/]+)", "{name}/blobs/uploads/{uuid}", GET="upload_status",
+           PATCH="patch_upload", PUT="finish_upload", DELETE="cancel_upload"),
+    _route(f"{_NAME}/blobs/(?P<digest>[^/]+)", "{name}/blobs/{digest}", GET="get_blob", HEAD="get_blob",
+           DELETE="delete_blob"),
+    _route(f"{_NAME}/referrers/(?P<digest>[^/]+)", "{name}/referrers/{digest}", GET="referrers"),
 )
 
 
@@ -159,6 +162,7 @@ class OciApi:
                 match = route.pattern.fullmatch(path)
                 if match is None:
                     continue
+                request.scope[ROUTE_SCOPE_KEY] = route.template
                 handler_name = route.methods.get(method)
                 if handler_name is None:
                     raise RegistryError(
