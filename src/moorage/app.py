@@ -64,6 +64,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             on_event=built.identity.oci_event if built.identity is not None else None,
             events=built.events,
             pulls=built.pull_times,
+            proxy=built.proxy,
         )
 
     @asynccontextmanager

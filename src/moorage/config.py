@@ -48,6 +48,7 @@ __all__ = [
     "MetricsSettings",
     "OidcSettings",
     "OutboundSettings",
+    "ProxySettings",
     "QuotaSettings",
     "RedisClusterSettings",
     "RedisSentinelSettings",
@@ -506,6 +507,40 @@ class OutboundSettings(_Section):
     def trust_store(self) -> TrustStore:
         """The :class:`TrustStore` these settings describe (services build one and pass it on)."""
         return TrustStore(self.ca_bundle, self.system_cas)
+class ProxySettings(_Section):
+    """``proxy``: the proxy cache (docs/proxy-cache.md); projects become caches through the REST API."""
+
+    #: How long a tag fetched upstream is answered without asking the upstream again (a HEAD).
+    tag_ttl: str = "5m"
+    #: Seconds one upstream request may take (connect: at most 10).
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    #: Requests in flight to one upstream endpoint, per process.
+    concurrency: int = Field(default=8, ge=1, le=256)
+    #: Seconds a blob fetch's single-flight lease lasts unrenewed (a dead node's fetch is retried after it).
+    fetch_lease: float = Field(default=30.0, ge=2, le=3600)
+    #: Seconds between checks of a pull that waits for another node's fetch of the same blob.
+    poll_seconds: float = Field(default=0.1, gt=0, le=10)
+    #: Mirror mode: upstream host as clients name it (``docker.io``, ``quay.io``) → proxy project serving it.
+    mirrors: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tag_ttl")
+    @classmethod
+    def _ttl(cls, value: str) -> str:
+        if parse_duration(value).total_seconds() < 0:
+            raise ValueError("the tag TTL cannot be negative")
+        return value
+
+    @field_validator("mirrors")
+    @classmethod
+    def _mirrors(cls, value: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for host, project in value.items():
+            if not host or any(ch.isspace() or ch in "/?#" for ch in host):
+                raise ValueError(f"{host!r} must be a registry host as clients name it, e.g. docker.io")
+            if not project or "/" in project:
+                raise ValueError(f"mirror {host!r}: {project!r} must be the name of a proxy-cache project")
+            out[host.strip().lower()] = project
+        return out
 
 
 class WebhookSettings(_Section):
@@ -581,6 +616,7 @@ class Settings(_Section):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
 
     @property
     def database_url(self) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from moorage.auth.access import AccessController, OpenAccess
+from moorage.auth.keys import SecretBox
 from moorage.auth.service import IdentityService
 from moorage.auth.token_access import TokenAccess
 from moorage.cache import (
@@ -31,6 +32,7 @@ from moorage.jobs import HandlerRegistry, JobQueue, Periodic
 from moorage.jobs.builtin import register_builtin
 from moorage.jobs.runner import Tick
 from moorage.net.tls import TrustStore
+from moorage.proxy import ProxyCache
 from moorage.registry.blobs import BlobService
 from moorage.registry.guard import WriteGuard
 from moorage.registry.immutability import ImmutableRules
@@ -43,6 +45,7 @@ from moorage.retention.job import RetentionRunner, register_retention
 from moorage.retention.service import RetentionService
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.factory import build_driver
+from moorage.upstream.endpoints import Endpoints
 from moorage.webhooks import Deliverer, WebhookService, build_webhooks
 
 __all__ = ["Services"]
@@ -80,6 +83,9 @@ class Services:
     #: Last pull times, written behind (``None`` with ``retention.record_pull_time: false``).
     pull_times: PullTimes | None = None
     retention: RetentionService | None = None
+    #: Registry endpoints and the proxy cache over them; ``None`` with ``auth.mode: none`` (no projects, no secret).
+    endpoints: Endpoints | None = None
+    proxy: ProxyCache | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -130,6 +136,10 @@ class Services:
         )
         read_only = storage_settings.maintenance.readonly.enabled
         events = ArtifactEvents([webhooks] if webhooks is not None else [])
+        endpoints = proxy = None
+        if identity is not None and settings.auth.secret_key:
+            endpoints = Endpoints(db, SecretBox(settings.auth.secret_key, b"registry-credentials"))
+            proxy = ProxyCache(db, endpoints, manifests, blobs, uploads, settings.proxy, trust)
         return cls(
             settings=settings,
             db=db,
@@ -154,9 +164,13 @@ class Services:
             _deliverer=deliverer,
             pull_times=pull_times,
             retention=retention,
+            endpoints=endpoints,
+            proxy=proxy,
         )
 
     async def aclose(self) -> None:
+        if self.proxy is not None:  # first: its fetches in flight write through the database and storage
+            await self.proxy.aclose()
         if self.identity is not None:  # first: its queued audit rows need the database
             await self.identity.aclose()
         if self._deliverer is not None:

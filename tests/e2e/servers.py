@@ -135,8 +135,8 @@ def moorage_command() -> list[str]:
     return [found]
 
 
-def _wait_ready(reg: RegistryProcess, timeout: float) -> None:
-    """Poll ``GET /v2/`` until 200; fail early, with the log, if the process dies."""
+def _wait_ready(reg: RegistryProcess, timeout: float, ready: tuple[int, ...] = (200,)) -> None:
+    """Poll ``GET /v2/`` until it answers one of ``ready``; fail early, with the log, if the process dies."""
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     verify = ssl.create_default_context(cafile=reg.ca_file) if reg.ca_file else True
@@ -149,7 +149,7 @@ def _wait_ready(reg: RegistryProcess, timeout: float) -> None:
                 )
             try:
                 r = client.get(f"{reg.url}/v2/")
-                if r.status_code == 200:
+                if r.status_code in ready:
                     return
                 last = f"HTTP {r.status_code}: {r.text[:200]}"
             except httpx.TransportError as exc:
@@ -172,6 +172,7 @@ def _spawn(
     cwd: Path,
     ready_timeout: float,
     ca_file: Path | None = None,
+    ready: tuple[int, ...] = (200,),
 ) -> RegistryProcess:
     log_path = data_dir.parent / f"{label}-{host.rsplit(':', 1)[1]}.log"
     with log_path.open("ab") as log:
@@ -187,7 +188,7 @@ def _spawn(
             start_new_session=True,
         )
     reg = RegistryProcess(kind, host, data_dir, log_path, process, label, ca_file=ca_file)
-    _wait_ready(reg, ready_timeout)
+    _wait_ready(reg, ready_timeout, ready)
     return reg
 
 
@@ -241,11 +242,13 @@ def start_reference(
     ready_timeout: float = 30,
     port: int | None = None,
     storage_yaml: str | None = None,
+    htpasswd: Path | None = None,
 ) -> RegistryProcess:
     """Run Debian's ``docker-registry`` with deletes enabled, on filesystem storage by default.
 
     ``storage_yaml`` replaces the driver section (indented under ``storage:``), e.g. an ``s3:``
-    block so the benchmark can run the reference on the same bucket as Moorage.
+    block so the benchmark can run the reference on the same bucket as Moorage. ``htpasswd``: a
+    bcrypt htpasswd file; every request then needs Basic auth (``GET /v2/`` answers 401 when ready).
     """
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -263,13 +266,14 @@ def start_reference(
         "  delete:\n    enabled: true\n"
         "  cache:\n    blobdescriptor: inmemory\n"
         f"http:\n  addr: {host}\n"
+        + (f"auth:\n  htpasswd:\n    realm: upstream\n    path: {htpasswd}\n" if htpasswd else "")
     )
     # Debian's unit runs it as `docker-registry serve <config>`; OTEL-free 2.8 needs nothing else.
     # Its aws-sdk-go panics on AWS_CA_BUNDLE with a custom transport ("LoadCustomCABundleError:
     # HTTPClient's transport unsupported type"); an empty value is ignored by the SDK.
     return _spawn(
         "reference", label, [binary, "serve", str(config)], host, data_dir, {"AWS_CA_BUNDLE": ""}, workdir,
-        ready_timeout,
+        ready_timeout, ready=(401,) if htpasswd else (200,),
     )
 
 

@@ -34,6 +34,10 @@ ALLOWED: dict[str, set[str]] = {
     "webhooks": {"auth", "config", "db", "errors", "events", "jobs", "metrics", "net"},
     #: Retention is a job too: it reads and deletes through the registry's services, never the API.
     "retention": {"db", "errors", "jobs", "registry"},
+    #: Other registries: endpoints (secrets sealed with auth's SecretBox) and their client; no registry rules.
+    "upstream": {"auth", "db", "net"},
+    #: The proxy cache reads through the registry's services; it knows nothing of HTTP.
+    "proxy": {"config", "db", "errors", "net", "registry", "upstream"},
 }
 #: Only entry points may import these.
 #: ``web`` is the UI's entry point (DESIGN.md: ``/`` → moorage.web), like ``api`` and ``cli``.

@@ -43,11 +43,14 @@ class AccessController(Protocol):
         ...
 
     async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str], *,
-                        mount_from: str | None = None) -> Principal:
+                        mount_from: str | None = None, mirrored: bool = False) -> Principal:
         """Allow ``actions`` (``pull``, ``push``, ``delete``) on ``repository`` or raise.
 
         ``mount_from``: a cross-repository mount from that repository is asked for too (token
         auth names it in the challenge, so a client that follows challenges can mount).
+        ``mirrored``: the client knows ``repository`` by another name (registry-mirror mode, the
+        proxy project prefix is not in its request), so a bearer token it holds names that other
+        name: the caller's current rights on ``repository`` decide alone.
         """
         ...
 
@@ -67,7 +70,7 @@ class OpenAccess:
         return Principal("anonymous")
 
     async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str], *,
-                        mount_from: str | None = None) -> Principal:
+                        mount_from: str | None = None, mirrored: bool = False) -> Principal:
         return Principal("anonymous")
 
     async def catalog_visibility(self, request: AccessRequest) -> ColumnElement[bool] | None:

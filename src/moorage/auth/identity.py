@@ -8,7 +8,7 @@ message that says what to do.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.auth.passwords import (
     PasswordPolicyError,
@@ -339,8 +340,11 @@ class IdentityStore:
                        source=user.source)
 
     # -- projects ------------------------------------------------------------------------
-    async def create_project(self, name: str, public: bool, owner: Subject, limits: Limits | None = None) -> Project:
-        """Create the project with its quota (``limits``, unlimited when ``None``) in one transaction."""
+    async def create_project(self, name: str, public: bool, owner: Subject, limits: Limits | None = None,
+                             within: Callable[[AsyncConnection, int], Awaitable[None]] | None = None) -> Project:
+        """Create the project with its quota (``limits``, unlimited when ``None``) in one transaction;
+        ``within`` adds to it in that transaction too (a proxy binding), so a refusal there leaves no
+        project behind."""
         validate_project_name(name)
         now = utcnow()
         try:
@@ -363,6 +367,8 @@ class IdentityStore:
                     # repositories pushed before the project existed (auth.mode: none), counted in its usage
                     await adopt_repositories(conn, int(project_id), name)
                     await reconcile(conn, int(project_id))
+                if project_id is not None and within is not None:
+                    await within(conn, int(project_id))
         except IntegrityError:
             raise IdentityError("conflict", f"project {name!r} already exists; choose another name") from None
         self.on_change()  # this node may have cached "no such project" a moment ago

@@ -42,11 +42,13 @@ class SecretBox:
     """Fernet encryption under a key derived from ``auth.secret_key`` (same secret on every node)."""
 
     def __init__(self, secret: str, purpose: bytes = b"signing-keys") -> None:
-        """``purpose`` (the HKDF info) gives each use its own key: a sealed refresh token is no signing key."""
+        """``purpose`` (the HKDF info) gives each use its own key: a sealed refresh token is no signing key,
+        and endpoint credentials (``b"registry-credentials"``) are neither; it also names them in errors."""
         derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"moorage-keys", info=purpose).derive(
             secret.encode()
         )
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self._what = "token-signing keys" if purpose == b"signing-keys" else purpose.decode().replace("-", " ")
 
     def seal(self, data: bytes) -> str:
         return self._fernet.encrypt(data).decode()
@@ -56,7 +58,7 @@ class SecretBox:
             return self._fernet.decrypt(token.encode())
         except InvalidToken:
             raise RuntimeError(
-                "cannot decrypt the token-signing keys in the database: auth.secret_key (MOORAGE_SECRET_KEY) "
+                f"cannot decrypt the {self._what} in the database: auth.secret_key (MOORAGE_SECRET_KEY) "
                 "differs from the one that encrypted them; set the same secret on every node"
             ) from None
 

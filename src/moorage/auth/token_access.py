@@ -91,7 +91,7 @@ class TokenAccess:
         return _principal(subject)
 
     async def authorize(self, request: AccessRequest, repository: str, actions: frozenset[str], *,
-                        mount_from: str | None = None) -> Principal:
+                        mount_from: str | None = None, mirrored: bool = False) -> Principal:
         """Allow ``actions`` on ``repository`` for the token (or Basic) caller, re-checked against current rights.
 
         ``mount_from``: the request is a cross-repository mount, so the challenge also asks for
@@ -114,7 +114,9 @@ class TokenAccess:
         rights = await policy.repository_rights(subject, repository)
         if not actions <= rights.actions:
             raise self._refusal(request, policy.repository_denial(subject, repository, actions, rights), scope)
-        if claims is None:
+        if claims is None or mirrored:
+            # Mirrored: the client asked its token for the name it knows (without the proxy project),
+            # which the policy cannot grant; the verified subject's current rights above decide.
             return _principal(subject)
         if not actions <= _granted(claims, repository):
             raise self._insufficient(request, repository, wanted, scope)

@@ -25,6 +25,8 @@ from moorage.errors import RegistryError
 from moorage.events import ArtifactEvent, ArtifactEvents, Operation
 from moorage.metrics import ROUTE_SCOPE_KEY
 from moorage.numbers import parse_decimal
+from moorage.proxy import ProxyCache
+from moorage.proxy.service import ProxyTarget
 from moorage.registry.blobs import parse_range
 from moorage.registry.digests import Digest, parse_digest
 from moorage.registry.interfaces import Blobs, Manifests
@@ -140,11 +142,14 @@ class OciApi:
         on_event: EventHook | None = None,
         events: ArtifactEvents | None = None,
         pulls: PullTimes | None = None,
+        proxy: ProxyCache | None = None,
     ) -> None:
         self.on_event = on_event
         self.events = events
         #: Records each manifest GET's time behind the response (retention's pull rules, REST pull_time).
         self.pulls = pulls
+        #: Pull-through reads of proxy projects and the ``ns=`` mirror mode (``None``: no proxy cache).
+        self.proxy = proxy
         self.blobs = blobs
         self.uploads = uploads
         self.manifests = manifests
@@ -171,7 +176,9 @@ class OciApi:
                         headers={"Allow": ", ".join(route.methods)},
                     )
                 params = match.groupdict()
+                request.state.mirrored = False
                 if "name" in params:
+                    self._mirror(request, params)
                     validate_name(params["name"])
                 handler: Handler = getattr(self, handler_name)
                 return await handler(request, params)
@@ -202,6 +209,23 @@ class OciApi:
             log.error("unhandled_error", request_id=request_id, method=method, path=path, exc_info=error)
             return error_response(unexpected_error(error, request_id), method)
 
+    def _mirror(self, request: Request, params: dict[str, str]) -> None:
+        """Mirror mode: ``?ns=<upstream host>`` (containers/image sends it to a ``[[registry.mirror]]``)
+        names a configured upstream, so ``library/alpine`` is served from that proxy project."""
+        if self.proxy is None:
+            return
+        project = self.proxy.mirror_project(request.query_params.get("ns"))
+        if project is not None:
+            params["name"] = f"{project}/{params['name']}"
+            request.state.mirrored = True
+
+    async def _proxy_target(self, name: str) -> ProxyTarget | None:
+        return None if self.proxy is None else await self.proxy.target(name)
+
+    async def _refuse_proxy_push(self, name: str) -> None:
+        if self.proxy is not None:
+            await self.proxy.refuse_push(name)
+
     def _ctx(self, request: Request) -> AccessRequest:
         return AccessRequest(
             headers=dict(request.headers),
@@ -212,7 +236,8 @@ class OciApi:
 
     async def _allow(self, request: Request, name: str, *actions: str, mount_from: str | None = None) -> None:
         request.state.principal = await self.access.authorize(
-            self._ctx(request), name, frozenset(actions), mount_from=mount_from
+            self._ctx(request), name, frozenset(actions), mount_from=mount_from,
+            mirrored=bool(getattr(request.state, "mirrored", False)),
         )
 
     async def _event(self, request: Request, operation: Operation, name: str, reference: str,
@@ -267,7 +292,13 @@ class OciApi:
         name = params["name"]
         await self._allow(request, name, "pull")
         reference = lookup_reference(name, params["reference"])
-        manifest = await self.manifests.get(name, reference)
+        target = await self._proxy_target(name)
+        warning = None
+        if target is not None and self.proxy is not None:
+            proxied = await self.proxy.manifest(target, reference)
+            manifest, warning = proxied.manifest, proxied.warning
+        else:
+            manifest = await self.manifests.get(name, reference)
         accept = ",".join(request.headers.getlist("accept"))
         accepted = {part.split(";")[0].strip() for part in accept.split(",") if part.strip()}
         if accepted and manifest.media_type not in accepted and not accepted & {"*/*", "application/*"}:
@@ -284,6 +315,8 @@ class OciApi:
             "ETag": f'"{manifest.digest}"',
             "Content-Length": str(manifest.size),
         }
+        if warning is not None:  # served from the proxy cache without the upstream's confirmation
+            headers["Warning"] = warning
         body = b"" if request.method == "HEAD" else manifest.payload
         if request.method == "GET":
             if self.pulls is not None:
@@ -294,6 +327,7 @@ class OciApi:
     async def put_manifest(self, request: Request, params: dict[str, str]) -> Response:
         name = params["name"]
         await self._allow(request, name, "pull", "push")
+        await self._refuse_proxy_push(name)
         reference = parse_reference(params["reference"])
         payload = await self.manifests.read_payload(request.stream(), _content_length(request))
         # "" when absent: over HTTP a missing Content-Type is checked, not inferred (parse_manifest).
@@ -334,7 +368,13 @@ class OciApi:
         name = params["name"]
         await self._allow(request, name, "pull")
         digest = parse_digest(params["digest"])
-        size = await self.blobs.size(name, digest)
+        try:
+            size = await self.blobs.size(name, digest)
+        except RegistryError as error:
+            target = await self._proxy_target(name) if error.code == "BLOB_UNKNOWN" else None
+            if target is None:
+                raise
+            return await self._proxy_blob(request, target, digest)
         headers = {**API_VERSION, "Docker-Content-Digest": str(digest)}
         url = await self.blobs.redirect_url(digest, request.method)
         if url is not None:
@@ -351,6 +391,21 @@ class OciApi:
             return Response(status_code=status, headers=headers, media_type="application/octet-stream")
         stream = await self.blobs.open(digest, byte_range, size)
         return StreamingResponse(stream, status_code=status, headers=headers, media_type="application/octet-stream")
+
+    async def _proxy_blob(self, request: Request, target: ProxyTarget, digest: Digest) -> Response:
+        """A blob of a proxy project that is not here yet: its size upstream (``HEAD``) or the bytes as
+        they are fetched and stored (``GET``; a ``Range`` is ignored, the whole blob is sent with 200)."""
+        if self.proxy is None:  # a target exists only with a proxy cache
+            raise RuntimeError("proxy target without a proxy cache")
+        headers = {**API_VERSION, "Docker-Content-Digest": str(digest), "Accept-Ranges": "none"}
+        if request.method == "HEAD":
+            size = await self.proxy.blob_size(target, digest)
+            headers["Content-Length"] = str(size)
+            return Response(status_code=200, headers=headers, media_type="application/octet-stream")
+        blob = await self.proxy.fetch_blob(target, digest)
+        if blob.size is not None:
+            headers["Content-Length"] = str(blob.size)
+        return StreamingResponse(blob.chunks, status_code=200, headers=headers, media_type="application/octet-stream")
 
     async def delete_blob(self, request: Request, params: dict[str, str]) -> Response:
         name = params["name"]
@@ -387,6 +442,7 @@ class OciApi:
             validate_name(source)
         # A mount's challenge asks for pull on the source too, so a token client can mount.
         await self._allow(request, name, "pull", "push", mount_from=source if mount and source else None)
+        await self._refuse_proxy_push(name)
         if mount and source:
             digest = parse_digest(mount)
             try:

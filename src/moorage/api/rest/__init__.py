@@ -24,6 +24,7 @@ from moorage.api.rest import (
     logs,
     projects,
     quotas,
+    registries,
     retention,
     robots,
     search,
@@ -74,7 +75,7 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
         return error.response()
 
     for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc, usergroups,
-                   webhooks, retention, quotas):
+                   webhooks, retention, quotas, registries):
         app.include_router(module.router)
     return app
 

@@ -15,20 +15,24 @@ from moorage.api.rest.common import ApiError, services_of
 from moorage.auth.search import SearchIndex
 from moorage.errors import RegistryError
 from moorage.gc.executions import GcService
+from moorage.proxy import ProxyCache
 from moorage.registry.guard import ReadOnlyError, WriteGuard
 from moorage.registry.immutability import ImmutableRules, ImmutableTagError
 from moorage.registry.interfaces import Blobs, Manifests, Repositories
 from moorage.registry.quota import Limits, QuotaExceeded
 from moorage.registry.quota_service import QuotaService
 from moorage.retention.service import RetentionService
+from moorage.upstream.endpoints import Endpoints
 from moorage.webhooks import WebhookService
 
 __all__ = [
     "BlobsDep",
+    "EndpointsDep",
     "GcDep",
     "GuardDep",
     "ImmutableRulesDep",
     "ManifestsDep",
+    "ProxyDep",
     "QuotasDep",
     "RepositoriesDep",
     "RetentionDep",
@@ -98,6 +102,20 @@ def retention_of(request: Request) -> RetentionService:
     return services.retention or RetentionService(services.db, services.jobs)
 
 
+def endpoints_of(request: Request) -> Endpoints:
+    endpoints = services_of(request).endpoints
+    if endpoints is None:
+        raise ApiError(501, "registry endpoints need auth.mode: token (and auth.secret_key, which encrypts their "
+                       "credentials)")
+    return endpoints
+
+
+def proxy_of(request: Request) -> ProxyCache | None:
+    return services_of(request).proxy
+
+
+EndpointsDep = Annotated[Endpoints, Depends(endpoints_of)]
+ProxyDep = Annotated[ProxyCache | None, Depends(proxy_of)]
 RepositoriesDep = Annotated[Repositories, Depends(repositories_of)]
 ManifestsDep = Annotated[Manifests, Depends(manifests_of)]
 BlobsDep = Annotated[Blobs, Depends(blobs_of)]

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, StrictInt
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, role_id, visible_project
-from moorage.api.rest.deps import QuotasDep, RepositoriesDep, registry_error
+from moorage.api.rest.deps import ProxyDep, QuotasDep, RepositoriesDep, registry_error
 from moorage.api.rest.logs import AuditLogItem, audit_items
 from moorage.auth.groups import LDAP, Group, GroupRef
 from moorage.auth.identity import IdentityError, Project
@@ -17,6 +18,7 @@ from moorage.auth.roles import ROLE_NAMES, can_manage_members, can_see_members
 from moorage.errors import RegistryError
 from moorage.registry.interfaces import Repositories
 from moorage.registry.quota import InvalidLimit
+from moorage.upstream.endpoints import EndpointError
 
 router = APIRouter(tags=["project"])
 
@@ -31,11 +33,15 @@ class ProjectReq(BaseModel):
     metadata: ProjectMetadata | None = None
     #: Bytes; -1 is unlimited; left out, the configured default (``quotas.storage_per_project``).
     storage_limit: StrictInt | None = None
+    #: Harbor's proxy cache: the project pulls through from this registry endpoint and refuses pushes.
+    registry_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
 
 
 class ProjectUpdate(BaseModel):
     public: bool | None = None
     metadata: ProjectMetadata | None = None
+    #: A proxy-cache project only: bind it to another endpoint.
+    registry_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
 
 
 class ProjectOut(BaseModel):
@@ -49,6 +55,7 @@ class ProjectOut(BaseModel):
     current_user_role_id: int | None
     current_user_role_ids: list[int]
     metadata: ProjectMetadata
+    registry_id: int | None = None
 
 
 class MemberUser(BaseModel):
@@ -96,7 +103,8 @@ def _public(flag: bool | None, metadata: ProjectMetadata | None) -> bool | None:
     return None
 
 
-async def project_out(repositories: Repositories, project: Project, role: str | None) -> ProjectOut:
+async def project_out(repositories: Repositories, project: Project, role: str | None,
+                      registry_id: int | None = None) -> ProjectOut:
     """Harbor's ``Project`` as ``GET /projects`` lists it (also used by ``/search``)."""
     rid = role_id(role)
     return ProjectOut(
@@ -104,7 +112,7 @@ async def project_out(repositories: Repositories, project: Project, role: str | 
         creation_time=project.created_at, update_time=project.updated_at,
         repo_count=await repositories.count(project.id), current_user_role_id=rid,
         current_user_role_ids=[rid] if rid else [],
-        metadata=ProjectMetadata(public="true" if project.public else "false"),
+        metadata=ProjectMetadata(public="true" if project.public else "false"), registry_id=registry_id,
     )
 
 
@@ -138,19 +146,30 @@ async def project_exists(who: CallerDep, project_name: Annotated[str, Query(min_
 
 @router.post("/projects", status_code=201, response_model=None)
 async def create_project(
-    request: Request, response: Response, body: ProjectReq, who: CallerDep, quotas: QuotasDep
+    request: Request, response: Response, body: ProjectReq, who: CallerDep, quotas: QuotasDep, proxy: ProxyDep
 ) -> None:
     who.require_login()
     if who.subject.kind == "robot":
         raise ApiError(403, "robot accounts cannot create projects; use a user account")
+    within = None
+    if body.registry_id is not None:
+        if proxy is None:
+            raise ApiError(501, "proxy-cache projects need auth.secret_key (it encrypts endpoint credentials)")
+        registry_id = body.registry_id
+
+        async def within(conn: AsyncConnection, project_id: int) -> None:
+            await proxy.bindings.bind(conn, project_id, registry_id)
+
     try:
         limits = quotas.for_new_project(body.storage_limit)
     except InvalidLimit as exc:
         raise ApiError(400, f"{exc}; nothing was saved") from None
     try:
         project = await who.identity.store.create_project(
-            body.project_name, bool(_public(body.public, body.metadata)), who.subject, limits
+            body.project_name, bool(_public(body.public, body.metadata)), who.subject, limits, within
         )
+    except EndpointError as exc:
+        raise ApiError(400, exc.message) from None
     except IdentityError as exc:
         if exc.kind == "conflict":  # "already exists" only to those who may see it (the policy's words)
             rights = await who.identity.policy.rights(who.subject, body.project_name)
@@ -161,15 +180,25 @@ async def create_project(
 
 
 @router.get("/projects/{project_name_or_id}", response_model=ProjectOut)
-async def get_project(project_name_or_id: str, who: CallerDep, repositories: RepositoriesDep) -> ProjectOut:
+async def get_project(project_name_or_id: str, who: CallerDep, repositories: RepositoriesDep,
+                      proxy: ProxyDep) -> ProjectOut:
     project, role = await visible_project(who, project_name_or_id)
-    return await project_out(repositories, project, role)
+    registry_id = await proxy.bindings.project_registry(project.id) if proxy is not None else None
+    return await project_out(repositories, project, role, registry_id)
 
 
 @router.put("/projects/{project_name_or_id}", response_model=None)
-async def update_project(project_name_or_id: str, body: ProjectUpdate, who: CallerDep) -> None:
+async def update_project(project_name_or_id: str, body: ProjectUpdate, who: CallerDep, proxy: ProxyDep) -> None:
     project, role = await visible_project(who, project_name_or_id)
     _manage(who, role, project, "changing settings")
+    if body.registry_id is not None:
+        if proxy is None:
+            raise ApiError(501, "proxy-cache projects need auth.secret_key (it encrypts endpoint credentials)")
+        who.require_admin("binding a proxy-cache project to an endpoint")
+        try:
+            await proxy.bindings.rebind(project.id, body.registry_id)
+        except EndpointError as exc:
+            raise ApiError(400, exc.message) from None
     await who.identity.store.update_project(project.id, _public(body.public, body.metadata))
     await who.audit("update", "project", project.name, project.name)
 

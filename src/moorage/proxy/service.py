@@ -1,0 +1,62 @@
+"""The proxy cache as the ``/v2`` routes see it: which repositories it serves, their manifests and blobs.
+
+Built once per process from settings (:meth:`ProxyCache.from_settings`); it holds the per-endpoint
+upstream clients and the fetches in flight, so it is closed at shutdown.
+"""
+
+from __future__ import annotations
+
+from moorage.config import ProxySettings, parse_duration
+from moorage.db.session import Database
+from moorage.net.tls import TrustStore
+from moorage.proxy.bindings import ProxyBindings, ProxyTarget
+from moorage.proxy.blobs import ProxiedBlob, ProxyBlobs
+from moorage.proxy.flight import FetchLease
+from moorage.proxy.manifests import ProxiedManifest, ProxyManifests
+from moorage.proxy.upstreams import UpstreamPool
+from moorage.registry.digests import Digest
+from moorage.registry.interfaces import Blobs, Manifests
+from moorage.registry.uploads import UploadService
+from moorage.upstream.endpoints import Endpoints
+
+__all__ = ["ProxiedBlob", "ProxiedManifest", "ProxyCache", "ProxyTarget"]
+
+
+class ProxyCache:
+    """Pull-through reads of proxy projects; pushes into them are refused (:meth:`refuse_push`)."""
+
+    def __init__(self, db: Database, endpoints: Endpoints, manifests: Manifests, blobs: Blobs,
+                 uploads: UploadService, settings: ProxySettings, trust: TrustStore) -> None:
+        self.bindings = ProxyBindings(db)
+        self.upstreams = UpstreamPool(endpoints, timeout=settings.timeout, concurrency=settings.concurrency,
+                                      trust=trust)
+        self.manifests = ProxyManifests(db, manifests, self.upstreams, tag_ttl=parse_duration(settings.tag_ttl))
+        self.blobs = ProxyBlobs(blobs, uploads, self.upstreams, FetchLease(db, settings.fetch_lease),
+                                self.manifests, poll_seconds=settings.poll_seconds)
+        #: Mirror mode: the upstream host a client names in ``ns=`` → the proxy project serving it.
+        self.mirrors = dict(settings.mirrors)
+
+    def mirror_project(self, namespace: str | None) -> str | None:
+        """The proxy project that mirrors ``namespace`` (the ``ns=`` of containers/image), if configured."""
+        if not namespace:
+            return None
+        return self.mirrors.get(namespace.strip().lower())
+
+    async def target(self, repository: str) -> ProxyTarget | None:
+        return await self.bindings.target(repository)
+
+    async def manifest(self, target: ProxyTarget, reference: Digest | str) -> ProxiedManifest:
+        return await self.manifests.get(target, reference)
+
+    async def blob_size(self, target: ProxyTarget, digest: Digest) -> int:
+        return await self.blobs.size(target, digest)
+
+    async def fetch_blob(self, target: ProxyTarget, digest: Digest) -> ProxiedBlob:
+        return await self.blobs.fetch(target, digest)
+
+    async def refuse_push(self, repository: str) -> None:
+        await self.bindings.refuse_push(repository)
+
+    async def aclose(self) -> None:
+        await self.blobs.aclose()
+        await self.upstreams.aclose()
