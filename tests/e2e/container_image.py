@@ -31,7 +31,7 @@ import httpx
 
 from tests.e2e.clients import ClientError, ContainersTools, run, storage_driver
 
-__all__ = ["CACHE_DIR", "MoorageContainer", "MoorageImage", "build_image", "lasting_tools"]
+__all__ = ["CACHE_DIR", "MoorageContainer", "MoorageImage", "build_image", "lasting_tools", "run_once"]
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("MOORAGE_TEST_CACHE_DIR", "/var/cache/moorage-test"))
@@ -106,6 +106,20 @@ def _ulimits() -> list[str]:
     return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
 
 
+def _pod_flags(volume: str) -> list[str]:
+    """What the chart's pod has: read-only root, writable /tmp and data volume; plus host network."""
+    return ["--network", "host", *_ulimits(), "--read-only", "--tmpfs", "/tmp",
+            "--volume", f"{volume}:/var/lib/moorage"]
+
+
+def run_once(image: MoorageImage, volume: str, *argv: str) -> float:
+    """``podman run --rm`` the image with ``moorage <argv>`` (the chart's init container); seconds taken."""
+    started = time.monotonic()
+    image.tools.podman("--runtime", "runc", "run", "--rm", *_pod_flags(volume), "--entrypoint", "moorage",
+                       image.name, *argv)
+    return time.monotonic() - started
+
+
 @dataclass
 class MoorageContainer:
     """A running container of the image, listening on ``host`` (``127.0.0.1:<port>``)."""
@@ -117,17 +131,21 @@ class MoorageContainer:
     """From ``podman run`` to the first ``GET /v2/`` answered 200."""
 
     @classmethod
-    def start(cls, image: MoorageImage, port: int, timeout: float = 180) -> MoorageContainer:
-        """``podman run`` it with ``MOORAGE_LISTEN=127.0.0.1:<port>``; wait for ``/v2/``.
+    def start(
+        cls, image: MoorageImage, port: int, volume: str, *args: str, timeout: float = 180
+    ) -> MoorageContainer:
+        """``podman run`` it as the Helm chart runs a pod; wait for ``/v2/``.
 
-        The healthcheck's timer is off (``--health-interval disable``: podman schedules it with
+        ``MOORAGE_LISTEN=127.0.0.1:<port>``, a read-only root file system with a tmpfs on
+        ``/tmp``, the data volume ``volume``, and ``args`` after ``moorage serve``. The
+        healthcheck's timer is off (``--health-interval disable``: podman schedules it with
         systemd, which these machines lack); :meth:`healthcheck` runs it on demand.
         """
         host = f"127.0.0.1:{port}"
         started = time.monotonic()
         container_id = image.tools.podman(
-            "--runtime", "runc", "run", "--detach", "--network", "host", *_ulimits(),
-            "--health-interval", "disable", "--env", f"MOORAGE_LISTEN={host}", image.name,
+            "--runtime", "runc", "run", "--detach", *_pod_flags(volume),
+            "--health-interval", "disable", "--env", f"MOORAGE_LISTEN={host}", image.name, *args,
         ).stdout.strip().splitlines()[-1]
         container = cls(image, container_id, host)
         deadline = started + timeout

@@ -8,6 +8,7 @@ start-up time to the first answered ``GET /v2/`` are printed at the end of the s
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from tests.e2e.clients import Skopeo
 from tests.e2e.conftest import require_tool
-from tests.e2e.container_image import MoorageContainer, MoorageImage, build_image, lasting_tools
+from tests.e2e.container_image import MoorageContainer, MoorageImage, build_image, lasting_tools, run_once
 from tests.e2e.images import OciLayout, verify_layout
 from tests.e2e.servers import free_port
 
@@ -41,12 +42,21 @@ def moorage_image(tmp_path_factory: pytest.TempPathFactory, figures: list[str]) 
 
 
 @pytest.fixture
-def container(moorage_image: MoorageImage) -> Iterator[MoorageContainer]:
-    running = MoorageContainer.start(moorage_image, free_port())
+def container(moorage_image: MoorageImage, figures: list[str]) -> Iterator[MoorageContainer]:
+    """The image run as the chart runs a pod: ``moorage db upgrade`` first, then ``serve --no-migrate``."""
+    volume = f"moorage-test-{uuid.uuid4().hex[:12]}"
+    moorage_image.tools.podman("volume", "create", volume)
     try:
-        yield running
+        migrated = run_once(moorage_image, volume, "db", "upgrade")
+        running = MoorageContainer.start(moorage_image, free_port(), volume, "--no-migrate")
+        figures.append(f"container start-up: `moorage db upgrade` {migrated:.1f} s, then `moorage serve` answered "
+                       f"GET /v2/ {running.ready_seconds:.1f} s after `podman run`")
+        try:
+            yield running
+        finally:
+            running.remove()
     finally:
-        running.remove()
+        moorage_image.tools.podman("volume", "rm", "--force", volume, check=False)
 
 
 def test_image_runs_moorage_serve_as_non_root_with_a_healthcheck(moorage_image: MoorageImage) -> None:
@@ -64,17 +74,15 @@ def test_image_runs_moorage_serve_as_non_root_with_a_healthcheck(moorage_image: 
     assert inspected["Healthcheck"]["Test"] == ["CMD", "moorage", "ping"]
 
 
-def test_container_answers_healthcheck_and_stores_data_as_its_user(
-    container: MoorageContainer, figures: list[str]
-) -> None:
-    figures.append(f"container start-up: first GET /v2/ answered {container.ready_seconds:.1f} s "
-                   "after `podman run` (fresh SQLite database, migrations included)")
+def test_container_answers_healthcheck_and_stores_data_as_its_user(container: MoorageContainer) -> None:
     assert container.healthcheck() == 0, container.logs()
     assert container.state()["Health"]["Status"] == "healthy"
     assert container.exec("id", "-u").strip() == "10001"
-    # The embedded default (SQLite + filesystem) lands in the volume, owned by the image's user.
+    # The embedded default (SQLite + filesystem) lands in the volume, owned by the image's user,
+    # while the root file system is read-only (the chart's readOnlyRootFilesystem).
     owner = container.exec("stat", "-c", "%u", "/var/lib/moorage/moorage.db").strip()
     assert owner == "10001"
+    assert container.podman("exec", container.id, "touch", "/opt/moorage/x", check=False).returncode != 0
     with httpx.Client(base_url=f"http://{container.host}", timeout=10) as client:
         assert client.get("/api/v2.0/ping").text == "Pong"
     # PID 1 is `moorage serve` itself (exec-form entry point): SIGTERM is a clean shutdown.

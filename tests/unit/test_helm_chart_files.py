@@ -1,7 +1,7 @@
 """The Helm chart's own files agree with each other and with the project.
 
-Rendering the chart needs the real ``helm``, which these machines cannot build (see
-docs/kubernetes.md); what can be checked without it is checked here: the chart's version
+Rendering the chart needs the real ``helm``, built from the Go module proxy, which the test
+machines cannot reach yet; what can be checked without it is checked here: the chart's version
 metadata, and that the value sets in ``ci/`` set only keys ``values.yaml`` declares (a typo
 there would otherwise be ignored by helm without a word).
 """
