@@ -38,7 +38,7 @@ class Sso:
     def browser(self) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
         """A fresh browser: ``(moorage side, provider side)``, each with its own cookie jar."""
         moorage = httpx.AsyncClient(transport=self.transport, base_url=BASE_URL)
-        provider = httpx.AsyncClient(verify=str(self.provider.ca_bundle) if self.provider.ca_bundle else True,
+        provider = httpx.AsyncClient(verify=self.provider.verify(),
                                      timeout=10)
         return moorage, provider
 
@@ -62,13 +62,15 @@ class Sso:
 
 
 async def sso_registry(database_url: str, data_dir: Path, provider: OidcProvider, *, refresh: bool = True,
-                       client_address: str = "127.0.0.1", **extra: object) -> AsyncIterator[Sso]:
+                       client_address: str = "127.0.0.1", trust_provider_ca: bool = True,
+                       **extra: object) -> AsyncIterator[Sso]:
+    """``trust_provider_ca``: give Moorage the provider's private CA (``auth.oidc.ca_bundle``) when it has one."""
     client_id, client_secret = provider.register_client(f"{BASE_URL}/c/oidc/callback", refresh=refresh)
     env = {**TOKEN_ENV, "MOORAGE_AUTH__OIDC__ISSUER": provider.issuer, "MOORAGE_AUTH__OIDC__CLIENT_ID": client_id,
            "MOORAGE_AUTH__OIDC__CLIENT_SECRET": client_secret, "MOORAGE_AUTH__OIDC__NAME": "Test provider",
            "MOORAGE_AUTH__SOURCES": "[local, oidc, robot]",
            "MOORAGE_AUTH__OIDC__SCOPES": "[openid, profile, email, groups]", **extra}
-    if provider.ca_bundle is not None:
+    if provider.ca_bundle is not None and trust_provider_ca:
         env["MOORAGE_AUTH__OIDC__CA_BUNDLE"] = str(provider.ca_bundle)
     settings = make_settings(database_url, data_dir, **env)
     services = Services.from_settings(settings)

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import jwt
 import pytest
 import structlog
 
@@ -130,3 +131,25 @@ async def test_without_a_refresh_token_the_secret_lives_its_own_lifetime(sso_wit
     with structlog.testing.capture_logs() as entries:
         assert (await _cli_login(sso, login, secret))[0] == 200
     assert "oidc_refreshed" not in [e["event"] for e in entries]
+
+
+async def test_the_groups_claim_grants_project_rights_recomputed_at_the_refresh(sso: Sso) -> None:
+    """An OIDC group (Harbor's group_type 3) as a project member: the claim decides, at login and at refresh."""
+    project = await sso.idp.project()
+    r = await sso.idp.api("POST", f"/projects/{project}/members", sso.idp.admin,
+                          json={"role_id": 2, "member_group": {"group_type": 3, "group_name": f"{project}-devs"}})
+    assert r.status_code == 201, r.text
+    login = sso.account(groups=[f"{project}-devs", "unrelated"])
+    _, secret = await _secret(sso, login)
+
+    async def granted() -> list[str]:
+        r = await sso.idp.http.get("/service/token", headers=basic(login, secret), params={
+            "service": "moorage", "scope": f"repository:{project}/app:pull,push"})
+        assert r.status_code == 200, r.text
+        access = jwt.decode(r.json()["token"], options={"verify_signature": False})["access"]
+        return sorted(access[0]["actions"]) if access else []
+
+    assert await granted() == ["pull", "push"]  # developer through the group
+    sso.provider.put_account(login, "provider-pw", email=f"{login}@example.com", groups=["unrelated"])
+    await asyncio.sleep(TTL + 1)
+    assert await granted() == []  # the refresh re-read the claim: no longer in the group

@@ -12,7 +12,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import structlog
 
+from moorage.certs import make_ca, make_server
 from tests.integration.oidc_helpers import Sso, sso_registry
 from tests.services.oidc_provider import OidcProvider, new_jwk
 
@@ -97,3 +99,24 @@ async def test_a_rotated_provider_key_is_fetched_when_a_token_names_it(sso: Sso,
     await sso.session(login)  # signed by the new key: the JWKS is read again
     provider.restart([new_jwk(f"key-{uuid.uuid4().hex[:8]}")])  # the old keys are gone from the JWKS
     await sso.session(login)
+
+
+async def test_a_provider_behind_a_private_ca_needs_its_ca_bundle(database_url: str, tmp_path: Path) -> None:
+    """HTTPS with a certificate of a private CA: trusted through auth.oidc.ca_bundle, refused without it."""
+    ca = make_ca(tmp_path / "ca")
+    server = make_server(tmp_path / "server", ca.certificate, ca.key, ["127.0.0.1"])
+    provider = OidcProvider(tmp_path, tls=(server.certificate, server.key))
+    provider.ca_bundle = ca.certificate
+    provider.start()
+    try:
+        async for sso in sso_registry(database_url, tmp_path, provider):
+            await sso.session(sso.account())  # discovery, token endpoint and JWKS over verified TLS
+        (tmp_path / "untrusted").mkdir()
+        async for sso in sso_registry(database_url, tmp_path / "untrusted", provider, trust_provider_ca=False):
+            with structlog.testing.capture_logs() as entries:
+                r = await sso.idp.http.get("/c/oidc/login")
+            assert r.status_code == 303 and "single+sign-on+is+unavailable" in r.headers["location"]
+            reason = next(e["reason"] for e in entries if e["event"] == "oidc_provider_unavailable")
+            assert "CERTIFICATE_VERIFY_FAILED" in reason and "ca_bundle" in reason, reason
+    finally:
+        provider.stop()

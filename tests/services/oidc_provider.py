@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -133,8 +134,12 @@ class OidcProvider:
         self.keys = keys
         self.start()
 
+    def verify(self) -> ssl.SSLContext | bool:
+        """What the test's own HTTP clients verify the provider with (its private CA, when it has one)."""
+        return ssl.create_default_context(cafile=str(self.ca_bundle)) if self.ca_bundle else True
+
     def _client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.issuer, verify=str(self.ca_bundle) if self.ca_bundle else True, timeout=10)
+        return httpx.Client(base_url=self.issuer, verify=self.verify(), timeout=10)
 
     def _get(self, path: str) -> httpx.Response:
         with self._client() as client:
