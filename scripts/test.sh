@@ -26,6 +26,7 @@ wait_port() {  # wait_port PORT WHAT
 # slapd + ldap-utils: the LDAP directory the identity-source tests start and seed (tests/services/ldap.py).
 # chromium: the browser the web UI tests drive with Playwright (its own browser download is unreachable).
 # nodejs + npm: the OIDC tests' provider (npm's oidc-provider, pinned in tests/services/oidc/package-lock.json).
+#   Only when no npm is on the PATH: NodeSource's nodejs bundles npm and conflicts with Debian's.
 # systemd: only its systemd-analyze, which checks deploy/systemd/moorage.service (nothing is started).
 # podman/buildah as root without systemd: crun (OCI runtime), fuse-overlayfs (overlay fallback),
 # uidmap + slirp4netns (podman's hard/soft requirements), containers-common (policy.json).
@@ -35,10 +36,11 @@ PACKAGES=(
     skopeo podman buildah docker-registry golang-github-containers-common
     crun fuse-overlayfs uidmap slirp4netns mmdebstrap runc
     nginx redis-server redis-sentinel redis-tools postgresql
-    chromium nodejs npm
+    chromium
     slapd ldap-utils
     systemd
 )
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
