@@ -191,13 +191,17 @@ async def _phases(nodes: Nodes) -> None:
                                     headers=ADMIN)
             assert got.status_code == 202, got.text
         env = {**os.environ, "MOORAGE_DATABASE_URL": nodes.database_url, "MOORAGE_DATA_DIR": str(nodes.shared)}
-        gc = asyncio.to_thread(subprocess.run, [*moorage_command(), "gc", "run", "--grace-period", "0s"],
-                               env=env, capture_output=True, text=True, timeout=300, check=False)
-        gc_done, *_ = await asyncio.gather(
-            gc,
+
+        def collect() -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*moorage_command(), "gc", "run", "--grace-period", "0s"], env=env,
+                                  capture_output=True, text=True, timeout=300, check=False)
+
+        gc = asyncio.create_task(asyncio.to_thread(collect))
+        await asyncio.gather(
             *(_image(http, nodes, f"{project}/r{r}", configs[r], layers_of(r), r, tolerate=True)
               for r in range(12, 14)),
         )
+        gc_done = await gc
         assert gc_done.returncode == 0, gc_done.stdout + gc_done.stderr
         await _exact(http, nodes, pid)
 

@@ -117,10 +117,12 @@ def human_size(size: int) -> str:
 
 
 def _raise_hint(project_id: int, resource: str) -> str:
-    example = "<bytes>" if resource == "storage" else "<artifacts>"
+    # No double quotes: clients print the message inside quotes of their own and escape ours
+    # (skopeo and podman showed {\"hard\": ...}).
+    unit = "bytes" if resource == "storage" else "artifacts"
     return (
-        f"ask a system administrator to raise the limit (PUT /api/v2.0/quotas/{project_id} with "
-        f'{{"hard": {{"{resource}": {example}}}}}, -1 for unlimited)'
+        f"ask a system administrator to raise the limit: PUT /api/v2.0/quotas/{project_id} with hard.{resource} "
+        f"set to the new limit in {unit} (-1 for unlimited)"
     )
 
 
