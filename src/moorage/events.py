@@ -19,7 +19,8 @@ __all__ = ["ArtifactEvent", "ArtifactEvents", "ArtifactSubscriber", "Operation"]
 
 log = structlog.get_logger("moorage.events")
 
-Operation = Literal["push", "pull", "delete"]
+#: ``quota_exceeded``: a push refused by the project's quota (nothing was stored; ``detail`` says which limit).
+Operation = Literal["push", "pull", "delete", "quota_exceeded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class ArtifactEvent:
     digest: str | None = None
     tag: str | None = None
     host: str | None = None
+    detail: str | None = None
 
     @property
     def reference(self) -> str:

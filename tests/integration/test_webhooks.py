@@ -19,7 +19,7 @@ import pytest
 
 from moorage.jobs import JobRunner
 from tests.integration.oci_client import push_image
-from tests.integration.test_identity_helpers import Idp, make_idp
+from tests.integration.test_identity_helpers import Idp, make_idp, uid
 from tests.integration.webhook_receiver import Received, Receiver
 
 SECRET = "hmac-secret-of-the-target"
@@ -131,6 +131,28 @@ async def test_cloudevents_target_and_a_failed_attempt_is_retried(idp: Idp, tmp_
         assert [(j["status"], j["attempts"]) for j in jobs] == [("Success", 2)]
     finally:
         receiver.stop()
+
+
+async def test_a_push_over_the_quota_is_a_quota_exceed_event(idp: Idp, receiver: Receiver) -> None:
+    project = uid("proj")
+    r = await idp.api("POST", "/projects", idp.admin, json={"project_name": project, "storage_limit": 600})
+    assert r.status_code == 201, r.text
+    r = await idp.api("POST", f"/projects/{project}/webhook/policies", idp.admin,
+                      json=_policy(receiver.url, ["QUOTA_EXCEED"]))
+    assert r.status_code == 201, r.text
+    idp.http.headers.update(idp.admin)
+    try:
+        refused = await idp.http.post(f"/v2/{project}/app/blobs/uploads/",
+                                      params={"digest": "sha256:" + hashlib.sha256(b"z" * 1000).hexdigest()},
+                                      content=b"z" * 1000)
+    finally:
+        del idp.http.headers["Authorization"]
+    assert refused.status_code == 403, refused.text
+    (got,) = await _wait_for(receiver, 1)
+    body = got.json()
+    assert body["type"] == "QUOTA_EXCEED"
+    assert body["event_data"]["repository"]["repo_full_name"] == f"{project}/app"
+    assert "quota exceeded" in body["event_data"]["custom_attributes"]["Details"]
 
 
 @pytest.mark.parametrize(("change", "field"), [

@@ -38,7 +38,7 @@ __all__ = [
 PUSH_ARTIFACT = "PUSH_ARTIFACT"
 PULL_ARTIFACT = "PULL_ARTIFACT"
 DELETE_ARTIFACT = "DELETE_ARTIFACT"
-#: Emitted by project quotas through :meth:`moorage.webhooks.service.WebhookService.quota_exceeded`.
+#: A push the project's quota refused (the ``quota_exceeded`` artifact event of :mod:`moorage.events`).
 QUOTA_EXCEED = "QUOTA_EXCEED"
 
 #: The event types a policy may subscribe to: those this registry emits. Harbor's ``REPLICATION``

@@ -40,7 +40,8 @@ log = structlog.get_logger("moorage.webhooks")
 DELIVER = "webhook.deliver"
 CACHE_SECONDS = 2.0
 #: The webhook event of each artifact operation (blob deletes have none, as in Harbor).
-_EVENT_TYPES = {"pull": PULL_ARTIFACT, "push": PUSH_ARTIFACT, "delete": DELETE_ARTIFACT}
+_EVENT_TYPES = {"pull": PULL_ARTIFACT, "push": PUSH_ARTIFACT, "delete": DELETE_ARTIFACT,
+                "quota_exceeded": QUOTA_EXCEED}
 _CACHE_MAX = 10_000
 
 
@@ -125,13 +126,8 @@ class WebhookService:
     async def on_artifact(self, event: ArtifactEvent) -> None:
         """The :class:`~moorage.events.ArtifactEvents` subscriber: a push, pull or delete as its webhook event."""
         await self.emit(_EVENT_TYPES[event.operation], event.repository, operator=event.operator,
-                        digest=event.digest, tag=event.tag, host=event.host)
-
-    async def quota_exceeded(self, repository: str, *, operator: str, detail: str, digest: str | None = None,
-                             host: str | None = None) -> int:
-        """``QUOTA_EXCEED`` for a refused push (quotas call this after refusing); ``detail`` says which quota."""
-        return await self.emit(QUOTA_EXCEED, repository, operator=operator, digest=digest, host=host,
-                               custom={"Details": detail})
+                        digest=event.digest, tag=event.tag, host=event.host,
+                        custom={"Details": event.detail} if event.detail else None)
 
     async def _repository_created(self, repository: str) -> datetime | None:
         async with self.db.read() as conn:

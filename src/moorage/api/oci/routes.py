@@ -33,6 +33,7 @@ from moorage.registry.interfaces import Blobs, Manifests
 from moorage.registry.manifest_store import lookup_reference, parse_reference
 from moorage.registry.names import validate_name
 from moorage.registry.pull_times import PullTimes
+from moorage.registry.quota import QuotaExceeded
 from moorage.registry.uploads import UploadService
 from moorage.storage import StorageError
 
@@ -162,6 +163,7 @@ class OciApi:
         # "\t", so "/v2/p/app%0A/…" would act on "p/app" instead of being refused as NAME_INVALID.
         path = str(request.scope["path"])
         method = request.method
+        params: dict[str, str] = {}
         try:
             for route in _ROUTES:
                 match = route.pattern.fullmatch(path)
@@ -188,6 +190,8 @@ class OciApi:
                 status=404,
             )
         except RegistryError as error:
+            if isinstance(error, QuotaExceeded) and "name" in params:
+                await self._quota_refused(request, params, error)
             return error_response(error, method)
         except StorageError as error:
             log.error("storage_error", path=path, error=str(error), driver=error.driver)
@@ -256,6 +260,19 @@ class OciApi:
             scheme = (request.headers.get("authorization") or "").strip().partition(" ")[0]
             await self.on_event(principal, operation, name, reference, client, resource_type,
                                 auth_method(scheme, principal.kind))
+
+    async def _quota_refused(self, request: Request, params: dict[str, str], error: QuotaExceeded) -> None:
+        """A push the quota refused: the ``quota_exceeded`` event (Harbor's ``QUOTA_EXCEED`` webhook)."""
+        if self.events is None:
+            return
+        reference = params.get("reference") or params.get("digest") or ""
+        principal = getattr(request.state, "principal", None)
+        await self.events.publish(ArtifactEvent(
+            "quota_exceeded", params["name"], operator=getattr(principal, "name", None) or "anonymous",
+            digest=reference if reference.startswith("sha") and ":" in reference else None,
+            tag=reference if reference and ":" not in reference else None, host=self.urls.host(request),
+            detail=error.message,
+        ))
 
     # --- base and listings -------------------------------------------------------------
 
