@@ -196,3 +196,19 @@ async def test_a_refused_service_account_is_an_operator_error_not_a_guess(
                 assert r.status_code == 401
         assert any("refused the service account" in e.get("error", "") and "bind_password" in e["error"]
                    for e in logs)
+
+
+async def test_an_ldap_group_is_added_only_when_the_directory_has_it(idp: Idp, slapd: Directory) -> None:
+    group = uid("grp")
+    missing = slapd.group_dn(uid("nogrp"))
+    before = (await idp.api("GET", "/usergroups", idp.admin)).headers["X-Total-Count"]
+    r = await idp.api("POST", "/usergroups", idp.admin, json={"group_type": 1, "ldap_group_dn": missing})
+    assert r.status_code == 400 and "names no group in the directory" in r.text
+    project = await idp.project()
+    r = await idp.api("POST", f"/projects/{project}/members", idp.admin,
+                      json={"role_id": 3, "member_group": {"group_type": 1, "ldap_group_dn": missing}})
+    assert r.status_code == 400 and "ldap_group_dn" in r.text
+    assert (await idp.api("GET", "/usergroups", idp.admin)).headers["X-Total-Count"] == before  # nothing saved
+    slapd.add_group(group)
+    r = await idp.api("POST", "/usergroups", idp.admin, json={"group_type": 1, "ldap_group_dn": slapd.group_dn(group)})
+    assert r.status_code == 201, r.text

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from moorage.config import ConfigError, load_settings
 from moorage.errors import RegistryError
 from moorage.registry.digests import parse_digest
-from moorage.registry.names import VALIDATORS, InvalidNameError, validate_name, validate_tag
+from moorage.registry.names import (
+    VALIDATORS,
+    InvalidNameError,
+    check_group_name,
+    ldap_filter_character,
+    validate_name,
+    validate_tag,
+)
 from moorage.storage.checked import check_path
 from moorage.storage.driver import InvalidPathError
 
@@ -136,3 +143,21 @@ def test_config_identifiers_refused_naming_the_key(variable: str, value: str, ke
     with pytest.raises(ConfigError) as caught:
         load_settings(environ={variable: value})
     assert str(caught.value).startswith(f"{key}: ")
+
+
+@pytest.mark.parametrize("name", ["Domain Admins", "dev", "R&D team", "équipe-3"])
+def test_group_names_allow_single_spaces_between_words(name: str) -> None:
+    assert check_group_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", " dev", "dev ", "a  b", "a\tb", "a\u200bb", "x" * 256])
+def test_group_names_refuse_other_whitespace_and_invisible_characters(name: str) -> None:
+    with pytest.raises(InvalidNameError):
+        check_group_name(name)
+
+
+@given(st.text(max_size=40))
+def test_ldap_filter_characters_are_found_wherever_they_are(text: str) -> None:
+    found = ldap_filter_character(text)
+    special = [char for char in text if char in "*()\\\0"]
+    assert found == (special[0] if special else None)

@@ -21,7 +21,7 @@ import structlog
 
 from moorage.auth.audit import AuditLog
 from moorage.auth.bootstrap import hand_over_initial_password
-from moorage.auth.groups import GroupStore
+from moorage.auth.groups import GroupStore, normalize_dn
 from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Subject
 from moorage.auth.keys import KeySet, SecretBox
 from moorage.auth.ldap import LdapSource
@@ -93,8 +93,10 @@ class IdentityService:
         self.groups = GroupStore(db, on_change=self._forget)
         #: Who checks a login (auth.sources, in order); external sources register here at start-up.
         self.sources = SourceChain(self.store, self.robots, self.groups, settings.sources)
-        if settings.ldap is not None:
-            self.sources.register(LdapSource(settings.ldap, trust=trust))
+        #: The LDAP source when ``auth.ldap`` is set (also asked whether a group DN exists).
+        self.ldap = LdapSource(settings.ldap, trust=trust) if settings.ldap is not None else None
+        if self.ldap is not None:
+            self.sources.register(self.ldap)
         self.policy = Policy(self.store, self.robots, anonymous_pull=settings.anonymous_pull,
                              disclose_existence=settings.disclose_project_existence)
         self.audit = AuditLog(db)
@@ -225,6 +227,26 @@ class IdentityService:
 
     async def _check(self, username: str, password: str, *, cached_only: bool) -> Subject | None:
         return await self.sources.check(username, password, cached_only=cached_only)
+
+    async def check_ldap_group(self, dn: str | None) -> None:
+        """Before an LDAP group is created by DN (``/usergroups``, ``member_group``): with a directory
+        configured, the DN must name a group there (Harbor checks it too), so a typo is refused
+        instead of mapping nobody. ``invalid`` naming ``ldap_group_dn`` otherwise; a directory that
+        cannot answer is ``unavailable``-worded ``invalid`` too (nothing is saved either way)."""
+        if self.ldap is None or not dn:
+            return
+        normalize_dn(dn)  # text that is no DN is refused as such, without asking the directory
+        try:
+            exists = await self.ldap.group_exists(dn)
+        except SourceError as exc:
+            log.error("identity_source_unavailable", group=dn, error=str(exc))
+            raise IdentityError("invalid", "ldap_group_dn could not be checked: the directory does not answer; "
+                                "try again later") from None
+        if not exists:
+            raise IdentityError(
+                "invalid", f"ldap_group_dn {dn!r} names no group in the directory (auth.ldap.group_filter); check "
+                "the DN",
+            )
 
     async def _injection(self, username: str, client: str) -> IdentityError:
         """A login name holding an LDAP filter character (``*``, ``(``, ``)``, ``\\``, NUL): no source

@@ -256,7 +256,10 @@ async def _group_of(who: CallerDep, body: MemberGroup) -> Group:
     name = body.group_name or (body.ldap_group_dn or "").split(",", 1)[0].partition("=")[2].strip()
     if not name:
         raise ApiError(400, "member_group needs an id, an ldap_group_dn, or a group_name with a group_type")
-    return await groups.ensure(GroupRef(group_type, name, body.ldap_group_dn or None))
+    ref = GroupRef(group_type, name, body.ldap_group_dn or None)
+    if group_type == LDAP and await groups.find(LDAP, ref.key) is None:
+        await who.identity.check_ldap_group(body.ldap_group_dn)
+    return await groups.ensure(ref)
 
 
 @router.post("/projects/{project_name_or_id}/members", status_code=201, response_model=None)

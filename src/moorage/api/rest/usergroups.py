@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate
-from moorage.auth.groups import Group
+from moorage.auth.groups import LDAP, Group
 from moorage.auth.identity import IdentityError
 
 router = APIRouter(tags=["usergroup"])
@@ -83,6 +83,8 @@ async def create_group(request: Request, response: Response, body: UserGroup, wh
     if not name:
         raise ApiError(400, "group_name is required (for an LDAP group it may be left out when ldap_group_dn is given)")
     try:
+        if group_type == LDAP:
+            await who.identity.check_ldap_group(body.ldap_group_dn)
         group = await who.identity.groups.create(name, group_type, body.ldap_group_dn or None)
     except IdentityError as exc:
         raise ApiError.of(exc) from None
