@@ -24,6 +24,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +176,58 @@ def containers_tools(tmp_path: Path, any_registry: RegistryProcess) -> Iterator[
 def layout(tmp_path: Path) -> OciLayout:
     """An empty OCI image layout for this test's source images."""
     return OciLayout(tmp_path / "source-layout")
+
+
+# -- the web UI ----------------------------------------------------------------------------
+def _ui_redis_url() -> str:
+    """The test Redis (``MOORAGE_TEST_REDIS_URL``) on database 12, so the UI server's cache keys meet no one else's."""
+    import os
+    from urllib.parse import urlsplit, urlunsplit
+
+    import redis
+
+    url = os.environ.get("MOORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    parts = urlsplit(url)
+    url = urlunsplit((parts.scheme, parts.netloc, "/12", parts.query, parts.fragment))
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        skip_or_fail(f"Redis is not reachable at {url}: {exc} (the UI's system page shows its health)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def ui_registry(e2e_workdir: Path) -> Iterator[RegistryProcess]:
+    """A token-mode ``moorage serve`` with Redis, shared by every UI test module (each uses its own names)."""
+    from tests.e2e.identity_helpers import start_token_moorage
+
+    server = start_token_moorage(e2e_workdir, label="moorage-ui", extra_env={"MOORAGE_REDIS_URL": _ui_redis_url()})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's chromium through Playwright, one for the session."""
+    from tests.e2e.ui_support import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium; scripts/test.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(e2e_workdir: Path) -> Path:
+    """Where the UI tests save screenshots of the main pages (a test artifact; docs/ui/ keeps a few)."""
+    where = e2e_workdir / "ui-screenshots"
+    where.mkdir(exist_ok=True)
+    return where

@@ -11,38 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from tests.conftest import skip_or_fail
 from tests.e2e.clients import Skopeo
-from tests.e2e.identity_helpers import PASSWORD, AdminApi, start_token_moorage, uid
+from tests.e2e.identity_helpers import PASSWORD, AdminApi, uid
 from tests.e2e.images import OciLayout, verify_layout
 from tests.e2e.servers import RegistryProcess
+from tests.e2e.ui_support import WAIT_MS, axe_violations, expected_refusals, login, open_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-CHROMIUM = "/usr/bin/chromium"
-#: Playwright's own browser download is not reachable: Debian's chromium, headless, no network chatter.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-#: How long an expectation waits for the page (the server shares 2 cores with the rest of the suite).
-WAIT_MS = 15_000
 KIB = 1024
-
-
-@pytest.fixture(scope="module")
-def ui_registry(e2e_workdir: Path) -> Iterator[RegistryProcess]:
-    server = start_token_moorage(e2e_workdir, label="moorage-ui")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -58,63 +41,11 @@ def api(reg: RegistryProcess) -> Iterator[AdminApi]:
     client.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium; scripts/test.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture(scope="module")
-def screenshots(e2e_workdir: Path) -> Path:
-    where = e2e_workdir / "ui-screenshots"
-    where.mkdir(exist_ok=True)
-    return where
-
-
 @pytest.fixture
 def page(browser: Browser, reg: RegistryProcess) -> Iterator[Page]:
     """A fresh browser context on the registry; any JavaScript or console error fails the test."""
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=WAIT_MS)
-    context = browser.new_context(base_url=reg.url, viewport={"width": 1200, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=reg.url)
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
-
-    def console(message: Any) -> None:
-        # A refused API call is logged by chromium as a failed resource load: expected where a test
-        # provokes one (it then clears the list); a script error never is.
-        if message.type == "error":
-            errors.append(f"console: {message.text}")
-
-    opened.on("console", console)
-    opened.errors = errors  # type: ignore[attr-defined]
-    try:
+    with open_page(browser, reg.url) as opened:
         yield opened
-    finally:
-        context.close()
-    assert not errors, errors
-
-
-def _login(page: Page, username: str, password: str) -> None:
-    from playwright.sync_api import expect
-
-    page.get_by_role("link", name="Log in").click()
-    page.get_by_label("User name").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#whoami")).to_have_text(username)
 
 
 def test_login_create_project_push_find_copy_pull_logout(
@@ -127,7 +58,7 @@ def test_login_create_project_push_find_copy_pull_logout(
     page.goto("/")
     expect(page).to_have_url(f"{reg.url}/projects")
     expect(page.get_by_role("button", name="New project")).to_have_count(0)  # anonymous: hidden
-    _login(page, user, PASSWORD)
+    login(page, user, PASSWORD)
 
     project = uid("proj")
     page.get_by_role("button", name="New project").click()
@@ -182,8 +113,17 @@ def test_login_create_project_push_find_copy_pull_logout(
     assert api.http.get(f"/projects/{project}/repositories/app/artifacts/v1").status_code == 404
     assert api.http.get(f"/projects/{project}/repositories/app/artifacts/{image.manifest.digest}").json()["tags"] == []
 
-    page.get_by_role("button", name="Log out").click()
-    expect(page.get_by_role("link", name="Log in")).to_be_visible()
+    # Logout revokes the session on the server: a copy of the cookie taken before is refused after.
+    copied_cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    with httpx.Client(base_url=reg.url, cookies=copied_cookies, timeout=30) as thief:
+        assert thief.get("/api/v2.0/users/current").json()["username"] == user  # the copy works while logged in
+        page.get_by_role("button", name="Log out").click()
+        expect(page.get_by_role("link", name="Log in")).to_be_visible()
+        after = thief.get("/api/v2.0/users/current")
+        assert after.status_code == 401 and "logged out" in after.text, after.text
+        changed = thief.post("/api/v2.0/projects", json={"project_name": uid("proj")},
+                             headers={"X-CSRF-Token": copied_cookies["moorage_csrf"]})
+        assert changed.status_code == 401, changed.text
     page.goto(f"/projects?q={project}")
     expect(page.get_by_text(f"No project matches “{project}”.")).to_be_visible()  # private: gone with the session
     assert not [c for c in page.context.cookies() if c["name"] == "moorage_session"]
@@ -266,12 +206,6 @@ def test_ui_assets_come_from_the_package(reg: RegistryProcess) -> None:
     assert "https://" not in html and "http://" not in html
 
 
-def _expected_refusals(page: Page, status: int) -> None:
-    """Drop the console lines chromium writes for API answers of ``status`` the test provoked on purpose."""
-    errors: list[str] = page.errors  # type: ignore[attr-defined]
-    errors[:] = [e for e in errors if f"status of {status}" not in e]
-
-
 def test_members_and_robots_screens(
     reg: RegistryProcess, api: AdminApi, page: Page, skopeo: Skopeo, layout: OciLayout, screenshots: Path,
 ) -> None:
@@ -283,7 +217,7 @@ def test_members_and_robots_screens(
     owner = api.user(project, 1)
     member = api.user()
     page.goto("/projects")
-    _login(page, owner, PASSWORD)
+    login(page, owner, PASSWORD)
     page.goto(f"/projects/{project}")
     page.get_by_role("link", name="Members").click()
     add = page.get_by_role("form", name="Add a member")  # waits for the members screen
@@ -312,7 +246,7 @@ def test_members_and_robots_screens(
     assert refused.status_code == 403 and "is disabled" in refused.text, refused.text
 
     page.get_by_role("button", name="Log out").click()
-    _login(page, member, PASSWORD)
+    login(page, member, PASSWORD)
     page.goto(f"/projects?q={project}")
     page.get_by_role("link", name=project, exact=True).click()
     page.get_by_role("link", name=f"{project}/built").click()
@@ -325,21 +259,10 @@ def test_members_and_robots_screens(
     expect(tabs.get_by_role("link", name="Robot accounts")).to_have_count(0)  # guest: hidden
     page.goto(f"/projects/{project}/robots")
     expect(page.get_by_role("alert")).to_contain_text("maintainer")  # and refused by the API
-    _expected_refusals(page, 403)
+    expected_refusals(page, 403)
     page.goto(f"/projects/{project}/members")
     expect(page.get_by_role("button", name="Add member")).to_have_count(0)
     expect(page.get_by_role("button", name=f"Remove {member}")).to_have_count(0)
-
-
-def _axe_violations(page: Page) -> list[str]:
-    """axe-core's serious and critical findings on the page as it is now (WCAG 2.1 A/AA rules)."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"] if v["impact"] in ("serious", "critical")
-    ]
 
 
 def test_main_pages_pass_axe_core_and_work_by_keyboard(
@@ -357,10 +280,10 @@ def test_main_pages_pass_axe_core_and_work_by_keyboard(
     found: dict[str, list[str]] = {}
     page.goto("/projects")
     expect(page.get_by_role("heading", name="Projects")).to_be_visible()
-    found["projects (anonymous)"] = _axe_violations(page)
+    found["projects (anonymous)"] = axe_violations(page)
     page.goto("/login")
     expect(page.get_by_label("User name")).to_be_focused()  # no mouse from here on
-    found["login"] = _axe_violations(page)
+    found["login"] = axe_violations(page)
     page.keyboard.type(owner)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
@@ -378,7 +301,7 @@ def test_main_pages_pass_axe_core_and_work_by_keyboard(
         page.goto(path)
         expect(page.locator("main h1")).to_be_visible()
         expect(page.locator("main")).not_to_contain_text("Loading")
-        found[name] = _axe_violations(page)
+        found[name] = axe_violations(page)
     assert {name: v for name, v in found.items() if v} == {}
     # Usable on a phone: nothing scrolls sideways at 375 px (long digests and commands wrap or scroll inside).
     page.set_viewport_size({"width": 375, "height": 740})
@@ -391,7 +314,7 @@ def test_main_pages_pass_axe_core_and_work_by_keyboard(
     assert {name: width for name, width in wide.items() if width > 375} == {}
 
 
-def test_open_registry_browses_without_login(
+def test_open_registry_browses_withoutlogin(
     moorage_sqlite: RegistryProcess, browser: Browser, skopeo: Skopeo, layout: OciLayout
 ) -> None:
     """auth.mode: none (the embedded default): the UI says the registry is open, offers no login,
@@ -423,7 +346,7 @@ def test_open_registry_browses_without_login(
         expect(page).to_have_url(f"{moorage_sqlite.url}/repositories?q={name}")
         expect(page.locator("tbody tr")).to_have_count(1)  # was a dead end: the API answered 501 in this mode
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
-        found = {"repositories": _axe_violations(page)}
+        found = {"repositories": axe_violations(page)}
         page.get_by_role("link", name=name, exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_have_text(name)
         row = page.locator("tbody tr")
@@ -434,7 +357,7 @@ def test_open_registry_browses_without_login(
         page.get_by_role("button", name="Copy pull command for tag v1").click()
         assert page.evaluate("navigator.clipboard.readText()") == f"podman pull {host}/{name}:v1"
         expect(page.get_by_role("button", name="Delete tag v1")).to_have_count(0)  # reads only
-        found["artifact"] = _axe_violations(page)
+        found["artifact"] = axe_violations(page)
         assert {screen: v for screen, v in found.items() if v} == {}
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
         page.goto("/login")

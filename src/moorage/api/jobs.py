@@ -20,6 +20,7 @@ from starlette.routing import Route
 from moorage.auth.clients import client_of
 from moorage.auth.identity import IdentityError
 from moorage.auth.service import IdentityService, parse_authorization
+from moorage.auth.sessions import SESSION_COOKIE, SessionTokens
 from moorage.jobs.queue import JobQueue
 from moorage.numbers import parse_decimal
 
@@ -39,25 +40,33 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 
 def sysadmin_only(identity_of: Callable[[Request], IdentityService | None], trusted_proxies: Sequence[str]) -> Guard:
-    """A :data:`Guard` admitting system administrators (Basic or Bearer, as the REST API); open in mode none."""
+    """A :data:`Guard` admitting system administrators (Basic, Bearer or the UI's session cookie, as the REST
+    API: the routes are read-only, so no CSRF header is needed); open in mode none."""
 
     async def guard(request: Request) -> Response | None:
         identity = identity_of(request)
         if identity is None:
             return None
+        session = request.cookies.get(SESSION_COOKIE)
         try:
-            credentials = parse_authorization(request.headers.get("authorization"))
-            subject = await identity.from_credentials(credentials, client_of(request, trusted_proxies), api=True)
+            if session and not request.headers.get("authorization"):  # the web UI's jobs screen
+                subject = await SessionTokens.of(identity).subject(identity, session, request.method, None)
+            else:
+                credentials = parse_authorization(request.headers.get("authorization"))
+                subject = await identity.from_credentials(credentials, client_of(request, trusted_proxies), api=True)
         except IdentityError as exc:
             if exc.kind == "throttled":
                 return _error(429, "TOO_MANY_REQUESTS", exc.message)
             if exc.kind == "forbidden":
                 return _error(403, "FORBIDDEN", exc.message)
-            return _error(401, "UNAUTHORIZED", exc.message, {"WWW-Authenticate": 'Basic realm="moorage"'})
+            return _error(401, "UNAUTHORIZED", exc.message,
+                          {} if request.headers.get("x-requested-with") == "XMLHttpRequest"
+                          else {"WWW-Authenticate": 'Basic realm="moorage"'})
         if subject.anonymous:
             return _error(
                 401, "UNAUTHORIZED", "the job list needs a system administrator's credentials: send Basic auth",
-                {"WWW-Authenticate": 'Basic realm="moorage"'},
+                {} if request.headers.get("x-requested-with") == "XMLHttpRequest"  # no browser dialog over the UI
+                else {"WWW-Authenticate": 'Basic realm="moorage"'},
             )
         if not subject.sysadmin:
             return _error(403, "FORBIDDEN", f"reading jobs needs the system administrator role; {subject.name!r} "

@@ -66,6 +66,8 @@ class User:
     generation: int = 0
     #: The identity source that owns the account: ``local``, ``ldap``, ``oidc`` (see moorage.auth.sources).
     source: str = "local"
+    #: Refused at login and by the policy; its rows (memberships, audit) stay.
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,7 @@ def fingerprint_of(stored_hash: str) -> str:
 def _user(row: Any) -> User:
     return User(
         row.id, row.username, row.email, row.realname, row.comment, bool(row.sysadmin), row.password_hash,
-        aware(row.created_at), aware(row.updated_at), row.uid, int(row.generation), str(row.source),
+        aware(row.created_at), aware(row.updated_at), row.uid, int(row.generation), str(row.source), bool(row.disabled),
     )
 
 
@@ -311,6 +313,22 @@ class IdentityStore:
             )
         self.on_change()
 
+    async def set_disabled(self, user_id: int, disabled: bool) -> User:
+        """Disable or enable a user. Disabling bumps the generation, so every token and UI session of the
+        account ends on every node (the policy re-reads it); enabling does not bring those back."""
+        user = await self.user_by_id(user_id)
+        if user.username == "admin" and disabled:
+            raise IdentityError("forbidden", "the built-in 'admin' cannot be disabled; it is the account that "
+                                "enables others again")
+        if user.disabled != disabled:
+            values: dict[str, Any] = {"disabled": disabled, "updated_at": utcnow()}
+            if disabled:
+                values["generation"] = users.c.generation + 1
+            async with self.db.write() as conn:
+                await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+            self.on_change()
+        return await self.user_by_id(user_id)
+
     async def delete_user(self, user_id: int) -> User:
         user = await self.user_by_id(user_id)
         if user.username == "admin":
@@ -331,6 +349,8 @@ class IdentityStore:
             ok = user is not None and recently_verified(user.password_hash, password)
         else:
             ok = await verify_secret_async(user.password_hash if user is not None else None, password)
+        if ok and user is not None and user.disabled:  # the right password: say why, it is not a guess
+            raise IdentityError("forbidden", f"user {username!r} is disabled; ask a system administrator to enable it")
         return self.user_subject(user) if ok and user is not None else None
 
     @staticmethod

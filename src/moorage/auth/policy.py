@@ -135,7 +135,7 @@ class Policy:
             self._accounts.put(key, subject, read_at)
         who = f"robot account {account.name!r}" if account.kind == "robot" else f"user {account.name!r}"
         if subject is None:
-            state = "no longer exists, is disabled or expired" if account.kind == "robot" else "no longer exists"
+            state = "no longer exists, is disabled or expired" if account.kind == "robot" else "no longer exists or is disabled"
             raise IdentityError("unauthorized", f"{who} {state}; log in again")
         if subject.generation != account.generation:
             raise IdentityError(
@@ -154,7 +154,7 @@ class Policy:
         if account.kind != "user":
             return None
         user = await self.store.user_by_uid(account.uid)
-        return None if user is None else self.store.user_subject(user)
+        return None if user is None or user.disabled else self.store.user_subject(user)
 
     # -- what -------------------------------------------------------------------------------
     async def project(self, name_or_id: str | int) -> Project | None:

@@ -15,9 +15,10 @@ the CSRF cookie by another site or sub-domain does not match (signed double subm
 page can neither read the cookie nor send a custom header without a CORS grant, which Moorage
 never gives.
 
-Logging out clears the cookies; a copied cookie stays good until it expires (:data:`SESSION_LIFETIME`)
-or the password changes, as there is no server-side session table (every node must accept it
-without asking another).
+Logging out revokes the session server-side: its ``jti`` goes into the shared ``revoked_sessions``
+table, which every node reads on every request authenticated by a session cookie (one primary-key
+lookup), so a copied cookie stops working everywhere the moment its owner logs out. A row lives
+until the session would have expired anyway and is purged by later logouts.
 """
 
 from __future__ import annotations
@@ -28,13 +29,17 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import jwt
+from sqlalchemy import delete, select
 
 from moorage.auth.identity import IdentityError, Subject
 from moorage.auth.keys import ALGORITHM, KeySet
 from moorage.auth.tokens import LEEWAY, Account
+from moorage.db.identity_tables import revoked_sessions
+from moorage.db.upsert import insert_ignore
 
 if TYPE_CHECKING:
     from moorage.auth.service import IdentityService
@@ -112,7 +117,7 @@ class SessionTokens:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token, key.public_key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.service,
-                leeway=LEEWAY, options={"require": ["exp", "iat", "sub", "aud", "uid", "csh"]},
+                leeway=LEEWAY, options={"require": ["exp", "iat", "sub", "aud", "uid", "csh", "jti"]},
             )
         except jwt.PyJWTError:
             raise expired from None
@@ -132,6 +137,24 @@ class SessionTokens:
                 f"value of the {CSRF_COOKIE} cookie; reload the page (scripts use Basic auth or an API token)",
             )
 
+    @staticmethod
+    async def revoke(identity: IdentityService, claims: dict[str, Any]) -> None:
+        """End the session of ``claims`` on every node (logout). Idempotent: a second logout of the same
+        session, or two at once, leave one row. Rows of sessions that have expired anyway are purged."""
+        now = datetime.now(UTC)
+        expires = datetime.fromtimestamp(int(claims["exp"]) + LEEWAY, UTC)
+        async with identity.db.write() as conn:
+            await conn.execute(delete(revoked_sessions).where(revoked_sessions.c.expires_at < now))
+            await insert_ignore(conn, revoked_sessions,
+                                {"jti": str(claims["jti"]), "uid": str(claims["uid"]), "expires_at": expires}, ["jti"])
+
+    @staticmethod
+    async def revoked(identity: IdentityService, claims: dict[str, Any]) -> bool:
+        """Whether the session of ``claims`` was logged out (read from the shared database, never cached)."""
+        async with identity.db.read() as conn:
+            query = select(revoked_sessions.c.jti).where(revoked_sessions.c.jti == str(claims["jti"]))
+            return (await conn.execute(query)).first() is not None
+
     @classmethod
     def of(cls, identity: IdentityService) -> SessionTokens:
         """The session tokens of ``identity``'s key set and service (cheap: holds references only)."""
@@ -146,4 +169,6 @@ class SessionTokens:
         await identity.start()
         claims = await self.claims(token)
         self.check_csrf(claims, method, csrf_header)
+        if await self.revoked(identity, claims):
+            raise IdentityError("unauthorized", "this UI session was logged out; log in again")
         return await identity.subject_of(claims)

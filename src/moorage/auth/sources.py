@@ -192,18 +192,22 @@ class SourceChain:
                 username, f"the account belongs to the {user.source} source, which auth.sources does not enable"
             )
         if cached_only:
-            return self.store.user_subject(user) if recently_verified(_cache_key(user), password) else None
-        try:
-            account = await source.authenticate(username, password, user)
-        except UnknownAccount:
-            log.warning("login_refused", username=username, source=source.name,
-                        reason="the source no longer knows this user")
-            return None
-        if account is None:
-            return None
-        user = await self.apply(user, source, account)
-        _remember(user, password, account)
-        return self.store.user_subject(user)
+            verified = recently_verified(_cache_key(user), password)
+        else:
+            try:
+                account = await source.authenticate(username, password, user)
+            except UnknownAccount:
+                log.warning("login_refused", username=username, source=source.name,
+                            reason="the source no longer knows this user")
+                return None
+            if account is None:
+                return None
+            user = await self.apply(user, source, account)
+            _remember(user, password, account)
+            verified = True
+        if verified and user.disabled:  # disabled in Moorage, whatever the source says (right password: say why)
+            raise IdentityError("forbidden", f"user {username!r} is disabled; ask a system administrator to enable it")
+        return self.store.user_subject(user) if verified else None
 
     async def _first_login(self, username: str, password: str) -> Subject | None:
         for name in self.order:

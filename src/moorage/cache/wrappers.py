@@ -86,8 +86,8 @@ class CachedManifestStore:
             await self._invalidate(repository)
         return result
 
-    async def tag(self, repository: str, tag: str, digest: Digest) -> None:
-        await self.inner.tag(repository, tag, digest)  # the tag may have pointed elsewhere
+    async def tag(self, repository: str, tag: str, digest: Digest, *, move: bool = True) -> None:
+        await self.inner.tag(repository, tag, digest, move=move)  # the tag may have pointed elsewhere
         await self._invalidate(repository)
 
     async def delete(self, repository: str, reference: Digest | str) -> None:
@@ -163,9 +163,9 @@ class CachedRepositories:
         return await self.inner.get(name)
 
     async def artifacts(
-        self, name: str, offset: int, limit: int, digest: str | None = None
+        self, name: str, offset: int, limit: int, digest: str | None = None, *, tag: str | None = None
     ) -> tuple[list[ArtifactInfo], int]:
-        return await self.inner.artifacts(name, offset, limit, digest)
+        return await self.inner.artifacts(name, offset, limit, digest, tag=tag)
 
     async def delete(self, name: str) -> None:
         await self.inner.delete(name)

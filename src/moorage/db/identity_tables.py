@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     or_,
     select,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "member_rows_of",
     "project_members",
     "projects",
+    "revoked_sessions",
     "robots",
     "signing_keys",
     "users",
@@ -56,6 +58,8 @@ users = Table(
     # The identity source that owns the account (``local``, ``ldap``, ``oidc``; migration 0014): the
     # only one asked for its credentials, whatever ``auth.sources`` says (see moorage.auth.sources).
     Column("source", String(16), nullable=False, server_default="local"),
+    # A disabled user keeps its rows but may not log in; disabling bumps ``generation`` (migration 0018).
+    Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("created_at", TIMESTAMP, nullable=False),
     Column("updated_at", TIMESTAMP, nullable=False),
 )
@@ -165,3 +169,15 @@ def member_rows_of(user_id: int) -> ColumnElement[bool]:
     """
     groups = select(user_group_members.c.group_id).where(user_group_members.c.user_id == user_id)
     return or_(project_members.c.user_id == user_id, project_members.c.group_id.in_(groups))
+
+
+#: UI sessions logged out before they expired (their ``jti``): refused on every node. A row is kept
+#: until the session would have expired anyway, then purged (migration 0018).
+revoked_sessions = Table(
+    "revoked_sessions",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("uid", String(32), nullable=False),
+    Column("expires_at", TIMESTAMP, nullable=False),
+    Index("ix_revoked_sessions_expires_at", "expires_at"),
+)

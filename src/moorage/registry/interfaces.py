@@ -66,8 +66,9 @@ class Manifests(Protocol):
         """Validate and store a manifest, tagging it when ``reference`` is a tag."""
         ...
 
-    async def tag(self, repository: str, tag: str, digest: Digest) -> None:
-        """Point ``tag`` at a manifest already in the repository."""
+    async def tag(self, repository: str, tag: str, digest: Digest, *, move: bool = True) -> None:
+        """Point ``tag`` at a manifest already in the repository (``move=False``: only a new tag, 409 if it
+        is on another manifest)."""
         ...
 
     async def get(self, repository: str, reference: Digest | str) -> StoredManifest:
@@ -119,9 +120,10 @@ class Repositories(Protocol):
         ...
 
     async def artifacts(
-        self, name: str, offset: int, limit: int, digest: str | None = None
+        self, name: str, offset: int, limit: int, digest: str | None = None, *, tag: str | None = None
     ) -> tuple[list[ArtifactInfo], int]:
-        """The repository's manifests with their tags, newest first, and their total."""
+        """The repository's manifests with their tags, newest first, and their total (``tag``: only those with
+        a tag containing it)."""
         ...
 
     async def delete(self, name: str) -> None:

@@ -383,8 +383,13 @@ class ManifestStore:
                 if stored is not None and stored != descriptor.size:
                     raise _size_mismatch(descriptor, stored)
 
-    async def tag(self, repository: str, tag: str, digest: Digest) -> None:
-        """Point ``tag`` at a manifest already in the repository (``MANIFEST_UNKNOWN`` otherwise)."""
+    async def tag(self, repository: str, tag: str, digest: Digest, *, move: bool = True) -> None:
+        """Point ``tag`` at a manifest already in the repository (``MANIFEST_UNKNOWN`` otherwise).
+
+        ``move=False`` (adding a tag from the UI or REST, as Harbor): the tag is only created, never
+        moved; it already on another manifest is a 409 saying so, on the same one it is a no-op (a
+        concurrent duplicate is harmless). Immutability rules apply either way (``_set_tag``).
+        """
         self.guard.writable()
         validate_tag(tag)
         async with self.db.write() as conn:
@@ -394,6 +399,22 @@ class ManifestStore:
                 manifest_id = await lock_manifest(conn, repository_id, str(digest))  # GC cannot delete it under us
             if repository_id is None or manifest_id is None:
                 raise _manifest_unknown(repository, str(digest))
+            if not move:
+                values = {"repository_id": repository_id, "name": tag, "manifest_id": manifest_id, "updated_at": now()}
+                await insert_ignore(conn, tags, values, ["repository_id", "name"])
+                current = (
+                    await conn.execute(
+                        select(tags.c.manifest_id)
+                        .where(tags.c.repository_id == repository_id, tags.c.name == tag)
+                        .with_for_update()
+                    )
+                ).scalar_one()
+                if current != manifest_id:
+                    raise RegistryError(
+                        "DENIED", f"tag {tag!r} already exists in {repository!r} on another artifact; delete it there "
+                        "first or choose another name", {"tag": tag}, status=409,
+                    )
+                return
             await _set_tag(conn, repository, repository_id, tag, manifest_id)
 
     async def get(self, repository: str, reference: Digest | str) -> StoredManifest:

@@ -3,7 +3,7 @@
 Every screen reads and writes through ``/api/v2.0`` from the browser (no private shortcut into
 the database), so the UI is also a proof of the API. The server side here only:
 
-* answers the page for the UI's paths (``/``, ``/login``, ``/projects…``, ``/repositories…``, ``/search``), with the
+* answers the page for the UI's paths (``/``, ``/login``, ``/projects…``, ``/repositories…``, ``/admin…``, ``/search``), with the
   ``auth.mode`` in a ``data-`` attribute so the page knows whether to offer a login;
 * serves ``static/`` from the installed package (nothing is built, nothing comes from a CDN);
 * logs in and out (:mod:`moorage.web.login`): the session cookie and its CSRF token are
@@ -62,6 +62,8 @@ def web_routes(services_of: Callable[[Request], Services]) -> list[BaseRoute]:
         Route("/projects/{rest:path}", page, methods=["GET", "HEAD"]),
         Route("/repositories", page, methods=["GET", "HEAD"]),
         Route("/repositories/{rest:path}", page, methods=["GET", "HEAD"]),
+        Route("/admin", page, methods=["GET", "HEAD"]),
+        Route("/admin/{rest:path}", page, methods=["GET", "HEAD"]),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
         *login_routes(services_of),
         *oidc_routes(services_of),

@@ -100,7 +100,8 @@ def login_routes(services_of: Callable[[Request], Services]) -> list[Route]:
         return response
 
     async def log_out(request: Request) -> Response:
-        """Clears the cookies. A valid session must send its CSRF header (another site cannot log you out)."""
+        """Revokes the session on every node and clears the cookies. A valid session must send its CSRF
+        header (another site cannot log you out)."""
         services = services_of(request)
         identity = identity_of(request)
         token = request.cookies.get(SESSION_COOKIE)
@@ -115,6 +116,10 @@ def login_routes(services_of: Callable[[Request], Services]) -> list[Route]:
                     tokens.check_csrf(claims, "POST", request.headers.get(CSRF_HEADER))
                 except IdentityError as exc:
                     return _error(403, exc.message)
+                await tokens.revoke(identity, claims)
+                await identity.audit.record(str(claims["sub"]), "logout", "session", str(claims["sub"]),
+                                            client=client_of(request, services.settings.http.trusted_proxies),
+                                            auth="session")
         response = Response(status_code=204, headers={"Cache-Control": "no-store"})
         _clear_cookies(response, _secure(request, services))
         return response

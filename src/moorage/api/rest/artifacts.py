@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from moorage.api.http import UrlBuilder
 from moorage.api.rest.common import (
@@ -25,6 +25,7 @@ from moorage.errors import RegistryError
 from moorage.events import ArtifactEvent
 from moorage.registry.digests import Digest, parse_digest
 from moorage.registry.interfaces import Manifests, Repositories
+from moorage.registry.names import InvalidNameError, check_tag
 from moorage.registry.repository_service import ArtifactInfo, RepositoryInfo
 
 router = APIRouter(tags=["repository", "artifact"])
@@ -101,11 +102,25 @@ def _artifact_out(artifact: ArtifactInfo, project_id: int, full: str) -> Artifac
 
 
 async def _artifacts(repositories: Repositories, full: str, digest: str | None, offset: int,
-                     limit: int) -> tuple[list[ArtifactInfo], int]:
+                     limit: int, tag: str | None = None) -> tuple[list[ArtifactInfo], int]:
     try:
-        return await repositories.artifacts(full, offset, limit, digest)
+        return await repositories.artifacts(full, offset, limit, digest, tag=tag)
     except RegistryError as exc:
         raise registry_error(exc) from None
+
+
+def tag_query(q: str | None) -> str | None:
+    """Harbor's ``q`` for artifacts, ``tags=~<part>``: the part a tag must contain (``None`` without ``q``)."""
+    if not q:
+        return None
+    key, sep, value = q.partition("=")
+    if key.strip() != "tags" or not sep or not value.startswith("~"):
+        raise ApiError(400, f"q: unsupported query {q!r}; artifacts filter by tag only, q=tags=~<part>")
+    return value[1:] or None
+
+
+#: ``q`` of the artifact lists.
+ArtifactQuery = Annotated[str | None, Query(max_length=255, description="Harbor's query: tags=~<part>")]
 
 
 def _name_query(q: str | None, project: str) -> tuple[str | None, str | None]:
@@ -170,9 +185,11 @@ async def _digest_of(manifests: Manifests, full: str, reference: str) -> Digest:
 
 @router.get("/projects/{project_name}/repositories/{repository_name}/artifacts", response_model=list[ArtifactOut])
 async def list_artifacts(request: Request, response: Response, project_name: str, repository_name: str,
-                         who: CallerDep, page: PageDep, repositories: RepositoriesDep) -> list[ArtifactOut]:
+                         who: CallerDep, page: PageDep, repositories: RepositoriesDep,
+                         q: ArtifactQuery = None) -> list[ArtifactOut]:
     project_id, full = await _access(who, project_name, repository_name, "pull")
-    found, total = await _artifacts(repositories, full, None, page.offset, page.page_size)
+    tag = tag_query(q)
+    found, total = await _artifacts(repositories, full, None, page.offset, page.page_size, tag)
     paginate(request, response, page, total)
     return [_artifact_out(a, project_id, full) for a in found]
 
@@ -219,6 +236,32 @@ async def list_tags(request: Request, response: Response, project_name: str, rep
     all_tags = _artifact_out(await _artifact(repositories, manifests, full, reference), project_id, full).tags
     paginate(request, response, page, len(all_tags))
     return all_tags[page.offset: page.offset + page.page_size]
+
+
+class TagIn(BaseModel):
+    """Harbor's ``Tag`` body for creating one: only ``name`` is read."""
+
+    name: str = Field(min_length=1, max_length=128, description="the new tag (validated as /v2 does)")
+
+
+@router.post("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags", status_code=201,
+             response_model=None)
+async def create_tag(request: Request, response: Response, project_name: str, repository_name: str, reference: str,
+                     body: TagIn, who: CallerDep, manifests: ManifestsDep) -> None:
+    """Adds a tag to the artifact (push rights, as ``docker tag`` + push would need). A tag already on another
+    artifact is a 409 (it is not moved); one on this artifact answers 201 again. Immutability rules apply."""
+    _, full = await _access(who, project_name, repository_name, "push")
+    try:
+        check_tag(body.name)
+    except InvalidNameError as exc:
+        raise ApiError(400, f"name: {exc.message}") from None
+    digest = await _digest_of(manifests, full, reference)
+    try:
+        await manifests.tag(full, body.name, digest, move=False)
+    except RegistryError as exc:
+        raise registry_error(exc) from None
+    await who.audit("create", "tag", f"{full}:{body.name}", project_name)
+    response.headers["Location"] = f"{request.url.path}/{quote(body.name, safe='')}"
 
 
 @router.delete("/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/tags/{tag_name}",

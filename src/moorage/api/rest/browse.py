@@ -32,7 +32,15 @@ from moorage.api.rest.additions import (
     layers_of,
     platforms_of,
 )
-from moorage.api.rest.artifacts import ArtifactOut, RepositoryOut, _artifact, _artifact_out, _artifacts
+from moorage.api.rest.artifacts import (
+    ArtifactOut,
+    ArtifactQuery,
+    RepositoryOut,
+    _artifact,
+    _artifact_out,
+    _artifacts,
+    tag_query,
+)
 from moorage.api.rest.common import ApiError, Caller, PageDep, caller, paginate, services_of
 from moorage.api.rest.deps import BlobsDep, ManifestsDep, RepositoriesDep
 from moorage.errors import RegistryError
@@ -100,10 +108,12 @@ async def list_all_repositories(
 
 @router.get("/repositories/{repository_name}/artifacts", response_model=list[ArtifactOut])
 async def list_artifacts_by_name(request: Request, response: Response, repository_name: str, who: ReaderDep,
-                                 page: PageDep, repositories: RepositoriesDep) -> list[ArtifactOut]:
-    """The repository's artifacts, newest first, with their tags."""
+                                 page: PageDep, repositories: RepositoriesDep,
+                                 q: ArtifactQuery = None) -> list[ArtifactOut]:
+    """The repository's artifacts, newest first, with their tags (``q=tags=~<part>``: those with a tag containing it)."""
     project_id, full = await _pullable(who, repository_name)
-    found, total = await _artifacts(repositories, full, None, page.offset, page.page_size)
+    tag = tag_query(q)
+    found, total = await _artifacts(repositories, full, None, page.offset, page.page_size, tag)
     paginate(request, response, page, total)
     return [_artifact_out(a, project_id, full) for a in found]
 

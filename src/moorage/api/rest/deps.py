@@ -44,10 +44,10 @@ __all__ = [
 
 def registry_error(exc: RegistryError) -> ApiError:
     """A domain refusal in Harbor's envelope: read-only mode, an immutable tag and a quota are 403 (as Harbor),
-    404 and 412 keep their status, other client errors are 400 and the rest 501."""
+    404, 409 and 412 keep their status, other client errors are 400 and the rest 501."""
     if isinstance(exc, (ReadOnlyError, ImmutableTagError, QuotaExceeded)):
         return ApiError(403, exc.message)
-    status = exc.status if exc.status in (404, 412) else 400 if exc.status < 500 else 501
+    status = exc.status if exc.status in (404, 409, 412) else 400 if exc.status < 500 else 501
     return ApiError(status, exc.message)
 
 

@@ -35,6 +35,8 @@ class UserOut(BaseModel):
     realname: str | None
     comment: str | None
     sysadmin_flag: bool
+    #: A Moorage addition: a disabled user may not log in and its credentials are refused.
+    disabled: bool = False
     creation_time: datetime
     update_time: datetime
     #: OIDC users only (``/users/current``): Harbor's shape, the secret for ``docker login``.
@@ -81,6 +83,10 @@ class SysAdminFlag(BaseModel):
     sysadmin_flag: bool
 
 
+class DisabledFlag(BaseModel):
+    disabled: bool
+
+
 class SystemInfo(BaseModel):
     auth_mode: str
     #: Set with OIDC (Harbor's field): the login page offers "Log in with <name>".
@@ -96,7 +102,7 @@ class SystemInfo(BaseModel):
 def _out(user: User) -> UserOut:
     return UserOut(
         user_id=user.id, username=user.username, email=user.email, realname=user.realname, comment=user.comment,
-        sysadmin_flag=user.sysadmin, creation_time=user.created_at, update_time=user.updated_at,
+        sysadmin_flag=user.sysadmin, disabled=user.disabled, creation_time=user.created_at, update_time=user.updated_at,
     )
 
 
@@ -254,3 +260,17 @@ async def set_cli_secret(user_id: Id, body: CliSecretReq, who: CallerDep) -> Cli
         raise ApiError(400, exc.message) from None
     await who.audit("update", "user", f"{user.username}:cli_secret")
     return CliSecretOut(secret=secret)
+
+
+@router.put("/users/{user_id}/disabled", response_model=None)
+async def set_disabled(user_id: Id, body: DisabledFlag, who: CallerDep) -> None:
+    """Disable (logins refused, every token and UI session ended on every node) or enable a user (a Moorage
+    addition: Harbor can only delete). The built-in ``admin`` and the caller itself stay enabled."""
+    who.require_admin("disabling or enabling users")
+    if body.disabled and who.subject.user_id == user_id:
+        raise ApiError(403, "you cannot disable your own account; ask another system administrator")
+    try:
+        user = await who.identity.store.set_disabled(user_id, body.disabled)
+    except IdentityError as exc:
+        raise ApiError.of(exc) from None
+    await who.audit("update", "user", f"{user.username}:disabled={body.disabled}")

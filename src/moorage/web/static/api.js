@@ -56,6 +56,29 @@ export async function list(path, params) {
   return { items: data || [], total };
 }
 
+/** GET a path whose error statuses still carry the answer (the health check's 503): {status, data}. */
+export async function probe(path) {
+  const response = await fetch(BASE + path, { headers: { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" },
+    credentials: "same-origin" });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (error) { data = null; }
+  return { status: response.status, data };
+}
+
+/** GET a text answer (a GC log). */
+export async function text(path) {
+  const response = await fetch(BASE + path, { headers: { Accept: "text/plain, application/json", "X-Requested-With": "XMLHttpRequest" },
+    credentials: "same-origin" });
+  const body = await response.text();
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = JSON.parse(body).errors[0].message; } catch (error) { /* not JSON: keep the status */ }
+    throw new ApiError(response.status, message);
+  }
+  return body;
+}
+
 export async function send(method, path, body) {
   return (await call(method, BASE + path, body)).data;
 }

@@ -1,10 +1,15 @@
 // The UI shell: who is logged in, the header, and a router from paths to views.
 import { ApiError, get, hasSession, logout } from "./api.js";
 import { errorBox, fill, h } from "./dom.js";
+import { gcView } from "./views/admin_gc.js";
+import { jobsView, jobView } from "./views/admin_jobs.js";
+import { auditView, systemView } from "./views/admin_system.js";
+import { usersView } from "./views/admin_users.js";
 import { artifactView, repositoryView } from "./views/artifacts.js";
 import { loginView } from "./views/login.js";
 import { membersView } from "./views/members.js";
 import { projectsView, projectView } from "./views/projects.js";
+import { projectLogsView, rulesView } from "./views/project_rules.js";
 import { repositoriesView } from "./views/repositories.js";
 import { robotsView } from "./views/robots.js";
 
@@ -40,6 +45,7 @@ export const ctx = {
 
 function header() {
   document.getElementById("nav-projects").hidden = ctx.mode !== "token";  // an open registry has no projects
+  document.getElementById("nav-admin").hidden = !ctx.user?.sysadmin_flag;  // the API refuses others anyway
   if (ctx.mode !== "token") {
     fill(account, h("span", { class: "muted", title: "auth.mode: none" }, "Open registry (no accounts)"));
     return;
@@ -68,6 +74,15 @@ const routes = [
   [/^\/projects\/([^/]+)$/, (el, p) => projectView(ctx, el, p)],
   [/^\/projects\/([^/]+)\/members$/, (el, p) => membersView(ctx, el, p)],
   [/^\/projects\/([^/]+)\/robots$/, (el, p) => robotsView(ctx, el, p)],
+  [/^\/projects\/([^/]+)\/immutability$/, (el, p) => rulesView(ctx, el, p)],
+  [/^\/projects\/([^/]+)\/logs$/, (el, p) => projectLogsView(ctx, el, p)],
+  [/^\/admin$/, () => ctx.navigate("/admin/users", true)],
+  [/^\/admin\/users$/, (el) => usersView(ctx, el)],
+  [/^\/admin\/jobs$/, (el) => jobsView(ctx, el)],
+  [/^\/admin\/jobs\/(\d+)$/, (el, id) => jobView(ctx, el, id)],
+  [/^\/admin\/gc$/, (el) => gcView(ctx, el)],
+  [/^\/admin\/audit$/, (el) => auditView(ctx, el)],
+  [/^\/admin\/system$/, (el) => systemView(ctx, el)],
   [/^\/projects\/([^/]+)\/repositories\/([^/]+)$/, (el, p, r) => repositoryView(ctx, el, p, r)],
   [/^\/projects\/([^/]+)\/repositories\/([^/]+)\/artifacts\/([^/]+)$/, (el, p, r, a) => artifactView(ctx, el, p, r, a)],
 ];
@@ -95,7 +110,7 @@ export async function render() {
       fill(view, errorBox(error));
     }
   }
-  if (mine !== generation || path === "/") return;  // "/" redirected (and rendered) already
+  if (mine !== generation || path === "/" || path === "/admin") return;  // redirected (and rendered) already
   fill(main, view);
   document.title = `${view.querySelector("h1")?.textContent || "Moorage"} · Moorage`;
   const first = view.querySelector("[autofocus]");

@@ -3,7 +3,7 @@
 // `repo` is the full repository name.
 import { get, list, repoPath, send } from "../api.js";
 import { copyable, errorBox, fill, h, shortDigest, size, time } from "../dom.js";
-import { listParams, pager, PAGE_SIZE } from "./common.js";
+import { listParams, pager, PAGE_SIZE, searchBox } from "./common.js";
 
 function base(project, repo) {
   if (!project) return `/repositories/${repoPath(repo)}`;
@@ -34,8 +34,9 @@ function tagBadges(tags) {
 }
 
 export async function repositoryView(ctx, main, project, repo) {
-  const { page } = listParams();
-  const { items, total } = await list(`${base(project, repo)}/artifacts`, { page, page_size: PAGE_SIZE });
+  const { q, page } = listParams();
+  // Harbor's q=tags=~<part>: the server filters and pages, so 10,000 tags cost one page of rows.
+  const { items, total } = await list(`${base(project, repo)}/artifacts`, { page, page_size: PAGE_SIZE, q: q ? `tags=~${q}` : "" });
   const image = `${location.host}/${fullName(project, repo)}`;
   const latest = items.find((a) => (a.tags || []).length > 0);
   const rows = items.map((a) => h("tr", {},
@@ -50,8 +51,9 @@ export async function repositoryView(ctx, main, project, repo) {
     h("h1", {}, fullName(project, repo)),
     latest ? copyable(`podman pull ${image}:${latest.tags[0].name}`, "pull command") : null,
     h("h2", {}, "Artifacts"),
+    h("div", { class: "bar" }, searchBox(ctx, "Search tags", q)),
     items.length === 0
-      ? h("p", { class: "muted" }, "No artifacts.")
+      ? h("p", { class: "muted" }, q ? `No artifact has a tag containing “${q}”.` : "No artifacts.")
       : h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Digest"), h("th", { scope: "col" }, "Tags"),
         // The API's artifact size is the manifest's own (Harbor's counts the layers too): say which it is.
         h("th", { scope: "col", class: "num" }, "Manifest size"), h("th", { scope: "col", class: "wide-only" }, "Type"),
@@ -92,11 +94,33 @@ function tagList(ctx, tags, canDelete, path) {
   }), status];
 }
 
+/** Add a tag to this artifact (push rights; never moves a tag that is on another artifact: the API answers 409). */
+function addTagForm(ctx, path) {
+  const status = h("div", { "aria-live": "assertive" });
+  // The grammar is checked by the API (registry/names.py), whose 400 says what to write instead.
+  const name = h("input", { type: "text", id: "new-tag", required: true, autocomplete: "off" });
+  const form = h("form", { class: "inline", "aria-label": "Add a tag" },
+    h("label", { for: "new-tag" }, "New tag "), name, h("button", { type: "submit" }, "Add tag"), status);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fill(status);
+    try {
+      await send("POST", `${path}/tags`, { name: name.value.trim() });
+      ctx.navigate(location.pathname, true);
+    } catch (error) {
+      fill(status, errorBox(error));
+    }
+  });
+  return form;
+}
+
 export async function artifactView(ctx, main, project, repo, reference) {
   const path = `${base(project, repo)}/artifacts/${encodeURIComponent(reference)}`;
   const [artifact, info] = await Promise.all([get(path), project ? get(`/projects/${encodeURIComponent(project)}`) : {}]);
   // projectAdmin and maintainer may delete (docs/identity.md), as may system administrators.
   const canDelete = Boolean(ctx.user) && (Boolean(ctx.user.sysadmin_flag) || [1, 4].includes(info.current_user_role_id));
+  // Adding a tag is a push (developer and above); the project-less read paths have no write API.
+  const canTag = Boolean(project) && Boolean(ctx.user) && (Boolean(ctx.user.sysadmin_flag) || [1, 2, 4].includes(info.current_user_role_id));
   const image = `${location.host}/${fullName(project, repo)}`;
   const pulls = [
     ...(artifact.tags || []).map((t) => copyable(`podman pull ${image}:${t.name}`, `pull command for tag ${t.name}`)),
@@ -145,7 +169,8 @@ export async function artifactView(ctx, main, project, repo, reference) {
     h("h1", { class: "mono" }, shortDigest(artifact.digest)),
     h("dl", { class: "facts" },
       h("dt", {}, "Digest"), h("dd", { class: "mono", id: "artifact-digest" }, artifact.digest),
-      h("dt", {}, "Tags"), h("dd", { id: "artifact-tags" }, tagList(ctx, artifact.tags, canDelete, path)),
+      h("dt", {}, "Tags"), h("dd", {}, h("div", { id: "artifact-tags" }, tagList(ctx, artifact.tags, canDelete, path)),
+        canTag ? addTagForm(ctx, path) : null),
       h("dt", {}, "Media type"), h("dd", { class: "mono" }, artifact.media_type),
       artifact.artifact_type ? [h("dt", {}, "Artifact type"), h("dd", { class: "mono" }, artifact.artifact_type)] : null,
       h("dt", {}, "Size"), h("dd", {}, size(artifact.size), " (manifest)"),

@@ -55,3 +55,30 @@ export function repositoryTable(items, q, href) {
     h("th", { scope: "col", class: "num" }, "Artifacts"), h("th", { scope: "col", class: "wide-only" }, "Created"))),
     h("tbody", {}, rows));
 }
+
+/** A status slot (errors are announced) and `act(work)`: run a change, then redraw the page, or go to the URL
+ * `work` returns (or show why not). */
+export function changes(ctx, redraw = () => ctx.navigate(location.pathname + location.search, true)) {
+  const status = h("div", { "aria-live": "assertive" });
+  const act = async (work) => {
+    status.replaceChildren();
+    try {
+      const next = await work();
+      if (typeof next === "string") ctx.navigate(next); else await redraw();
+    } catch (error) {
+      status.replaceChildren(h("div", { class: "error", role: "alert" }, error && error.message ? error.message : String(error)));
+    }
+  };
+  return { status, act };
+}
+
+/** A table with a header row; `head` is [[label, class], …]. */
+export function table(head, rows, attrs = {}) {
+  return h("table", attrs, h("thead", {}, h("tr", {}, head.map(([label, cls]) => h("th", { scope: "col", class: cls }, label)))),
+    h("tbody", {}, rows));
+}
+
+/** An on/off badge. */
+export function stateBadge(on, yes, no) {
+  return on ? h("span", { class: "badge public" }, yes) : h("span", { class: "badge private" }, no);
+}

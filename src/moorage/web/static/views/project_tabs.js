@@ -7,14 +7,17 @@ export function visibility(project) {
   return project.public ? h("span", { class: "badge public" }, "public") : h("span", { class: "badge private" }, "private");
 }
 
-/** Members are visible to guest and above (not limitedGuest), robots to maintainer and above; admins see all. */
+/** Members and logs are visible to guest and above (not limitedGuest), robots to maintainer and above; admins
+ * see all; the immutability rules to whoever sees the project. */
 export function projectHeader(ctx, project, current) {
   const role = project.current_user_role_id;
   const admin = Boolean(ctx.user?.sysadmin_flag);
   const base = `/projects/${encodeURIComponent(project.name)}`;
   const tabs = [["repositories", "Repositories", base, true],
     ["members", "Members", `${base}/members`, admin || [1, 2, 3, 4].includes(role)],
-    ["robots", "Robot accounts", `${base}/robots`, admin || [1, 4].includes(role)]];
+    ["robots", "Robot accounts", `${base}/robots`, admin || [1, 4].includes(role)],
+    ["immutability", "Immutability", `${base}/immutability`, true],
+    ["logs", "Logs", `${base}/logs`, admin || [1, 2, 3, 4].includes(role)]];
   return [
     h("div", { class: "crumbs" }, h("a", { href: "/projects" }, "Projects"), " / "),
     h("h1", {}, project.name, " ", visibility(project)),
