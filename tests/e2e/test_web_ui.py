@@ -250,6 +250,7 @@ def test_members_and_robots_screens(
     page.goto(f"/projects?q={project}")
     page.get_by_role("link", name=project, exact=True).click()
     page.get_by_role("link", name=f"{project}/built").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"{project}/built")  # else the row is the project's
     page.locator("tbody tr").get_by_role("link").click()
     expect(page.locator("#artifact-tags")).to_have_text("v1")
     expect(page.get_by_role("button", name="Delete tag v1")).to_have_count(0)  # guest: no delete

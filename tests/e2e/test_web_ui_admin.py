@@ -339,6 +339,8 @@ def test_new_screens_pass_axe_core_and_fit_a_phone(
         page.keyboard.type(ADMIN_PASSWORD)
         page.keyboard.press("Enter")
         expect(page.locator("#whoami")).to_have_text("admin (admin)")
+        page.goto("/projects")  # focus at the top of a fresh page
+        expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Administration")).to_be_visible()
         for _ in range(12):  # from the top of the page to the Administration link, by Tab only
             page.keyboard.press("Tab")
             if page.evaluate("document.activeElement.textContent") == "Administration":
