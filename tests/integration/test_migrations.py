@@ -219,3 +219,29 @@ def test_quotas_are_back_filled_with_each_blob_counted_once_and_dropped_by_the_d
         assert "quotas" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_session_revocations_and_disabled_users_come_and_go_with_0018(fresh_url: str) -> None:
+    """0018 adds ``revoked_sessions`` and ``users.disabled`` (existing users enabled); its downgrade drops
+    only them and keeps the users."""
+    upgrade(fresh_url, "0011_quotas")
+    engine = create_engine(sync_url(fresh_url))
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (id, username, password_hash, sysadmin, uid, created_at, updated_at) "
+                              "VALUES (7, 'u', 'x', false, 'abc', :t, :t)"), {"t": now})
+        upgrade(fresh_url, "0018_ui_sessions")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT disabled FROM users WHERE id = 7")).scalar_one() in (False, 0)
+            conn.execute(text("INSERT INTO revoked_sessions (jti, uid, expires_at) VALUES ('j', 'abc', :t)"), {"t": now})
+        downgrade(fresh_url, "0011_quotas")
+        inspector = inspect(engine)
+        assert "revoked_sessions" not in inspector.get_table_names()
+        assert "disabled" not in {c["name"] for c in inspector.get_columns("users")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT username FROM users WHERE id = 7")).scalar_one() == "u"
+        upgrade(fresh_url)
+        assert "revoked_sessions" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
