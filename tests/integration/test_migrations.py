@@ -224,7 +224,7 @@ def test_quotas_are_back_filled_with_each_blob_counted_once_and_dropped_by_the_d
 def test_session_revocations_and_disabled_users_come_and_go_with_0018(fresh_url: str) -> None:
     """0018 adds ``revoked_sessions`` and ``users.disabled`` (existing users enabled); its downgrade drops
     only them and keeps the users."""
-    upgrade(fresh_url, "0011_quotas")
+    upgrade(fresh_url, "0015_registries_proxy")
     engine = create_engine(sync_url(fresh_url))
     now = datetime.now(UTC)
     try:
@@ -235,7 +235,7 @@ def test_session_revocations_and_disabled_users_come_and_go_with_0018(fresh_url:
         with engine.begin() as conn:
             assert conn.execute(text("SELECT disabled FROM users WHERE id = 7")).scalar_one() in (False, 0)
             conn.execute(text("INSERT INTO revoked_sessions (jti, uid, expires_at) VALUES ('j', 'abc', :t)"), {"t": now})
-        downgrade(fresh_url, "0011_quotas")
+        downgrade(fresh_url, "0015_registries_proxy")
         inspector = inspect(engine)
         assert "revoked_sessions" not in inspector.get_table_names()
         assert "disabled" not in {c["name"] for c in inspector.get_columns("users")}

@@ -1,7 +1,7 @@
 """Server-side logout and disabled users: ``revoked_sessions`` and ``users.disabled``, see docs/ui.md.
 
 Revision ID: 0018_ui_sessions
-Revises: 0011_quotas
+Revises: 0015_registries_proxy
 
 ``revoked_sessions`` holds the id (``jti``) of every UI session logged out before it expired, so a
 copied session cookie stops working on every node once its owner logs out; a row is useless after
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018_ui_sessions"
-down_revision = "0011_quotas"
+down_revision = "0015_registries_proxy"
 branch_labels = None
 depends_on = None
 
