@@ -41,9 +41,12 @@ def moorage_image(tmp_path_factory: pytest.TempPathFactory, figures: list[str]) 
         tools.cleanup()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def container(moorage_image: MoorageImage, figures: list[str]) -> Iterator[MoorageContainer]:
-    """The image run as the chart runs a pod: ``moorage db upgrade`` first, then ``serve --no-migrate``."""
+    """The image run as the chart runs a pod: ``moorage db upgrade`` first, then ``serve --no-migrate``.
+
+    One per module (a start takes seconds); the last test of the module stops it.
+    """
     volume = f"moorage-test-{uuid.uuid4().hex[:12]}"
     moorage_image.tools.podman("volume", "create", volume)
     try:
@@ -85,9 +88,6 @@ def test_container_answers_healthcheck_and_stores_data_as_its_user(container: Mo
     assert container.podman("exec", container.id, "touch", "/opt/moorage/x", check=False).returncode != 0
     with httpx.Client(base_url=f"http://{container.host}", timeout=10) as client:
         assert client.get("/api/v2.0/ping").text == "Pong"
-    # PID 1 is `moorage serve` itself (exec-form entry point): SIGTERM is a clean shutdown.
-    assert container.stop() == 0, container.logs()
-    assert container.healthcheck() != 0, "a stopped container must not report healthy"
 
 
 def test_skopeo_pushes_and_pulls_through_the_container(
@@ -116,3 +116,10 @@ def test_skopeo_pushes_and_pulls_through_the_container(
     skopeo.copy(self_remote, f"oci:{back}:test")
     blobs = verify_layout(back)
     assert {layer["digest"] for layer in manifest["layers"]} <= set(blobs)
+
+
+def test_container_stops_cleanly_on_sigterm(container: MoorageContainer) -> None:
+    """Last in this module: it stops the module's container."""
+    # PID 1 is `moorage serve` itself (exec-form entry point): SIGTERM is a clean shutdown.
+    assert container.stop() == 0, container.logs()
+    assert container.healthcheck() != 0, "a stopped container must not report healthy"
