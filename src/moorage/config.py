@@ -452,6 +452,9 @@ class AuthSettings(_Section):
                 "auth.secret_key (MOORAGE_SECRET_KEY) is required with auth.mode: token: it encrypts the "
                 "token-signing keys in the database; set the same random secret on every node"
             )
+        if "oidc" in self.sources and not self.oidc.enabled:
+            raise ValueError("auth.sources lists oidc but auth.oidc.issuer is not set; configure the provider "
+                             "(docs/sso.md) or remove oidc from auth.sources")
         if self.oidc.enabled and "oidc" not in self.sources:
             raise ValueError("auth.oidc.issuer is set but auth.sources does not list oidc; add it, e.g. "
                              "sources: [local, oidc, robot] (docs/sso.md)")
