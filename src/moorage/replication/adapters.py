@@ -43,7 +43,7 @@ class RegistryAdapter(Protocol):
     #: How the side is named in logs (``local``, ``https://registry.example``).
     label: str
 
-    async def repositories(self) -> AsyncIterator[str]:
+    def repositories(self) -> AsyncIterator[str]:
         """Every repository name the credentials may see, in lexical order."""
         ...
 
