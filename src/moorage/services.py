@@ -41,6 +41,8 @@ from moorage.registry.manifest_store import ManifestStore
 from moorage.registry.pull_times import PullTimes
 from moorage.registry.repository_service import RepositoryService
 from moorage.registry.uploads import UploadService
+from moorage.replication.local import LocalAdapter
+from moorage.replication.service import Replication
 from moorage.retention.job import RetentionRunner, register_retention
 from moorage.retention.service import RetentionService
 from moorage.storage.checked import CheckedDriver
@@ -86,6 +88,8 @@ class Services:
     #: Registry endpoints and the proxy cache over them; ``None`` with ``auth.mode: none`` (no projects, no secret).
     endpoints: Endpoints | None = None
     proxy: ProxyCache | None = None
+    #: Replication policies, executions and their trigger; ``None`` without endpoints.
+    replication: Replication | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -136,10 +140,17 @@ class Services:
         )
         read_only = storage_settings.maintenance.readonly.enabled
         events = ArtifactEvents([webhooks] if webhooks is not None else [])
-        endpoints = proxy = None
+        # Read-only maintenance refuses real GC, retention and replication runs: a schedule would only fail.
+        ticks: list[Tick] = [] if read_only else [GcService(db, queue).tick, retention.tick]
+        endpoints = proxy = replication = None
         if identity is not None and settings.auth.secret_key:
             endpoints = Endpoints(db, SecretBox(settings.auth.secret_key, b"registry-credentials"))
             proxy = ProxyCache(db, endpoints, manifests, blobs, uploads, settings.proxy, trust)
+            replication = Replication(db, queue, handlers, LocalAdapter(blobs=blobs, manifests=manifests,
+                                                                        uploads=uploads), endpoints, trust)
+            events.subscribe(replication)
+            if not read_only:
+                ticks.append(replication.tick)
         return cls(
             settings=settings,
             db=db,
@@ -155,8 +166,7 @@ class Services:
             cache=cache,
             job_handlers=handlers,
             periodic_jobs=periodic,
-            # Read-only maintenance refuses real GC and retention runs: a schedule would only fail each time.
-            job_ticks=[] if read_only else [GcService(db, queue).tick, retention.tick],
+            job_ticks=ticks,
             identity=identity,
             trust=trust,
             webhooks=webhooks,
@@ -166,6 +176,7 @@ class Services:
             retention=retention,
             endpoints=endpoints,
             proxy=proxy,
+            replication=replication,
         )
 
     async def aclose(self) -> None:

@@ -38,6 +38,8 @@ ALLOWED: dict[str, set[str]] = {
     "upstream": {"auth", "db", "net"},
     #: The proxy cache reads through the registry's services; it knows nothing of HTTP.
     "proxy": {"config", "db", "errors", "net", "registry", "upstream"},
+    #: Replication is a job between this registry's services and an endpoint's client; never the API.
+    "replication": {"db", "errors", "events", "jobs", "net", "registry", "upstream"},
 }
 #: Only entry points may import these.
 #: ``web`` is the UI's entry point (DESIGN.md: ``/`` → moorage.web), like ``api`` and ``cli``.

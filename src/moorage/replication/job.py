@@ -108,26 +108,34 @@ class ReplicationRunner:
         execution_id = await self.executions.open(policy.id, job.id, str(job.payload.get("trigger", "manual")))
         if await self.executions.stopped(execution_id):
             return
-        async with self._sides(policy) as (source, destination):
-            try:
-                planned = await plan_tasks(policy, source, job.payload.get("event"))
-            except (PeerError, InvalidNameError) as exc:
-                await self.executions.fail(execution_id, f"listing {source.label} failed: {exc}")
-                return
-            await self.executions.plan(execution_id, planned)
-            copier = ArtifactCopier(source, destination, override=policy.spec.override,
-                                    throttle=Throttle(policy.spec.speed_kb))
-            limit = asyncio.Semaphore(policy.spec.concurrency)
-
-            async def one(task: Task) -> None:
-                async with limit:
-                    if await self.executions.stopped(execution_id):
-                        return
-                    await self._task(copier, destination, task)
-
-            await asyncio.gather(*(one(task) for task in await self.executions.unfinished(execution_id)))
+        try:
+            async with self._sides(policy) as (source, destination):
+                await self._execute(policy, execution_id, job, source, destination)
+        except PeerError as exc:  # the remote side could not even be opened (endpoint deleted)
+            await self.executions.fail(execution_id, str(exc))
+            return
         status = await self.executions.finish(execution_id)
         log.info("replication_execution_done", execution=execution_id, policy=policy.id, status=status)
+
+    async def _execute(self, policy: Policy, execution_id: int, job: Job, source: RegistryAdapter,
+                       destination: RegistryAdapter) -> None:
+        try:
+            planned = await plan_tasks(policy, source, job.payload.get("event"))
+        except (PeerError, InvalidNameError) as exc:
+            await self.executions.fail(execution_id, f"listing {source.label} failed: {exc}")
+            return
+        await self.executions.plan(execution_id, planned)
+        copier = ArtifactCopier(source, destination, override=policy.spec.override,
+                                throttle=Throttle(policy.spec.speed_kb))
+        limit = asyncio.Semaphore(policy.spec.concurrency)
+
+        async def one(task: Task) -> None:
+            async with limit:
+                if await self.executions.stopped(execution_id):
+                    return
+                await self._task(copier, destination, task)
+
+        await asyncio.gather(*(one(task) for task in await self.executions.unfinished(execution_id)))
 
     @contextlib.asynccontextmanager
     async def _sides(self, policy: Policy) -> AsyncIterator[tuple[RegistryAdapter, RegistryAdapter]]:

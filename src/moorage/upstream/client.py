@@ -165,7 +165,7 @@ class UpstreamClient:
         response = await self._request("HEAD" if head else "GET", path, f"repository:{repository}:pull",
                                        {"Accept": MANIFEST_ACCEPT})
         payload = b"" if head else await response.aread()
-        self._check(response, f"manifest {repository}:{reference}")
+        self.check(response, f"manifest {repository}:{reference}")
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         header_digest = response.headers.get("docker-content-digest", "")
         if head:
@@ -185,7 +185,7 @@ class UpstreamClient:
     async def blob_size(self, repository: str, digest: str) -> int:
         """``HEAD`` of a blob: its size (raises ``not_found`` when the upstream has none)."""
         response = await self._request("HEAD", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull")
-        self._check(response, f"blob {digest} of {repository}")
+        self.check(response, f"blob {digest} of {repository}")
         return int(response.headers.get("content-length") or 0)
 
     @asynccontextmanager
@@ -198,7 +198,7 @@ class UpstreamClient:
             try:
                 if response.status_code >= 300:
                     await response.aread()
-                    self._check(response, f"blob {digest} of {repository}")
+                    self.check(response, f"blob {digest} of {repository}")
                 length = response.headers.get("content-length")
                 yield UpstreamBlob(int(length) if length and length.isdigit() else None,
                                    self._chunks(response))
@@ -223,8 +223,21 @@ class UpstreamClient:
             await response.aread()
             return response
 
+    async def send(self, method: str, path: str, scope: str | None, *, headers: dict[str, str] | None = None,
+                   content: bytes | None = None, params: dict[str, str] | None = None) -> httpx.Response:
+        """Any other request (replication's writes), read whole; the caller judges the status (:meth:`check`).
+
+        ``content`` is bytes, so a request answered by an auth challenge can be sent again.
+        """
+        async with self._slots:
+            response = await self._send(method, path, scope, headers or {}, stream=False, content=content,
+                                        params=params)
+            await response.aread()
+            return response
+
     async def _send(self, method: str, path: str, scope: str | None, headers: dict[str, str],
-                    *, stream: bool) -> httpx.Response:
+                    *, stream: bool, content: bytes | None = None,
+                    params: dict[str, str] | None = None) -> httpx.Response:
         wait = self.blocked_until - time.monotonic()
         if wait > 0:
             raise UpstreamError(
@@ -232,10 +245,10 @@ class UpstreamClient:
                 f"{self.base} asked to wait (Retry-After) another {wait:.0f} s; not contacting it until then",
                 status=429, retry_after=wait,
             )
-        response = await self._once(method, path, scope, headers, stream=stream)
+        response = await self._once(method, path, scope, headers, stream=stream, content=content, params=params)
         if response.status_code == 401 and await self._authenticate(response, scope):
             await response.aclose()
-            response = await self._once(method, path, scope, headers, stream=stream)
+            response = await self._once(method, path, scope, headers, stream=stream, content=content, params=params)
         if response.status_code == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             if retry_after:
@@ -243,9 +256,11 @@ class UpstreamClient:
         return response
 
     async def _once(self, method: str, path: str, scope: str | None, headers: dict[str, str],
-                    *, stream: bool) -> httpx.Response:
+                    *, stream: bool, content: bytes | None = None,
+                    params: dict[str, str] | None = None) -> httpx.Response:
         auth = self._authorization(scope)
-        request = self._http.build_request(method, self.base + path, headers={**headers, **auth})
+        request = self._http.build_request(method, self.base + path, headers={**headers, **auth}, content=content,
+                                           params=params)
         try:
             return await self._http.send(request, stream=stream)
         except httpx.TimeoutException:
@@ -315,7 +330,8 @@ class UpstreamClient:
         self._tokens[scope or ""] = (token, time.monotonic() + max(seconds - 10.0, 5.0))
         return True
 
-    def _check(self, response: httpx.Response, what: str) -> None:
+    def check(self, response: httpx.Response, what: str) -> None:
+        """Raise the :class:`UpstreamError` that a non-2xx ``response`` to ``what`` means."""
         status = response.status_code
         if status < 300:
             return

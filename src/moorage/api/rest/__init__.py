@@ -25,6 +25,7 @@ from moorage.api.rest import (
     projects,
     quotas,
     registries,
+    replication,
     retention,
     robots,
     search,
@@ -75,7 +76,7 @@ def rest_api(get_services: Callable[[], Services]) -> FastAPI:
         return error.response()
 
     for module in (projects, users, robots, artifacts, additions, browse, logs, search, immutability, gc, usergroups,
-                   webhooks, retention, quotas, registries):
+                   webhooks, retention, quotas, registries, replication):
         app.include_router(module.router)
     return app
 

@@ -19,6 +19,7 @@ from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, 
 from moorage.replication.executions import Execution, ReplicationExecutions, Task
 from moorage.replication.job import ReplicationTrigger
 from moorage.replication.policies import Policy, PolicyError, PolicySpec, ReplicationPolicies
+from moorage.replication.service import Replication
 
 router = APIRouter(tags=["replication"])
 
@@ -98,6 +99,8 @@ class ExecutionStop(BaseModel):
 class ExecutionOut(BaseModel):
     id: int
     policy_id: int
+    #: The ``replication.run`` job that runs it (``/api/v2.0/jobs/{job_id}``: node, lease, attempts).
+    job_id: int | None
     status: str
     status_text: str
     trigger: str
@@ -125,17 +128,24 @@ class TaskOut(BaseModel):
     end_time: datetime | None
 
 
+def _replication(request: Request) -> Replication:
+    replication = services_of(request).replication
+    if replication is None:
+        raise ApiError(501, "replication needs auth.mode: token and auth.secret_key (endpoint credentials are "
+                            "sealed with it); set both and restart")
+    return replication
+
+
 def policies_of(request: Request) -> ReplicationPolicies:
-    return ReplicationPolicies(services_of(request).db)
+    return _replication(request).policies
 
 
 def executions_of(request: Request) -> ReplicationExecutions:
-    return ReplicationExecutions(services_of(request).db)
+    return _replication(request).executions
 
 
 def trigger_of(request: Request) -> ReplicationTrigger:
-    services = services_of(request)
-    return ReplicationTrigger(ReplicationPolicies(services.db), services.jobs, ReplicationExecutions(services.db))
+    return _replication(request).trigger
 
 
 PoliciesDep = Annotated[ReplicationPolicies, Depends(policies_of)]
@@ -186,7 +196,7 @@ def _policy_out(policy: Policy) -> PolicyOut:
 def _execution_out(execution: Execution) -> ExecutionOut:
     counts = execution.counts
     return ExecutionOut(
-        id=execution.id, policy_id=execution.policy_id, status=execution.status,
+        id=execution.id, policy_id=execution.policy_id, job_id=execution.job_id, status=execution.status,
         status_text=execution.status_text, trigger=execution.trigger, start_time=execution.start_time,
         end_time=execution.end_time, total=counts.total, failed=counts.failed, succeed=counts.succeed,
         in_progress=counts.in_progress, stopped=counts.stopped,

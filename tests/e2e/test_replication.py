@@ -1,0 +1,184 @@
+"""Replication with real peers: Debian's docker-registry behind htpasswd and a second ``moorage serve``.
+
+* event-based push, Moorage → docker-registry: a skopeo push is at the destination, tag last;
+* pull-based on a cron schedule, docker-registry → Moorage, on three nodes sharing PostgreSQL:
+  one execution for the due minute, however many nodes tick;
+* Moorage → Moorage (type harbor): a multi-arch index with its children, and a signature that
+  follows its subject through the referrers API although the tag filter does not select it;
+* refusals: wrong credentials fail the task with the destination's answer in its log;
+* kill -9 of the node running an execution: another node resumes it; each blob is closed at the
+  destination once (its access log), and the tag appears only once the copy is whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.clients import Skopeo, run
+from tests.e2e.identity_helpers import ADMIN_PASSWORD, AdminApi, start_token_moorage, uid
+from tests.e2e.images import MT_OCI_MANIFEST, OciLayout
+from tests.e2e.servers import RegistryProcess, start_reference
+from tests.proxy.upstream import htpasswd_file
+
+CREDS = f"admin:{ADMIN_PASSWORD}"
+PEER_USER, PEER_PASSWORD = "replicator", "Repl1cator-secret"
+FAST_JOBS = {"MOORAGE_JOBS__POLL_SECONDS": "0.2", "MOORAGE_HTTP__WORKERS": "1"}
+KIB = 1024
+
+
+@pytest.fixture(scope="module")
+def peer(e2e_workdir: Path) -> Iterator[RegistryProcess]:
+    """docker-registry behind htpasswd: the destination of pushes, the source of pulls."""
+    passwords = htpasswd_file(e2e_workdir / "replication-htpasswd", PEER_USER, PEER_PASSWORD)
+    server = start_reference(e2e_workdir, label="replication-peer", htpasswd=passwords)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def moorage(e2e_workdir: Path) -> Iterator[RegistryProcess]:
+    server = start_token_moorage(e2e_workdir, label="moorage-replication", extra_env=FAST_JOBS)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def endpoint(api: AdminApi, url: str, kind: str = "docker-registry", user: str = PEER_USER,
+             password: str = PEER_PASSWORD) -> int:
+    r = api.http.post("/registries", json={"name": uid("ep"), "type": kind, "url": url, "credential": {
+        "type": "basic", "access_key": user, "access_secret": password}})
+    assert r.status_code == 201, r.text
+    return int(r.headers["location"].rsplit("/", 1)[1])
+
+
+def policy(api: AdminApi, **body: Any) -> int:
+    r = api.http.post("/replication/policies", json={"name": uid("policy"), **body})
+    assert r.status_code == 201, r.text
+    return int(r.headers["location"].rsplit("/", 1)[1])
+
+
+def executions(api: AdminApi, policy_id: int) -> list[dict[str, Any]]:
+    r = api.http.get("/replication/executions", params={"policy_id": policy_id})
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+def finished(api: AdminApi, policy_id: int, count: int = 1, timeout: float = 90) -> list[dict[str, Any]]:
+    """Wait until ``count`` executions of the policy ended; all of them, newest first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = executions(api, policy_id)
+        if len(found) >= count and all(e["status"] != "InProgress" for e in found):
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"policy {policy_id}: executions did not finish: {executions(api, policy_id)}")
+
+
+def task_logs(api: AdminApi, execution_id: int) -> list[str]:
+    tasks = api.http.get(f"/replication/executions/{execution_id}/tasks").json()
+    return [api.http.get(f"/replication/executions/{execution_id}/tasks/{t['id']}/log").text for t in tasks]
+
+
+def peer_digest(skopeo: Skopeo, ref: str) -> str:
+    return run([*skopeo._base(), "inspect", "--tls-verify=false", "--creds", f"{PEER_USER}:{PEER_PASSWORD}",
+                "--format", "{{.Digest}}", ref]).stdout.strip()
+
+
+def moorage_digest(skopeo: Skopeo, ref: str) -> str:
+    return run([*skopeo._base(), "inspect", "--tls-verify=false", "--creds", CREDS, "--format", "{{.Digest}}",
+                ref]).stdout.strip()
+
+
+def test_a_push_is_replicated_to_docker_registry_once(
+    moorage: RegistryProcess, peer: RegistryProcess, layout: OciLayout, skopeo: Skopeo
+) -> None:
+    api = AdminApi(moorage)
+    try:
+        project = api.project()
+        dest = endpoint(api, peer.url)
+        assert api.http.post("/registries/ping", json={"id": dest}).status_code == 200
+        policy_id = policy(api, dest_registry={"id": dest}, dest_namespace="mirror", dest_namespace_replace_count=1,
+                           trigger={"type": "event_based"}, filters=[{"type": "name", "value": f"{project}/**"}])
+        image = layout.add_image("v1", (96 * KIB, 48 * KIB))
+        skopeo.copy(image.ref, f"docker://{moorage.host}/{project}/app:v1", "--dest-creds", CREDS)
+        [execution] = finished(api, policy_id)
+        assert (execution["status"], execution["total"], execution["succeed"]) == ("Succeed", 1, 1), execution
+        pushed = moorage_digest(skopeo, f"docker://{moorage.host}/{project}/app:v1")
+        assert peer_digest(skopeo, f"docker://{peer.host}/mirror/app:v1") == pushed
+        [log] = task_logs(api, execution["id"])
+        assert "tagged mirror/app:v1" in log and "3 copied" in log, log
+        # the same image pushed again: a new event, nothing to send
+        skopeo.copy(image.ref, f"docker://{moorage.host}/{project}/app:v1", "--dest-creds", CREDS)
+        time.sleep(1)
+        assert len(executions(api, policy_id)) == 1  # same repository, tag and digest: the same event
+    finally:
+        api.close()
+
+
+def test_wrong_credentials_fail_the_task_with_the_answer(
+    moorage: RegistryProcess, peer: RegistryProcess, layout: OciLayout, skopeo: Skopeo
+) -> None:
+    api = AdminApi(moorage)
+    try:
+        project = api.project()
+        bad = endpoint(api, peer.url, password="wrong-password")
+        ping = api.http.post("/registries/ping", json={"id": bad})
+        assert ping.status_code != 200 and "credentials" in ping.text, ping.text
+        image = layout.add_image("v1", (16 * KIB,))
+        skopeo.copy(image.ref, f"docker://{moorage.host}/{project}/app:v1", "--dest-creds", CREDS)
+        policy_id = policy(api, dest_registry={"id": bad}, filters=[{"type": "name", "value": f"{project}/**"}])
+        r = api.http.post("/replication/executions", json={"policy_id": policy_id})
+        assert r.status_code == 201, r.text
+        [execution] = finished(api, policy_id)
+        assert (execution["status"], execution["failed"]) == ("Failed", 1), execution
+        [log] = task_logs(api, execution["id"])
+        assert "401" in log and "credentials" in log, log
+    finally:
+        api.close()
+
+
+def test_moorage_to_moorage_brings_index_children_and_referrers(
+    moorage: RegistryProcess, e2e_workdir: Path, layout: OciLayout, skopeo: Skopeo
+) -> None:
+    other = start_token_moorage(e2e_workdir, label="moorage-replica", extra_env=FAST_JOBS)
+    api, remote = AdminApi(moorage), AdminApi(other)
+    try:
+        project = api.project()
+        remote_project = remote.project()
+        index = layout.add_index("v1")
+        subject = index.index.descriptor()
+        empty = layout.add_bytes(b"{}", "application/vnd.oci.empty.v1+json")
+        signature = layout.add_json({
+            "schemaVersion": 2, "mediaType": MT_OCI_MANIFEST, "artifactType": "application/vnd.example.signature",
+            "config": empty.descriptor(), "layers": [empty.descriptor()], "subject": subject,
+        }, MT_OCI_MANIFEST)
+        layout.tag("sig", signature)
+        skopeo.copy(index.ref, f"docker://{moorage.host}/{project}/multi:v1", "--all", "--dest-creds", CREDS)
+        skopeo.copy(f"oci:{layout.root}:sig", f"docker://{moorage.host}/{project}/multi:sig", "--dest-creds", CREDS)
+        dest = endpoint(api, other.url, kind="harbor", user="admin", password=ADMIN_PASSWORD)
+        policy_id = policy(api, dest_registry={"id": dest}, dest_namespace=remote_project,
+                           filters=[{"type": "name", "value": f"{project}/multi"}, {"type": "tag", "value": "v1"}])
+        assert api.http.post("/replication/executions", json={"policy_id": policy_id}).status_code == 201
+        [execution] = finished(api, policy_id)
+        assert (execution["status"], execution["total"]) == ("Succeed", 1), (execution, task_logs(api, execution["id"]))
+        assert moorage_digest(skopeo, f"docker://{other.host}/{remote_project}/multi:v1") == index.index.digest
+        with httpx.Client(base_url=other.url, timeout=30) as http:
+            token = http.get("/service/token", params={"service": "moorage", "scope":
+                             f"repository:{remote_project}/multi:pull"}, auth=("admin", ADMIN_PASSWORD)).json()["token"]
+            referrers = http.get(f"/v2/{remote_project}/multi/referrers/{index.index.digest}",
+                                 headers={"Authorization": f"Bearer {token}"})
+        assert referrers.status_code == 200, referrers.text
+        assert [m["digest"] for m in referrers.json()["manifests"]] == [signature.digest]
+    finally:
+        api.close()
+        remote.close()
+        other.stop()
