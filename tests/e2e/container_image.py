@@ -31,7 +31,7 @@ import httpx
 
 from tests.e2e.clients import ClientError, ContainersTools, run, storage_driver
 
-__all__ = ["CACHE_DIR", "MoorageContainer", "MoorageImage", "build_image", "lasting_tools", "run_once"]
+__all__ = ["CACHE_DIR", "MoorageContainer", "MoorageImage", "PodLike", "build_image", "lasting_tools", "run_once"]
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("MOORAGE_TEST_CACHE_DIR", "/var/cache/moorage-test"))
@@ -106,16 +106,25 @@ def _ulimits() -> list[str]:
     return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
 
 
-def _pod_flags(volume: str) -> list[str]:
-    """What the chart's pod has: read-only root, writable /tmp and data volume; plus host network."""
-    return ["--network", "host", *_ulimits(), "--read-only", "--tmpfs", "/tmp",
-            "--volume", f"{volume}:/var/lib/moorage"]
+@dataclass(frozen=True)
+class PodLike:
+    """What the Helm chart gives a pod: a data volume, a config file (``MOORAGE_CONFIG``), a
+    read-only root with a writable ``/tmp``; and here the host's network."""
+
+    volume: str
+    config: Path
+
+    def flags(self) -> list[str]:
+        return ["--network", "host", *_ulimits(), "--read-only", "--tmpfs", "/tmp",
+                "--volume", f"{self.volume}:/var/lib/moorage",
+                "--volume", f"{self.config}:/etc/moorage/moorage.yml:ro",
+                "--env", "MOORAGE_CONFIG=/etc/moorage/moorage.yml"]
 
 
-def run_once(image: MoorageImage, volume: str, *argv: str) -> float:
+def run_once(image: MoorageImage, pod: PodLike, *argv: str) -> float:
     """``podman run --rm`` the image with ``moorage <argv>`` (the chart's init container); seconds taken."""
     started = time.monotonic()
-    image.tools.podman("--runtime", "runc", "run", "--rm", *_pod_flags(volume), "--entrypoint", "moorage",
+    image.tools.podman("--runtime", "runc", "run", "--rm", *pod.flags(), "--entrypoint", "moorage",
                        image.name, *argv)
     return time.monotonic() - started
 
@@ -132,19 +141,18 @@ class MoorageContainer:
 
     @classmethod
     def start(
-        cls, image: MoorageImage, port: int, volume: str, *args: str, timeout: float = 180
+        cls, image: MoorageImage, port: int, pod: PodLike, *args: str, timeout: float = 180
     ) -> MoorageContainer:
-        """``podman run`` it as the Helm chart runs a pod; wait for ``/v2/``.
+        """``podman run`` it as the Helm chart runs a pod (``pod``); wait for ``/v2/``.
 
-        ``MOORAGE_LISTEN=127.0.0.1:<port>``, a read-only root file system with a tmpfs on
-        ``/tmp``, the data volume ``volume``, and ``args`` after ``moorage serve``. The
+        ``MOORAGE_LISTEN=127.0.0.1:<port>`` and ``args`` after ``moorage serve``. The
         healthcheck's timer is off (``--health-interval disable``: podman schedules it with
         systemd, which these machines lack); :meth:`healthcheck` runs it on demand.
         """
         host = f"127.0.0.1:{port}"
         started = time.monotonic()
         container_id = image.tools.podman(
-            "--runtime", "runc", "run", "--detach", *_pod_flags(volume),
+            "--runtime", "runc", "run", "--detach", *pod.flags(),
             "--health-interval", "disable", "--env", f"MOORAGE_LISTEN={host}", image.name, *args,
         ).stdout.strip().splitlines()[-1]
         container = cls(image, container_id, host)

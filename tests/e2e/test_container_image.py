@@ -17,7 +17,14 @@ import pytest
 
 from tests.e2e.clients import Skopeo
 from tests.e2e.conftest import require_tool
-from tests.e2e.container_image import MoorageContainer, MoorageImage, build_image, lasting_tools, run_once
+from tests.e2e.container_image import (
+    MoorageContainer,
+    MoorageImage,
+    PodLike,
+    build_image,
+    lasting_tools,
+    run_once,
+)
 from tests.e2e.images import OciLayout, verify_layout
 from tests.e2e.servers import free_port
 
@@ -42,16 +49,22 @@ def moorage_image(tmp_path_factory: pytest.TempPathFactory, figures: list[str]) 
 
 
 @pytest.fixture(scope="module")
-def container(moorage_image: MoorageImage, figures: list[str]) -> Iterator[MoorageContainer]:
+def container(
+    moorage_image: MoorageImage, figures: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MoorageContainer]:
     """The image run as the chart runs a pod: ``moorage db upgrade`` first, then ``serve --no-migrate``.
 
     One per module (a start takes seconds); the last test of the module stops it.
     """
     volume = f"moorage-test-{uuid.uuid4().hex[:12]}"
+    # One worker where the default is one per core: proof that the mounted file was read.
+    config = tmp_path_factory.mktemp("container-config") / "moorage.yml"
+    config.write_text("http:\n  workers: 1\nlog:\n  access_log: true\n")
+    pod = PodLike(volume, config)
     moorage_image.tools.podman("volume", "create", volume)
     try:
-        migrated = run_once(moorage_image, volume, "db", "upgrade")
-        running = MoorageContainer.start(moorage_image, free_port(), volume, "--no-migrate")
+        migrated = run_once(moorage_image, pod, "db", "upgrade")
+        running = MoorageContainer.start(moorage_image, free_port(), pod, "--no-migrate")
         figures.append(f"container start-up: `moorage db upgrade` {migrated:.1f} s, then `moorage serve` answered "
                        f"GET /v2/ {running.ready_seconds:.1f} s after `podman run`")
         try:
@@ -88,6 +101,10 @@ def test_container_answers_healthcheck_and_stores_data_as_its_user(container: Mo
     assert container.podman("exec", container.id, "touch", "/opt/moorage/x", check=False).returncode != 0
     with httpx.Client(base_url=f"http://{container.host}", timeout=10) as client:
         assert client.get("/api/v2.0/ping").text == "Pong"
+    # The config file named by MOORAGE_CONFIG was read: one worker, requests in the access log.
+    logs = container.logs()
+    assert logs.count("Started server process") == 1, logs
+    assert "GET /api/v2.0/ping" in logs, logs
 
 
 def test_skopeo_pushes_and_pulls_through_the_container(
