@@ -523,8 +523,12 @@ class ProxySettings(_Section):
     fetch_lease: float = Field(default=30.0, ge=2, le=3600)
     #: Seconds between checks of a pull that waits for another node's fetch of the same blob.
     poll_seconds: float = Field(default=0.1, gt=0, le=10)
-    #: Mirror mode: upstream host as clients name it (``docker.io``, ``quay.io``) → proxy project serving it.
+    #: Mirror mode: upstream host as clients name it (``docker.io``, ``quay.io``) → proxy project serving it,
+    #: chosen by the ``ns=`` query parameter a mirror client sends (containerd does).
     mirrors: dict[str, str] = Field(default_factory=dict)
+    #: Mirror mode for clients that send no ``ns=`` (podman/skopeo of containers/image 5.x): a name whose
+    #: first component is no project here is served from this proxy project.
+    default_mirror: str | None = None
 
     @field_validator("tag_ttl")
     @classmethod
@@ -544,6 +548,13 @@ class ProxySettings(_Section):
                 raise ValueError(f"mirror {host!r}: {project!r} must be the name of a proxy-cache project")
             out[host.strip().lower()] = project
         return out
+
+    @field_validator("default_mirror")
+    @classmethod
+    def _default_mirror(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value):
+            raise ValueError(f"{value!r} must be the name of a proxy-cache project")
+        return value
 
 
 class WebhookSettings(_Section):

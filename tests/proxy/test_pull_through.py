@@ -4,9 +4,10 @@ deleted endpoints and missing content answer errors that name the upstream."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tests.e2e.servers import RegistryProcess
-from tests.integration.test_identity_helpers import Idp, uid
+from tests.integration.test_identity_helpers import Idp, make_idp, uid
 from tests.proxy.conftest import UPSTREAM_PASSWORD, UPSTREAM_USER
 from tests.proxy.helpers import ACCEPT, access_count, make_proxy, sha256
 from tests.proxy.upstream import push_image, random_layer
@@ -103,3 +104,22 @@ async def test_proxy_project_on_a_missing_endpoint_is_refused(idp: Idp) -> None:
     r = await idp.api("POST", "/projects", idp.admin, json={"project_name": name, "registry_id": 999_999})
     assert r.status_code == 400 and r.json()["errors"][0]["message"].startswith("registry_id: ")
     assert (await idp.api("GET", f"/projects/{name}", idp.admin)).status_code == 404
+
+
+async def test_ns_query_picks_the_mirrored_upstream(database_url: str, tmp_path: Path,
+                                                   open_upstream: RegistryProcess) -> None:
+    """A mirror client that names the upstream in ``ns=`` (containerd does) is served from its proxy project."""
+    project = uid("mirror")
+    async for idp in make_idp(database_url, tmp_path, MOORAGE_PROXY__MIRRORS=f"{{docker.example: {project}}}"):
+        r = await idp.api("POST", "/registries", idp.admin, json={"name": uid("ep"), "type": "docker-registry",
+                                                                   "url": open_upstream.url})
+        registry_id = int(r.headers["location"].rsplit("/", 1)[1])
+        r = await idp.api("POST", "/projects", idp.admin, json={"project_name": project, "public": True,
+                                                                 "registry_id": registry_id})
+        assert r.status_code == 201, r.text
+        name = f"library/{uid('ns')}"
+        image = await asyncio.to_thread(push_image, open_upstream.url, name, "1", [random_layer(1000)])
+        r = await idp.http.get(f"/v2/{name}/manifests/1", params={"ns": "docker.example"}, headers=ACCEPT)
+        assert r.status_code == 200 and r.content == image.manifest
+        r = await idp.http.get(f"/v2/{name}/manifests/1", params={"ns": "other.example"}, headers=ACCEPT)
+        assert r.status_code == 401  # no mirror for that host: an ordinary name, whose project does not exist

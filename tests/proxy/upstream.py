@@ -7,15 +7,17 @@ manifest by tag. Nothing here imports pytest; the benchmark uses it too.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-__all__ = ["PushedImage", "htpasswd_file", "push_image"]
+__all__ = ["PushedImage", "htpasswd_file", "push_image", "random_layer", "tar_layer"]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -69,7 +71,23 @@ def push_image(base: str, name: str, tag: str, layers: list[bytes], auth: tuple[
 
 
 def random_layer(size: int) -> bytes:
+    """``size`` random bytes: a blob for HTTP-level tests (clients that unpack need :func:`tar_layer`)."""
     return os.urandom(size)
+
+
+def tar_layer(size: int, name: str = "payload.bin") -> tuple[bytes, str]:
+    """An uncompressed tar layer holding one file of ``size`` random bytes: (layer, the file's hex SHA-256).
+
+    Uncompressed, so its digest is also its diff_id (what :func:`push_image` writes in the config).
+    """
+    content = os.urandom(size)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue(), hashlib.sha256(content).hexdigest()
 
 
 def htpasswd_file(path: Path, username: str, password: str) -> Path:

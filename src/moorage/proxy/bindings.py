@@ -125,6 +125,13 @@ class ProxyBindings:
         binding = await self.of_project(project)
         return None if binding is None else ProxyTarget(binding, repository, rest)
 
+    async def project_exists(self, name: str) -> bool:
+        """Whether a project of that name exists (proxy projects from the copy, others from the database)."""
+        if await self.of_project(name) is not None:
+            return True
+        async with self.db.read() as conn:
+            return (await conn.execute(select(projects.c.id).where(projects.c.name == name))).first() is not None
+
     async def project_registry(self, project_id: int) -> int | None:
         """The endpoint id of a proxy project (``None`` for other projects and deleted endpoints)."""
         async with self.db.read() as conn:

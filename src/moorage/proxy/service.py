@@ -35,12 +35,21 @@ class ProxyCache:
                                 self.manifests, poll_seconds=settings.poll_seconds)
         #: Mirror mode: the upstream host a client names in ``ns=`` → the proxy project serving it.
         self.mirrors = dict(settings.mirrors)
+        self.default_mirror = settings.default_mirror
 
-    def mirror_project(self, namespace: str | None) -> str | None:
-        """The proxy project that mirrors ``namespace`` (the ``ns=`` of containers/image), if configured."""
-        if not namespace:
-            return None
-        return self.mirrors.get(namespace.strip().lower())
+    async def mirrored_name(self, repository: str, namespace: str | None) -> str | None:
+        """Mirror mode: the repository in its proxy project for a name a mirror client sent, else ``None``.
+
+        With ``ns=<upstream host>`` (containerd sends it to a mirror) the configured project of that
+        host; without it, ``proxy.default_mirror`` when the name's first component is no project here
+        (podman and skopeo of containers/image 5.x send no ``ns``), so regular projects are unaffected.
+        """
+        if namespace:
+            project = self.mirrors.get(namespace.strip().lower())
+            return f"{project}/{repository}" if project else None
+        if self.default_mirror and not await self.bindings.project_exists(repository.partition("/")[0]):
+            return f"{self.default_mirror}/{repository}"
+        return None
 
     async def target(self, repository: str) -> ProxyTarget | None:
         return await self.bindings.target(repository)

@@ -180,7 +180,7 @@ class OciApi:
                 params = match.groupdict()
                 request.state.mirrored = False
                 if "name" in params:
-                    self._mirror(request, params)
+                    await self._mirror(request, params)
                     validate_name(params["name"])
                 handler: Handler = getattr(self, handler_name)
                 return await handler(request, params)
@@ -213,14 +213,14 @@ class OciApi:
             log.error("unhandled_error", request_id=request_id, method=method, path=path, exc_info=error)
             return error_response(unexpected_error(error, request_id), method)
 
-    def _mirror(self, request: Request, params: dict[str, str]) -> None:
-        """Mirror mode: ``?ns=<upstream host>`` (containers/image sends it to a ``[[registry.mirror]]``)
-        names a configured upstream, so ``library/alpine`` is served from that proxy project."""
+    async def _mirror(self, request: Request, params: dict[str, str]) -> None:
+        """Mirror mode: ``library/alpine`` asked of Moorage as a registry mirror is served from the proxy
+        project of that upstream (``?ns=<upstream host>``, or ``proxy.default_mirror``)."""
         if self.proxy is None:
             return
-        project = self.proxy.mirror_project(request.query_params.get("ns"))
-        if project is not None:
-            params["name"] = f"{project}/{params['name']}"
+        mirrored = await self.proxy.mirrored_name(params["name"], request.query_params.get("ns"))
+        if mirrored is not None:
+            params["name"] = mirrored
             request.state.mirrored = True
 
     async def _proxy_target(self, name: str) -> ProxyTarget | None:
@@ -416,7 +416,14 @@ class OciApi:
             raise RuntimeError("proxy target without a proxy cache")
         headers = {**API_VERSION, "Docker-Content-Digest": str(digest), "Accept-Ranges": "none"}
         if request.method == "HEAD":
-            size = await self.proxy.blob_size(target, digest)
+            try:
+                size = await self.proxy.blob_size(target, digest)
+            except RegistryError as error:
+                if error.status < 500:
+                    raise
+                # A HEAD answer has no body to explain a 5xx, and a pushing client probes with HEAD before its
+                # POST (whose answer says why a proxy project refuses it): "not here" is what is true locally.
+                raise RegistryError("BLOB_UNKNOWN", error.message, error.detail, status=404) from None
             headers["Content-Length"] = str(size)
             return Response(status_code=200, headers=headers, media_type="application/octet-stream")
         blob = await self.proxy.fetch_blob(target, digest)
