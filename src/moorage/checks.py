@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from moorage.auth.oidc.provider import OidcError, OidcProvider
 from moorage.config import Settings
 from moorage.storage import CheckResult, StorageDriver, StorageError
 from moorage.storage.factory import build_driver
@@ -212,10 +213,32 @@ async def check_redis(settings: Settings) -> list[CheckResult]:
         await client.aclose()
 
 
+async def check_oidc(settings: Settings) -> list[CheckResult]:
+    """The OpenID provider (``auth.oidc``): its discovery document (issuer as configured) and its JWKS."""
+    oidc = settings.auth.oidc
+    if settings.auth.mode != "token" or not oidc.enabled:
+        return []
+    provider = OidcProvider(oidc, settings.outbound.trust_store())
+    try:
+        meta = await provider.discovery()
+        keys = await provider.signing_keys()
+    except OidcError as exc:
+        return [CheckResult("oidc provider", False, exc.reason[:400],
+                            "check auth.oidc.issuer, the network to the provider and (private CA) auth.oidc.ca_bundle "
+                            "or outbound.ca_bundle")]
+    finally:
+        await provider.aclose()
+    if not keys:
+        return [CheckResult("oidc provider", False, f"the JWKS at {meta['jwks_uri']} holds no signing key",
+                            "check the provider's key configuration")]
+    return [CheckResult("oidc provider", True, f"issuer {meta['issuer']}, {len(keys)} signing key(s): {', '.join(keys)}")]
+
+
 async def run_checks(settings: Settings) -> list[CheckResult]:
     """Every check for ``settings``, in the order an operator would fix them."""
     results = await check_database(settings)
     results += await check_redis(settings)
+    results += await check_oidc(settings)
     try:
         storage = build_driver(
             settings.storage.driver_name,

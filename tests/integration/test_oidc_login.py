@@ -15,8 +15,9 @@ import pytest
 import structlog
 
 from moorage.certs import make_ca, make_server
+from moorage.checks import run_checks
 from tests.integration.oidc_helpers import Sso, sso_registry
-from tests.services.oidc_provider import OidcProvider, new_jwk
+from tests.services.oidc_provider import OidcProvider, free_port, new_jwk
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +121,12 @@ async def test_a_provider_behind_a_private_ca_needs_its_ca_bundle(database_url: 
             assert "CERTIFICATE_VERIFY_FAILED" in reason and "ca_bundle" in reason, reason
     finally:
         provider.stop()
+
+
+async def test_moorage_check_reads_the_providers_discovery_and_keys(sso: Sso, provider: OidcProvider) -> None:
+    results = {result.name: result for result in await run_checks(sso.idp.settings)}
+    assert results["oidc provider"].ok and provider.issuer in results["oidc provider"].detail
+    broken = sso.idp.settings.model_copy(deep=True)
+    broken.auth.oidc.issuer = f"http://127.0.0.1:{free_port()}"
+    failed = {result.name: result for result in await run_checks(broken)}["oidc provider"]
+    assert not failed.ok and "auth.oidc.issuer" in failed.fix

@@ -140,6 +140,12 @@ class OidcProvider:
         self._jwks = keys
         self._jwks_at = time.monotonic()
 
+    async def signing_keys(self) -> list[str]:
+        """The kids of the provider's JWKS, read now (``moorage check``)."""
+        async with self._lock:
+            await self._load_jwks()
+        return sorted(self._jwks)
+
     async def _key(self, kid: str) -> jwt.PyJWK | None:
         """The provider's key ``kid``; re-reads the JWKS when it is missing (key rotation)."""
         if not self._jwks or time.monotonic() - self._jwks_at >= REFRESH_SECONDS:
