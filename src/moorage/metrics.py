@@ -13,6 +13,7 @@ may record into it (storage, the cache, uploads, jobs, webhooks) without an upwa
   :mod:`moorage.storage.middleware.metrics`).
 * Redis cache: lookups by kind and result (hit, miss, unavailable).
 * Webhooks: delivery attempts by outcome.
+* Proxy cache: requests to upstreams, and answers served stale while an upstream failed.
 * Jobs: depth and age of the queue, read from the shared job table at scrape time
   (:class:`JobQueueCollector`); every node reports the same cluster-wide values.
 
@@ -46,6 +47,8 @@ __all__ = [
     "BLOB_UPLOAD_SECONDS",
     "CACHE_LOOKUPS",
     "LATENCY",
+    "PROXY_STALE_SERVED",
+    "PROXY_UPSTREAM_REQUESTS",
     "REQUESTS",
     "ROUTE_SCOPE_KEY",
     "STORAGE_OPERATIONS",
@@ -87,6 +90,13 @@ CACHE_LOOKUPS = Counter("moorage_cache_lookups_total",
 WEBHOOK_DELIVERIES = Counter("moorage_webhook_deliveries_total",
                              "Webhook delivery attempts by event type and outcome (success, retry, error, refused)",
                              ["event_type", "outcome"])
+
+#: Pulls answered from the proxy cache because the upstream could not be asked (down, 5xx, 429, timeout).
+PROXY_STALE_SERVED = Counter("moorage_proxy_stale_served_total",
+                             "Proxy-cache answers served stale because the upstream failed", ["endpoint", "reason"])
+#: Requests sent upstream by kind (manifest_head, manifest_get, blob) and outcome (ok or a failure kind).
+PROXY_UPSTREAM_REQUESTS = Counter("moorage_proxy_upstream_requests_total", "Proxy-cache requests to upstreams",
+                                  ["endpoint", "kind", "outcome"])
 
 #: Where the ``/v2`` router leaves the template of the route it matched (Starlette routes use ``scope["route"]``).
 ROUTE_SCOPE_KEY = "moorage.route"

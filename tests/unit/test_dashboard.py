@@ -9,7 +9,9 @@ collector, so renaming a metric without the dashboard fails here.
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
+import moorage
 import moorage.metrics
 from moorage.metrics import JobQueueCollector, JobStat
 
@@ -24,8 +27,16 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "moorag
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
+def _import_everything() -> None:
+    """Import every module of the package, so a metric defined anywhere is in the registry."""
+    for module in pkgutil.walk_packages(moorage.__path__, "moorage."):
+        if not module.name.endswith("__main__") and not module.name.startswith("moorage.db.migrations"):
+            importlib.import_module(module.name)
+
+
 def _exposed() -> dict[str, set[str]]:
     """Sample name → its label names (``le`` for histogram buckets), for every Moorage metric."""
+    _import_everything()
     # Label names of the metric objects moorage.metrics defines (a labelled metric with no sample yet
     # shows no labels in collect(); prometheus-client keeps them only in this attribute).
     declared = {metric._name: set(metric._labelnames)
@@ -61,6 +72,14 @@ def test_every_panel_queries_metrics_that_exist() -> None:
         grouped = [label.strip() for group in re.findall(r"\bby \(([^)]*)\)", expr) for label in group.split(",")]
         for label in matched + grouped:
             assert label in known, f"label {label!r} (in {expr!r}) is not a label of {names}"
+
+
+def test_every_metric_is_defined_in_moorage_metrics() -> None:
+    """One module holds every metric (it is what the docs and the dashboard are checked against)."""
+    _exposed()
+    declared = {metric._name for metric in vars(moorage.metrics).values() if isinstance(metric, MetricWrapperBase)}
+    registered = {family.name for family in REGISTRY.collect() if family.name.startswith("moorage_")}
+    assert registered <= declared, f"define these in moorage/metrics.py: {sorted(registered - declared)}"
 
 
 def test_the_documented_metrics_are_the_exposed_ones() -> None:

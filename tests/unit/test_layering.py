@@ -37,7 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     #: Other registries: endpoints (secrets sealed with auth's SecretBox) and their client; no registry rules.
     "upstream": {"auth", "db", "net"},
     #: The proxy cache reads through the registry's services; it knows nothing of HTTP.
-    "proxy": {"config", "db", "errors", "net", "registry", "upstream"},
+    "proxy": {"config", "db", "errors", "metrics", "net", "registry", "upstream"},
     #: Replication is a job between this registry's services and an endpoint's client; never the API.
     "replication": {"db", "errors", "events", "jobs", "net", "registry", "upstream"},
 }

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import math
 
-from prometheus_client import Counter
-
 from moorage.errors import RegistryError
+from moorage.metrics import PROXY_STALE_SERVED, PROXY_UPSTREAM_REQUESTS
 from moorage.net.tls import TrustStore
 from moorage.proxy.bindings import ProxyTarget
 from moorage.upstream import Connection, UpstreamClient, UpstreamError
@@ -20,12 +19,9 @@ from moorage.upstream.endpoints import EndpointError, Endpoints
 
 __all__ = ["STALE_SERVED", "UPSTREAM_FETCHES", "UpstreamPool", "oci_error"]
 
-#: Pulls answered from the cache because the upstream could not be asked (down, 5xx, 429, timeout).
-STALE_SERVED = Counter("moorage_proxy_stale_served_total", "Proxy-cache answers served stale because the upstream "
-                       "failed", ["endpoint", "reason"])
-#: Requests sent upstream by kind (manifest_head, manifest_get, blob) and outcome (ok or a failure kind).
-UPSTREAM_FETCHES = Counter("moorage_proxy_upstream_requests_total", "Proxy-cache requests to upstreams",
-                           ["endpoint", "kind", "outcome"])
+#: Defined with every other metric in :mod:`moorage.metrics` (documented there and in docs/deploy.md).
+STALE_SERVED = PROXY_STALE_SERVED
+UPSTREAM_FETCHES = PROXY_UPSTREAM_REQUESTS
 
 
 class UpstreamPool:
