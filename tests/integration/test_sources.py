@@ -4,6 +4,7 @@ StartTLS/LDAPS with a custom CA, and LDAP filter injection refused, throttled an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,29 @@ async def test_a_name_in_two_sources_belongs_to_the_account_source_whatever_the_
         await _token(idp, basic(clash, PASSWORD), "registry:catalog:*", status=401)
         await _token(idp, idp.admin, "registry:catalog:*")
         await _token(idp, basic(fresh, LDAP_PASSWORD), "registry:catalog:*")
+        _, robot, secret = await idp.robot(await idp.project(), ["pull"])
+        await _token(idp, basic(robot, secret), "registry:catalog:*", status=401)  # `robot` not listed either
+
+
+async def test_concurrent_first_logins_on_two_nodes_make_one_account(
+    database_url: str, tmp_path: Path, slapd: Directory
+) -> None:
+    name, group = uid("race"), uid("grp")
+    slapd.add_user(name, LDAP_PASSWORD)
+    slapd.add_group(group, name)
+    async for one in make_idp(database_url, tmp_path / "one", **slapd.settings()):
+        r = await one.api("POST", "/usergroups", one.admin, json={"group_type": 1, "ldap_group_dn": slapd.group_dn(group)})
+        assert r.status_code == 201
+        async for two in make_idp(database_url, tmp_path / "two", **slapd.settings()):
+            auth = basic(name, LDAP_PASSWORD)
+            answers = await asyncio.gather(*(node.http.get("/service/token", headers=auth)
+                                             for node in (one, two, one, two, one, two)))
+            assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers if a.status_code != 200]
+            users = (await one.api("GET", "/users", one.admin, params={"username": name})).json()
+            assert [u["username"] for u in users] == [name]
+            gid = int(r.headers["Location"].rsplit("/", 1)[1])
+            members = (await one.api("GET", f"/usergroups/{gid}/members", one.admin)).json()
+            assert members == [{"user_id": users[0]["user_id"]}]
 
 
 @pytest.mark.parametrize("name", ["*", "a*", f"{'x'})(uid=*", "adm\\2a", "cl)(|(uid=*"])
