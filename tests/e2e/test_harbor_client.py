@@ -3,18 +3,19 @@
 The issue-10 review ran harborapi 0.26.2 against Moorage: 22 of 26 calls passed. The missing ones
 were ``GET /users/search`` (caught by ``/users/{user_id}``: 400), ``GET /projects/{p}/summary`` and
 ``GET /search``; these run here through the client, with a few calls that already worked, and
-with the visibility a non-member must get. Quotas come with the lifecycle issue.
+with the visibility a non-member must get, and the quota calls (lifecycle issue).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from harborapi import HarborAsyncClient
 from harborapi.exceptions import NotFound, Unauthorized
-from harborapi.models import ProjectReq, UserCreationReq
+from harborapi.models import ProjectReq, QuotaUpdateReq, ResourceList, UserCreationReq
 
 from tests.e2e.identity_helpers import ADMIN_PASSWORD, PASSWORD, start_token_moorage, uid
 from tests.e2e.servers import RegistryProcess
@@ -148,3 +149,30 @@ async def test_calls_that_already_worked(admin: HarborAsyncClient, harbor_like: 
     assert len(artifacts) == 1 and artifacts[0].digest and artifacts[0].digest.startswith("sha256:")
     logs = await admin.get_audit_logs(page_size=100)
     assert any(log.resource == project and log.operation == "create" for log in logs)
+
+
+def _root(model: Any) -> dict[str, Any]:
+    """The map inside one of harborapi's root models (``QuotaRefObject``, ``ResourceList``)."""
+    assert model is not None
+    return dict(model.root or {})
+
+
+async def test_quotas(admin: HarborAsyncClient, harbor_like: RegistryProcess) -> None:
+    """Harbor's quota calls: a project created with ``storage_limit``, listed by reference, raised, used."""
+    name = uid("hq")
+    await admin.create_project(ProjectReq(project_name=name, public=False, storage_limit=4096))
+    project = await admin.get_project(name)
+    [quota] = await admin.get_quotas(reference="project", reference_id=str(project.project_id))
+    assert _root(quota.ref)["name"] == name
+    assert _root(quota.hard)["storage"] == 4096
+    assert _root(quota.used)["storage"] == 0
+    assert quota.id is not None
+    await admin.update_quota(quota.id, QuotaUpdateReq(hard=ResourceList(root={"storage": 1024 * 1024})))
+    await _push(harbor_like, f"{name}/app", "admin", ADMIN_PASSWORD)
+    after = await admin.get_quota(quota.id)
+    assert _root(after.hard)["storage"] == 1024 * 1024
+    assert 0 < _root(after.used)["storage"] < 4096
+    summary = await admin.get_project_summary(name)
+    assert summary.quota is not None
+    assert _root(summary.quota.hard)["storage"] == 1024 * 1024
+    assert _root(summary.quota.used)["storage"] == _root(after.used)["storage"]

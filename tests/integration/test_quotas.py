@@ -163,6 +163,13 @@ async def test_quotas_in_harbors_shape_with_defaults_storage_limit_and_who_may_r
     r = await idp.api("GET", f"/quotas/{pid}", outsider_auth)
     assert r.status_code == 404 and project in _message(r)  # private: not told it exists
     assert (await idp.api("GET", "/quotas")).status_code == 401
+    # the project summary shows the quota to those who may read it
+    r = await idp.api("GET", f"/projects/{limited}/summary", member_auth)
+    assert r.status_code == 200 and r.json()["quota"] == {"hard": {"storage": 1000, "count": -1},
+                                                          "used": {"storage": 0, "count": 0}}, r.text
+    public, _ = await _project(idp, public=True)
+    r = await idp.api("GET", f"/projects/{public}/summary", outsider_auth)
+    assert r.status_code == 200 and r.json()["quota"] is None, r.text
     assert (await idp.api("GET", "/quotas/2147483647", idp.admin)).status_code == 404
 
     await _set(idp, lid, storage=5000, count=3)

@@ -54,10 +54,15 @@ async def test_project_summary_counts_and_visibility(idp: Idp) -> None:
     await _push(idp, f"{project}/team/two", idp.admin)
     r = await idp.api("GET", f"/projects/{project}/summary", dev_auth)
     assert r.status_code == 200, r.text
-    assert r.json() == {"repo_count": 2, "project_admin_count": 1, "maintainer_count": 0, "developer_count": 1,
-                        "guest_count": 1, "limited_guest_count": 1}
+    body = r.json()
+    quota = body.pop("quota")  # members read the quota (docs/lifecycle.md)
+    assert quota["hard"] == {"storage": -1, "count": -1} and quota["used"]["count"] == 2, quota
+    assert body == {"repo_count": 2, "project_admin_count": 1, "maintainer_count": 0, "developer_count": 1,
+                    "guest_count": 1, "limited_guest_count": 1}
     # limitedGuest may not list members (docs/identity.md), so it gets no member counts either
-    assert (await idp.api("GET", f"/projects/{project}/summary", limited)).json() == {
+    body = (await idp.api("GET", f"/projects/{project}/summary", limited)).json()
+    assert body.pop("quota") == quota
+    assert body == {
         "repo_count": 2, "project_admin_count": None, "maintainer_count": None, "developer_count": None,
         "guest_count": None, "limited_guest_count": None}
     _, outsider = await idp.user()

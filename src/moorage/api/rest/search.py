@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from moorage.api.rest.common import Caller, CallerDep, visible_project
-from moorage.api.rest.deps import RepositoriesDep, SearchDep
+from moorage.api.rest.deps import QuotasDep, RepositoriesDep, SearchDep
 from moorage.api.rest.projects import ProjectOut, project_out
 from moorage.auth.identity import Project
 from moorage.auth.roles import can_see_members
@@ -44,10 +44,19 @@ class SearchResult(BaseModel):
     repository: list[SearchRepository]
 
 
+class SummaryQuota(BaseModel):
+    """Harbor's ``ProjectSummaryQuota``: the limits and usage of ``GET /quotas/{id}``."""
+
+    hard: dict[str, int]
+    used: dict[str, int]
+
+
 class ProjectSummary(BaseModel):
-    """Harbor's ``ProjectSummary``; member counts only for callers who may list members (quota: none)."""
+    """Harbor's ``ProjectSummary``; member counts only for callers who may list members, the quota only
+    for those who may read it (the policy's ``quota_denial``)."""
 
     repo_count: int
+    quota: SummaryQuota | None = None
     project_admin_count: int | None = None
     maintainer_count: int | None = None
     developer_count: int | None = None
@@ -83,11 +92,16 @@ async def search(
 
 @router.get("/projects/{project_name_or_id}/summary", response_model=ProjectSummary)
 async def project_summary(
-    project_name_or_id: str, who: CallerDep, index: SearchDep, repositories: RepositoriesDep
+    project_name_or_id: str, who: CallerDep, index: SearchDep, repositories: RepositoriesDep, quotas: QuotasDep
 ) -> ProjectSummary:
-    """Repository and member counts of a project the caller may see."""
+    """Repository and member counts, and the quota, of a project the caller may see."""
     project, role = await visible_project(who, project_name_or_id)
     summary = ProjectSummary(repo_count=await repositories.count(project.id))
+    rights = await who.identity.policy.rights(who.subject, project.id)
+    quota = await quotas.get(project.id)
+    if quota is not None and who.identity.policy.quota_denial(who.subject, rights, write=False) is None:
+        summary.quota = SummaryQuota(hard={"storage": quota.limits.storage, "count": quota.limits.count},
+                                     used={"storage": quota.storage_used, "count": quota.count_used})
     if can_see_members(role, who.subject.sysadmin):
         counts = await index.role_counts(project.id)
         summary.project_admin_count = counts["projectAdmin"]
