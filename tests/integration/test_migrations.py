@@ -245,3 +245,19 @@ def test_session_revocations_and_disabled_users_come_and_go_with_0018(fresh_url:
         assert "revoked_sessions" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_replication_tables_come_and_go_with_0017(fresh_url: str) -> None:
+    """0017 adds the replication policies, executions and tasks; its downgrade drops only them."""
+    upgrade(fresh_url, "0017_replication")
+    engine = create_engine(sync_url(fresh_url))
+    tables = {"replication_policies", "replication_executions", "replication_tasks"}
+    try:
+        assert tables <= set(inspect(engine).get_table_names())
+        downgrade(fresh_url, "0018_ui_sessions")
+        names = set(inspect(engine).get_table_names())
+        assert not tables & names and {"registries", "revoked_sessions"} <= names
+        upgrade(fresh_url)
+        assert tables <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

@@ -1,7 +1,7 @@
 """Replication policies, executions and tasks (docs/replication.md).
 
 Revision ID: 0017_replication
-Revises: 0015_registries_proxy
+Revises: 0018_ui_sessions
 
 New tables only: the downgrade drops them (policies and their history are lost, nothing else).
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017_replication"
-down_revision = "0015_registries_proxy"
+down_revision = "0018_ui_sessions"
 branch_labels = None
 depends_on = None
 
