@@ -92,6 +92,11 @@ class LdapSource:
         """Whether ``dn`` names a group entry (checked when an administrator adds an LDAP group)."""
         return await asyncio.to_thread(self._group_exists, dn)
 
+    async def search_groups(self, name: str | None, dn: str | None) -> list[GroupRef]:
+        """Directory groups named ``name`` (the ``group_name_attribute``, exactly) or at ``dn``
+        (Harbor's ``/ldap/groups/search``, which administrators use before mapping a group)."""
+        return await asyncio.to_thread(self._search_groups, name, dn)
+
     # -- in the worker thread ------------------------------------------------------------------
     def _connect(self, who: str, password: str, *, service: bool) -> Connection | None:
         """A bound connection, or ``None`` when the directory refused these credentials (a user's
@@ -208,6 +213,21 @@ class LdapSource:
             return self._account(service, entry, entry.first(self.settings.uid_attribute) or username)
         finally:
             _close(service)
+
+    def _search_groups(self, name: str | None, dn: str | None) -> list[GroupRef]:
+        settings = self.settings
+        service = self._service()
+        try:
+            if dn:
+                found = self._search(service, dn, settings.group_filter, "base", [settings.group_name_attribute])
+            else:
+                search_filter = (f"(&{settings.group_filter}({settings.group_name_attribute}="
+                                 f"{escape_filter_chars(name or '')}))")
+                found = self._search(service, settings.group_base, search_filter, settings.group_scope,
+                                     [settings.group_name_attribute], limit=100)
+        finally:
+            _close(service)
+        return [GroupRef(LDAP, entry.first(settings.group_name_attribute) or entry.dn, entry.dn) for entry in found]
 
     def _group_exists(self, dn: str) -> bool:
         service = self._service()

@@ -21,7 +21,7 @@ import structlog
 
 from moorage.auth.audit import AuditLog
 from moorage.auth.bootstrap import hand_over_initial_password
-from moorage.auth.groups import GroupStore, normalize_dn
+from moorage.auth.groups import GroupRef, GroupStore, normalize_dn
 from moorage.auth.identity import ANONYMOUS, IdentityError, IdentityStore, Subject
 from moorage.auth.keys import KeySet, SecretBox
 from moorage.auth.ldap import LdapSource
@@ -247,6 +247,19 @@ class IdentityService:
                 "invalid", f"ldap_group_dn {dn!r} names no group in the directory (auth.ldap.group_filter); check "
                 "the DN",
             )
+
+    async def search_ldap_groups(self, name: str | None, dn: str | None) -> list[GroupRef]:
+        """Groups of the directory by exact name or DN (``/ldap/groups/search``); ``unsupported``
+        without ``auth.ldap``, ``invalid`` for a bad DN or a directory that does not answer."""
+        if self.ldap is None:
+            raise IdentityError("unsupported", "no LDAP directory is configured; set auth.ldap (docs/sso.md)")
+        if dn:
+            normalize_dn(dn)
+        try:
+            return await self.ldap.search_groups(name, dn)
+        except SourceError as exc:
+            log.error("identity_source_unavailable", error=str(exc))
+            raise IdentityError("invalid", "the directory could not be searched right now; try again later") from None
 
     async def _injection(self, username: str, client: str) -> IdentityError:
         """A login name holding an LDAP filter character (``*``, ``(``, ``)``, ``\\``, NUL): no source

@@ -160,6 +160,29 @@ async def remove_group_member(group_id: Id, user_id: Id, who: CallerDep) -> None
     await who.audit("delete", "user_group_member", f"{group.name}:{user.username}")
 
 
+@router.get("/ldap/groups/search", response_model=list[UserGroup])
+async def search_ldap_groups(
+    who: CallerDep,
+    groupname: Annotated[str | None, Query(max_length=255)] = None,
+    groupdn: Annotated[str | None, Query(max_length=512)] = None,
+) -> list[UserGroup]:
+    """Harbor's LDAP group search: groups of the directory by exact name or DN, with the ``id`` of
+    the Moorage group that maps it (0 when none does yet)."""
+    who.require_admin("searching the directory's groups")
+    if not groupname and not groupdn:
+        raise ApiError(400, "send groupname or groupdn")
+    try:
+        refs = await who.identity.search_ldap_groups(groupname, groupdn)
+        out = []
+        for ref in refs:
+            known = await who.identity.groups.find(LDAP, ref.key)
+            out.append(UserGroup(id=known.id if known else 0, group_name=ref.name, group_type=LDAP,
+                                 ldap_group_dn=ref.dn))
+    except IdentityError as exc:
+        raise ApiError.of(exc) from None
+    return out
+
+
 def _first_rdn(dn: str | None) -> str:
     """``cn=dev,ou=groups,dc=x`` → ``dev`` (Harbor names an LDAP group after its DN's first value)."""
     if not dn:
