@@ -77,6 +77,16 @@ def test_a_components_own_bundle_adds_to_the_shared_one(issued: Path, tmp_path: 
                "registry.example.test")
 
 
+def test_ca_certificates_as_text_add_to_the_store(issued: Path) -> None:
+    """A replication or proxy endpoint's CA, kept in the database as PEM text."""
+    trust = TrustStore()
+    pem = (issued / "ca.crt").read_text()
+    _handshake(issued / "server.crt", issued / "server.key", trust.context(pem=pem), "registry.example.test")
+    assert trust.context(pem=pem) is trust.context(pem=pem)  # built once, shared
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(issued / "server.crt", issued / "server.key", trust.context(), "registry.example.test")
+
+
 def test_ca_file_holds_the_system_store_and_the_bundle_for_path_only_libraries(issued: Path) -> None:
     assert TrustStore().ca_file() is True  # nothing custom: the library's own default
     assert TrustStore(str(issued / "ca.crt")).ca_file(skip_verify=True) is False

@@ -65,7 +65,8 @@ class TrustStore:
 
     ca_bundle: str | None = None
     system: bool = True
-    _contexts: dict[str | None, ssl.SSLContext] = field(default_factory=dict, compare=False, repr=False)
+    _contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = field(default_factory=dict, compare=False,
+                                                                           repr=False)
     _files: dict[str | None, str] = field(default_factory=dict, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
@@ -88,20 +89,25 @@ class TrustStore:
             pems.append(_read_bundle(extra, "cabundle"))
         return pems
 
-    def context(self, extra: str | None = None) -> ssl.SSLContext:
-        """A client context that verifies hosts against this store (plus ``extra``, a component's own bundle).
+    def context(self, extra: str | None = None, *, pem: str | None = None) -> ssl.SSLContext:
+        """A client context that verifies hosts against this store, plus ``extra`` (a component's own bundle
+        file) and ``pem`` (CA certificates as text, e.g. a replication endpoint's, kept in the database).
 
-        Built once per ``extra`` and shared: an :class:`ssl.SSLContext` is safe to use from many
-        connections. :class:`TrustStoreError` when a bundle cannot be read.
+        Built once per ``(extra, pem)`` and shared: an :class:`ssl.SSLContext` is safe to use from many
+        connections. :class:`TrustStoreError` when a bundle cannot be read, ``ssl.SSLError`` for bad ``pem``.
         """
         with self._lock:
-            cached = self._contexts.get(extra)
+            cached = self._contexts.get((extra, pem))
             if cached is not None:
                 return cached
             context = ssl.create_default_context() if self.system else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            for pem in self._pems(extra):
+            for bundle in self._pems(extra):
+                context.load_verify_locations(cadata=bundle)
+            if pem:
                 context.load_verify_locations(cadata=pem)
-            self._contexts[extra] = context
+            if len(self._contexts) >= 256:  # endpoints' CAs come and go; never grow without bound
+                self._contexts.clear()
+            self._contexts[(extra, pem)] = context
             return context
 
     def verify(self, extra: str | None = None, *, skip_verify: bool = False) -> ssl.SSLContext | bool:

@@ -91,16 +91,9 @@ class UpstreamBlob:
 
 def _verify(connection: Connection, trust: TrustStore | None) -> ssl.SSLContext | bool:
     """No check with ``insecure``; else the process's outbound trust plus the endpoint's own CA."""
-    trust = trust or TrustStore()
     if connection.insecure:
         return False
-    if not connection.ca_certificate:
-        return trust.context()
-    context = ssl.create_default_context() if trust.system else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if trust.ca_bundle:
-        context.load_verify_locations(cafile=trust.ca_bundle)
-    context.load_verify_locations(cadata=connection.ca_certificate)
-    return context
+    return (trust or TrustStore()).context(pem=connection.ca_certificate or None)
 
 
 class UpstreamClient:
