@@ -121,3 +121,20 @@ async def test_other_wrappers_stay_in_the_chain(cached: tuple[httpx.AsyncClient,
     await above.tag(name, "t", parse_digest(second))  # through both: the cache invalidates
     assert (await above.get(name, "t")).digest == second and above.gets == 1
     assert (await cache_over_counter.get(name, "t")).digest == second
+
+
+async def test_cache_hits_and_misses_are_counted_in_metrics(cached: tuple[httpx.AsyncClient, Services]) -> None:
+    client, _ = cached
+    name = unique_name()
+    await push_image(client, name, "m", [b"metrics one"])
+
+    def lookups(text: str, result: str) -> float:
+        line = f'moorage_cache_lookups_total{{kind="manifest",result="{result}"}} '
+        return sum(float(row[len(line):]) for row in text.splitlines() if row.startswith(line))
+
+    before = (await client.get("/metrics")).text
+    for _ in range(3):  # a miss fills the entry, the next two are hits
+        assert (await client.get(f"/v2/{name}/manifests/m")).status_code == 200
+    after = (await client.get("/metrics")).text
+    assert lookups(after, "miss") - lookups(before, "miss") >= 1
+    assert lookups(after, "hit") - lookups(before, "hit") >= 2
