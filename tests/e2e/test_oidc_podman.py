@@ -6,7 +6,7 @@ client gets refresh tokens (on PostgreSQL) and one whose client does not (on SQL
 the browser logins, podman logs in on both with the CLI secrets (the first refreshes at the
 provider, the second relies on the secret's own lifetime), and a user removed from the provider
 meanwhile is refused at the refresh. The SSO button of the login page is clicked through in
-chromium on the same provider.
+chromium on the same provider, and the CLI secret generated on the profile page logs in.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from tests.e2e.clients import ClientError, ContainersTools
 from tests.e2e.conftest import require_tool
 from tests.e2e.identity_helpers import start_token_moorage, uid
 from tests.e2e.servers import RegistryProcess, free_port, throwaway_postgres_database
+from tests.e2e.ui_support import CHROMIUM, CHROMIUM_ARGS, open_page
 from tests.services.oidc_provider import OidcProvider
 
 PROVIDER_PASSWORD = "provider-pw"
 ID_TOKEN_TTL = 20
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -151,28 +151,33 @@ def test_the_login_page_offers_the_provider_and_signs_in_through_it(
         skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium; scripts/test.sh installs it)")
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.e2e.test_web_ui import CHROMIUM_ARGS, WAIT_MS
-
     login = uid("carol")
     provider.put_account(login, PROVIDER_PASSWORD, email=f"{login}@example.com")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(base_url=without_refresh.url)
-            page.set_default_timeout(WAIT_MS)
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto("/login")
-            page.get_by_role("link", name="Log in with Test provider").click()
-            page.locator("#login").fill(login)
-            page.locator("#password").fill(PROVIDER_PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{without_refresh.url}/projects")
-            expect(page.get_by_text(login).first).to_be_visible()
-            # A refused sign-on comes back to the login page with the generic message.
-            page.goto("/c/oidc/callback?state=forged&code=forged")
-            expect(page.get_by_role("alert")).to_contain_text("single sign-on failed")
-            assert urlsplit(page.url).path == "/login"
-            assert errors == []
+            with open_page(browser, without_refresh.url) as page:
+                page.goto("/login")
+                page.get_by_role("link", name="Log in with Test provider").click()
+                page.locator("#login").fill(login)  # the provider's own page
+                page.locator("#password").fill(PROVIDER_PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url(f"{without_refresh.url}/projects")
+                expect(page.locator("#whoami")).to_have_text(login)
+                # The profile: generate the CLI secret, show it, and log in with it as docker/podman do.
+                page.locator("#whoami").click()
+                expect(page.get_by_role("heading", name="CLI secret")).to_be_visible()
+                page.get_by_role("button", name="Generate a secret").click()
+                expect(page.get_by_text("New secret set")).to_be_visible()
+                page.get_by_role("button", name="Show").click()
+                secret = page.locator("#cli-secret").input_value()
+                assert len(secret) == 32
+                r = httpx.get(f"{without_refresh.url}/service/token", params={"service": "moorage"},
+                              auth=(login, secret))
+                assert r.status_code == 200, r.text
+                # A refused sign-on comes back to the login page with the generic message.
+                page.goto("/c/oidc/callback?state=forged&code=forged")
+                expect(page.get_by_role("alert")).to_contain_text("single sign-on failed")
+                assert urlsplit(page.url).path == "/login"
         finally:
             browser.close()

@@ -57,6 +57,7 @@ def web_routes(services_of: Callable[[Request], Services]) -> list[BaseRoute]:
     return [
         Route("/", page, methods=["GET", "HEAD"]),
         Route("/login", page, methods=["GET", "HEAD"]),
+        Route("/profile", page, methods=["GET", "HEAD"]),
         Route("/search", page, methods=["GET", "HEAD"]),
         Route("/projects", page, methods=["GET", "HEAD"]),
         Route("/projects/{rest:path}", page, methods=["GET", "HEAD"]),

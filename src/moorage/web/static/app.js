@@ -8,6 +8,7 @@ import { usersView } from "./views/admin_users.js";
 import { artifactView, repositoryView } from "./views/artifacts.js";
 import { loginView } from "./views/login.js";
 import { membersView } from "./views/members.js";
+import { profileView } from "./views/profile.js";
 import { projectsView, projectView } from "./views/projects.js";
 import { projectLogsView, rulesView } from "./views/project_rules.js";
 import { repositoriesView } from "./views/repositories.js";
@@ -57,7 +58,8 @@ function header() {
       ctx.user = null;
       ctx.navigate("/projects");
     });
-    fill(account, h("span", { id: "whoami" }, ctx.user.username, ctx.user.sysadmin_flag ? " (admin)" : ""), out);
+    fill(account, h("a", { id: "whoami", href: "/profile", title: "Your profile" }, ctx.user.username,
+      ctx.user.sysadmin_flag ? " (admin)" : ""), out);
   } else {
     fill(account, h("a", { href: `/login?next=${encodeURIComponent(location.pathname + location.search)}` }, "Log in"));
   }
@@ -66,6 +68,7 @@ function header() {
 const routes = [
   [/^\/$/, () => ctx.navigate(ctx.mode === "token" ? "/projects" : "/repositories", true)],
   [/^\/login$/, (el) => loginView(ctx, el)],
+  [/^\/profile$/, (el) => profileView(ctx, el)],
   [/^\/projects$/, (el) => (ctx.mode === "token" ? projectsView(ctx, el) : repositoriesView(ctx, el))],
   // By full repository name, with or without a project (the only paths of an open registry).
   [/^\/repositories$/, (el) => repositoriesView(ctx, el)],
