@@ -128,11 +128,8 @@ class Deliverer:
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         addresses = await resolve_checked(host, port, self.addresses)
-        address = addresses[0]
-        netloc = f"[{address}]" if ":" in address else address
-        if parts.port:
-            netloc += f":{parts.port}"
-        url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+        if not addresses:
+            raise DeliveryFailed(f"{host} resolved to no address")
         headers = {
             "Content-Type": content_type,
             "User-Agent": "moorage-webhook",
@@ -145,9 +142,20 @@ class Deliverer:
             headers["Authorization"] = target.auth_header
         if target.secret:
             headers["X-Moorage-Signature-256"] = signature(target.secret, body)
-        response = await self._client(target.skip_cert_verify).post(
-            url, content=body, headers=headers, extensions={"sni_hostname": host}
-        )
+        # Each checked address in turn until one connects (a name with an unreachable IPv6 address).
+        for index, address in enumerate(addresses):
+            netloc = f"[{address}]" if ":" in address else address
+            if parts.port:
+                netloc += f":{parts.port}"
+            url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+            try:
+                response = await self._client(target.skip_cert_verify).post(
+                    url, content=body, headers=headers, extensions={"sni_hostname": host}
+                )
+                break
+            except httpx.ConnectError:
+                if index == len(addresses) - 1:
+                    raise
         if not 200 <= response.status_code < 300:
             raise DeliveryFailed(f"{target.address} answered {response.status_code}: {response.text[:200]!r}")
         return response.status_code
