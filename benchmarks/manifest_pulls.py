@@ -16,6 +16,11 @@ must equal the number of 200s.
 
 ``--src DIR`` puts DIR first on ``PYTHONPATH`` of the server, so the same venv runs the code of
 another checkout (``git worktree add /tmp/before <commit>``): that is how "before" is measured.
+
+``--pull-time both`` measures the last-pull-time write-behind (``retention.record_pull_time``,
+docs/lifecycle.md): rounds alternate between a server that records it and one that does not,
+the medians of each and their ratio are printed, and after each recording round the script
+checks that the manifest's ``pulled_at`` was written (the shutdown flushes it).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="default: SQLite in the server's data dir")
     parser.add_argument("--load-tool", choices=["auto", "wrk", "asyncio"], default="auto")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install wrk")
+    parser.add_argument("--pull-time", choices=["on", "off", "both"], default="on",
+                        help="record last pull times (retention.record_pull_time); both: alternate and compare")
     return parser.parse_args(argv)
 
 
@@ -141,10 +148,20 @@ def pull_rows(reg: RegistryProcess, database_url: str | None) -> int | None:
         return int(conn.execute("SELECT count(*) FROM audit_log WHERE operation = 'pull'").fetchone()[0])
 
 
+def pulled_at(reg: RegistryProcess, database_url: str | None) -> str | None:
+    """The manifest's ``pulled_at`` after the server stopped (SQLite only), ``"n/a"`` otherwise."""
+    if database_url is not None:
+        return "n/a"
+    with sqlite3.connect(reg.data_dir / "moorage.db") as conn:
+        row = conn.execute("SELECT max(pulled_at) FROM manifests").fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
 def one_round(
-    args: argparse.Namespace, workdir: Path, wrk: str | None
-) -> tuple[float, float, int, int, int | None]:
-    env = {"MOORAGE_HTTP__WORKERS": str(args.workers), "MOORAGE_LOG__ACCESS_LOG": "false"}
+    args: argparse.Namespace, workdir: Path, wrk: str | None, record_pull_time: bool = True
+) -> tuple[float, float, int, int, int | None, str | None]:
+    env = {"MOORAGE_HTTP__WORKERS": str(args.workers), "MOORAGE_LOG__ACCESS_LOG": "false",
+           "MOORAGE_RETENTION__RECORD_PULL_TIME": str(record_pull_time).lower()}
     if args.src is not None:
         env["PYTHONPATH"] = str(args.src.resolve())
     reg = start_token_moorage(workdir, label="pulls", database_url=args.database_url, extra_env=env)
@@ -168,7 +185,7 @@ def one_round(
         cpu_ms = (tree_cpu_seconds(reg.process.pid) - cpu_before) * 1000 / max(total, 1)
     finally:
         reg.stop()  # SIGTERM: the shutdown flushes what the write-behind queue holds
-    return rps, cpu_ms, total, bad, pull_rows(reg, args.database_url)
+    return rps, cpu_ms, total, bad, pull_rows(reg, args.database_url), pulled_at(reg, args.database_url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,16 +199,32 @@ def main(argv: list[str] | None = None) -> int:
     src = args.src or Path(__file__).resolve().parents[1] / "src"
     print(f"code: {src}; {args.workers} workers; {args.connections} connections x {args.duration:g}s; "
           f"load: {'wrk' if wrk else 'asyncio'}; database: {args.database_url or 'SQLite'}")
-    rates, costs = [], []
+    modes = {"on": [True], "off": [False], "both": [False, True]}[args.pull_time]
+    rates: dict[bool, list[float]] = {mode: [] for mode in modes}
+    costs: dict[bool, list[float]] = {mode: [] for mode in modes}
     for round_number in range(args.repeat):
-        with tempfile.TemporaryDirectory(prefix="moorage-pulls-") as tmp:
-            rps, cpu_ms, total, bad, rows = one_round(args, Path(tmp), wrk)
-        rates.append(rps)
-        costs.append(cpu_ms)
-        print(f"round {round_number + 1}: {rps:,.0f} manifest GET/s, server CPU {cpu_ms:.2f} ms per GET; "
-              f"{total} requests, {bad} non-2xx; pull rows in the audit log after shutdown: "
-              f"{rows if rows is not None else 'n/a'} (requests still in flight when the load stopped count too)")
-    print(f"median: {statistics.median(rates):,.0f} manifest GET/s, {statistics.median(costs):.2f} ms server CPU per GET")
+        for mode in modes:  # alternating, so both see the same neighbours on a shared machine
+            with tempfile.TemporaryDirectory(prefix="moorage-pulls-") as tmp:
+                rps, cpu_ms, total, bad, rows, pulled = one_round(args, Path(tmp), wrk, mode)
+            rates[mode].append(rps)
+            costs[mode].append(cpu_ms)
+            label = "pull time on " if mode else "pull time off"
+            print(f"round {round_number + 1} {label}: {rps:,.0f} manifest GET/s, server CPU {cpu_ms:.2f} ms per "
+                  f"GET; {total} requests, {bad} non-2xx; pull rows in the audit log after shutdown: "
+                  f"{rows if rows is not None else 'n/a'} (requests still in flight when the load stopped count "
+                  f"too); manifests.pulled_at: {pulled or 'never'}")
+            if mode and pulled is None:
+                print("error: pull times were on but nothing was recorded", file=sys.stderr)
+                return 1
+    for mode in modes:
+        label = "pull time on " if mode else "pull time off"
+        print(f"median {label}: {statistics.median(rates[mode]):,.0f} manifest GET/s, "
+              f"{statistics.median(costs[mode]):.2f} ms server CPU per GET")
+    if len(modes) == 2:
+        rate = statistics.median(rates[True]) / statistics.median(rates[False])
+        cpu = statistics.median(costs[True]) / statistics.median(costs[False])
+        print(f"with / without pull times: {rate:.3f} x the GET rate ({(rate - 1) * 100:+.1f} %), "
+              f"{cpu:.3f} x the server CPU per GET ({(cpu - 1) * 100:+.1f} %); target: within 5 %")
     return 0
 
 
