@@ -98,6 +98,9 @@ async def test_dry_run_then_real_run_in_the_asked_project_only(idp: Idp) -> None
     read = (await idp.api("GET", f"/retentions/{policy_id}", idp.admin)).json()
     assert read["scope"] == {"level": "project", "ref": pid} and read["rules"][0]["params"] == {"latestPushedK": 2}
     assert (await idp.api("GET", f"/projects/{mine}/retention", idp.admin)).json()["id"] == policy_id
+    assert (await idp.api("GET", f"/projects/{mine}", idp.admin)).json()["metadata"] == {
+        "public": "false", "retention_id": str(policy_id)}  # where Harbor clients look for it
+    assert "retention_id" not in (await idp.api("GET", f"/projects/{other}", idp.admin)).json()["metadata"]
 
     dry = await idp.api("POST", f"/retentions/{policy_id}/executions", idp.admin, json={"dry_run": True})
     assert dry.status_code == 201, dry.text

@@ -61,7 +61,7 @@ def rules(draw: st.DrawFn) -> RetentionRule:
 REPOS = st.sampled_from(["app", "web", "team/app", "other"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(candidates(), st.lists(rules(), max_size=4), REPOS)
 def test_every_artifact_is_kept_or_removed_and_order_does_not_matter(
     found: list[Candidate], policy: list[RetentionRule], repository: str
@@ -75,7 +75,7 @@ def test_every_artifact_is_kept_or_removed_and_order_does_not_matter(
         assert result.removed == [] and not result.applies
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(candidates(), st.lists(rules(), min_size=1, max_size=3), rules(), REPOS)
 def test_adding_a_rule_never_removes_more(
     found: list[Candidate], policy: list[RetentionRule], extra: RetentionRule, repository: str
@@ -95,7 +95,7 @@ def _selected(r: RetentionRule, c: Candidate) -> bool:
     return any(hits) if s.decoration == "matches" else not all(hits)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(candidates(), rules())
 def test_each_template_keeps_what_it_says(found: list[Candidate], r: RetentionRule) -> None:
     repository = "app"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, StrictInt, model_serializer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, role_id, visible_project
-from moorage.api.rest.deps import ProxyDep, QuotasDep, RepositoriesDep, registry_error
+from moorage.api.rest.deps import ProxyDep, QuotasDep, RepositoriesDep, RetentionDep, registry_error
 from moorage.api.rest.logs import AuditLogItem, audit_items
 from moorage.auth.groups import LDAP, Group, GroupRef
 from moorage.auth.identity import IdentityError, Project
@@ -25,6 +25,15 @@ router = APIRouter(tags=["project"])
 
 class ProjectMetadata(BaseModel):
     public: str | None = Field(default=None, description="'true' or 'false' (Harbor sends strings)")
+    retention_id: str | None = Field(default=None, description="The project's tag retention policy (read only)")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_retention(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Harbor leaves the key out when the project has no policy; so do we.
+        data: dict[str, Any] = handler(self)
+        if data.get("retention_id") is None:
+            data.pop("retention_id", None)
+        return data
 
 
 class ProjectReq(BaseModel):
@@ -181,10 +190,15 @@ async def create_project(
 
 @router.get("/projects/{project_name_or_id}", response_model=ProjectOut)
 async def get_project(project_name_or_id: str, who: CallerDep, repositories: RepositoriesDep,
-                      proxy: ProxyDep) -> ProjectOut:
+                      proxy: ProxyDep, retention: RetentionDep) -> ProjectOut:
+    """The project; ``metadata.retention_id`` names its retention policy when it has one (as in Harbor)."""
     project, role = await visible_project(who, project_name_or_id)
     registry_id = await proxy.bindings.project_registry(project.id) if proxy is not None else None
-    return await project_out(repositories, project, role, registry_id)
+    out = await project_out(repositories, project, role, registry_id)
+    policy = await retention.of_project(project.id)
+    if policy is not None:
+        out.metadata.retention_id = str(policy.id)
+    return out
 
 
 @router.put("/projects/{project_name_or_id}", response_model=None)
