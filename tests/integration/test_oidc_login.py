@@ -6,6 +6,7 @@ the provider's key rotation.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -130,3 +131,11 @@ async def test_moorage_check_reads_the_providers_discovery_and_keys(sso: Sso, pr
     broken.auth.oidc.issuer = f"http://127.0.0.1:{free_port()}"
     failed = {result.name: result for result in await run_checks(broken)}["oidc provider"]
     assert not failed.ok and "auth.oidc.issuer" in failed.fix
+
+
+async def test_two_first_logins_of_one_person_at_once_make_one_account(sso: Sso) -> None:
+    login = sso.account(groups=["g1"])
+    responses = await asyncio.gather(sso.login(login), sso.login(login), sso.login(login))
+    assert [r.headers["location"] for r in responses] == ["/projects"] * 3, [r.headers for r in responses]
+    users = (await sso.idp.api("GET", "/users", sso.idp.admin, params={"username": login})).json()
+    assert [u["username"] for u in users] == [login]

@@ -57,6 +57,8 @@ log = structlog.get_logger("moorage.oidc")
 REFRESH_CLAIM = timedelta(seconds=30)
 #: How long a login waits for another node's refresh of the same identity.
 REFRESH_WAIT = 15.0
+#: How long a first login waits for a concurrent one that created the account to link it.
+LINK_WAIT = 2.0
 #: Validity assumed after a refresh that returned neither an ID token nor ``expires_in``.
 DEFAULT_VALIDITY = timedelta(minutes=5)
 
@@ -188,6 +190,20 @@ class OidcIdentities:
                 oidc_identities.c.issuer == issuer, oidc_identities.c.subject == subject))).first()
         return None if row is None else int(row.user_id)
 
+    async def _link_of(self, user_id: int) -> tuple[str, str] | None:
+        """The ``(issuer, subject)`` linked to an OIDC account, waiting briefly for a concurrent first login
+        that created the account but has not linked it yet."""
+        deadline = asyncio.get_running_loop().time() + LINK_WAIT
+        while True:
+            async with self.db.read() as conn:
+                row = (await conn.execute(select(oidc_identities.c.issuer, oidc_identities.c.subject).where(
+                    oidc_identities.c.user_id == user_id))).first()
+            if row is not None:
+                return str(row.issuer), str(row.subject)
+            if asyncio.get_running_loop().time() > deadline:
+                return None
+            await asyncio.sleep(0.05)
+
     async def _create(self, claims: dict[str, Any], issuer: str, subject: str, values: dict[str, Any],
                       groups: list[str]) -> User:
         claim = self.settings.username_claim
@@ -207,7 +223,12 @@ class OidcIdentities:
             "auth.oidc.username_claim to a claim that is unique (e.g. email)")
         existing = await self.store.user_by_name(username)
         if existing is not None and existing.source == self.name:
-            raise taken  # before the chain applies this login's claims to someone else's account
+            linked = await self._link_of(existing.id)
+            if linked == (issuer, subject):
+                return existing  # the same person's concurrent first login linked it a moment ago
+            if linked is not None:
+                raise taken  # before the chain applies this login's claims to someone else's account
+            # An OIDC account without a link: its first login failed between the two writes; ours to link.
         user = await self.chain.onboard(self, self._account(username, claims, groups))  # the name-clash rule
         try:
             async with self.db.write() as conn:

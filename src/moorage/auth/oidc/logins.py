@@ -123,9 +123,11 @@ class OidcLogins:
             raise OidcLoginError(f"too many failed single sign-on attempts from {client}; try again after "
                                  f"{until:%H:%M:%S} UTC", request_id, throttled=True)
         reserved, until = await self.throttle.reserve(THROTTLE_NAME, client)
-        if not reserved and until is not None:
-            raise OidcLoginError(f"too many failed single sign-on attempts from {client}; try again after "
-                                 f"{until:%H:%M:%S} UTC", request_id, throttled=True)
+        if not reserved:  # locked, or every try left is being checked right now (parallel callbacks)
+            detail = f"try again after {until:%H:%M:%S} UTC" if until is not None else "try again in a few seconds"
+            await self.audit.login(THROTTLE_NAME, client, "oidc", "throttled", detail="too many OIDC logins at once")
+            raise OidcLoginError(f"too many failed single sign-on attempts from {client}; {detail}", request_id,
+                                 throttled=True)
         username = THROTTLE_NAME
         try:
             if error:
