@@ -9,8 +9,8 @@ then events — STYLE.md habit 9).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import structlog
@@ -20,7 +20,8 @@ __all__ = ["ArtifactEvent", "ArtifactEvents", "ArtifactSubscriber", "Operation"]
 log = structlog.get_logger("moorage.events")
 
 #: ``quota_exceeded``: a push refused by the project's quota (nothing was stored; ``detail`` says which limit).
-Operation = Literal["push", "pull", "delete", "quota_exceeded"]
+#: ``replicated``: a replication task of this registry's ``repository`` ended (``attributes`` say how).
+Operation = Literal["push", "pull", "delete", "quota_exceeded", "replicated"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class ArtifactEvent:
     tag: str | None = None
     host: str | None = None
     detail: str | None = None
+    #: Facts of operations other than push, pull and delete (a replication's status, sides and trigger).
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def reference(self) -> str:

@@ -147,7 +147,8 @@ class Services:
             endpoints = Endpoints(db, SecretBox(settings.auth.secret_key, b"registry-credentials"))
             proxy = ProxyCache(db, endpoints, manifests, blobs, uploads, settings.proxy, trust)
             replication = Replication(db, queue, handlers, LocalAdapter(blobs=blobs, manifests=manifests,
-                                                                        uploads=uploads), endpoints, trust)
+                                                                        uploads=uploads), endpoints, trust,
+                                      events=events)
             events.subscribe(replication)
             if not read_only:
                 ticks.append(replication.tick)

@@ -29,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from moorage.events import ArtifactEvent, ArtifactEvents
 from moorage.jobs.cron import Cron
 from moorage.jobs.queue import Job, JobQueue
 from moorage.jobs.runner import HandlerRegistry
@@ -89,12 +90,15 @@ class ReplicationRunner:
     """The ``replication.run`` handler (see the module docstring)."""
 
     def __init__(self, policies: ReplicationPolicies, executions: ReplicationExecutions,
-                 local: RegistryAdapter, remote: RemoteFactory, *, backoff: float = FIRST_BACKOFF) -> None:
+                 local: RegistryAdapter, remote: RemoteFactory, *, backoff: float = FIRST_BACKOFF,
+                 events: ArtifactEvents | None = None) -> None:
+        """``events``: where each finished task is announced (``replicated``: Harbor's REPLICATION webhook)."""
         self.policies = policies
         self.executions = executions
         self.local = local
         self.remote = remote
         self.backoff = backoff
+        self.events = events
 
     def register(self, handlers: HandlerRegistry) -> None:
         handlers.register(REPLICATION_RUN, self.run)
@@ -133,7 +137,8 @@ class ReplicationRunner:
             async with limit:
                 if await self.executions.stopped(execution_id):
                     return
-                await self._task(copier, destination, task)
+                status = await self._task(copier, destination, task)
+                await self._announce(policy, job, source, destination, task, status)
 
         await asyncio.gather(*(one(task) for task in await self.executions.unfinished(execution_id)))
 
@@ -142,7 +147,25 @@ class ReplicationRunner:
         async with self.remote(policy.endpoint_id) as remote:
             yield (self.local, remote) if policy.direction == "push" else (remote, self.local)
 
-    async def _task(self, copier: ArtifactCopier, destination: RegistryAdapter, task: Task) -> None:
+    async def _announce(self, policy: Policy, job: Job, source: RegistryAdapter, destination: RegistryAdapter,
+                        task: Task, status: str) -> None:
+        """Publish the ``replicated`` event of a finished task, named by this registry's side of it."""
+        if self.events is None:
+            return
+        local = task.src_resource if policy.direction == "push" else task.dst_resource
+        digest = task.reference if ":" in task.reference else None
+        await self.events.publish(ArtifactEvent(
+            "replicated", local, operator=str(job.payload.get("trigger", "manual")), digest=digest,
+            tag=None if digest else task.reference, detail=status,
+            attributes={"status": status, "operation": task.operation, "policy": policy.spec.name,
+                        "override": str(policy.spec.override).lower(), "direction": policy.direction,
+                        "src_resource": task.src_resource, "dst_resource": task.dst_resource,
+                        "src_registry": source.label, "dst_registry": destination.label,
+                        "execution_started": job.created_at.isoformat()},
+        ))
+
+    async def _task(self, copier: ArtifactCopier, destination: RegistryAdapter, task: Task) -> str:
+        """Run one task (with its retries); returns its final status, ``Succeed`` or ``Failed``."""
         await self.executions.task_started(task.id)
         header = f"{task.operation} {task.src_resource}:{task.reference} -> {destination.label} {task.dst_resource}"
         lines: list[str] = [header]
@@ -153,14 +176,14 @@ class ReplicationRunner:
                     await destination.delete_tag(task.dst_resource, task.reference)
                     lines.append("deleted")
                     await self.executions.task_finished(task.id, "Succeed", 0, "\n".join(lines))
-                    return
+                    return "Succeed"
                 tag = task.reference if ":" not in task.reference else None
                 result = await copier.copy(task.src_resource, task.reference, task.dst_resource, tag)
             except PeerError as exc:
                 lines.append(f"attempt {attempt}: {exc}")
                 if not exc.retryable or attempt == TASK_ATTEMPTS:
                     await self.executions.task_finished(task.id, "Failed", 0, "\n".join(lines))
-                    return
+                    return "Failed"
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
@@ -168,7 +191,8 @@ class ReplicationRunner:
             lines.append(f"blobs: {result.blobs_copied} copied, {result.blobs_mounted} mounted, "
                          f"{result.blobs_skipped} already there; {result.bytes} bytes")
             await self.executions.task_finished(task.id, "Succeed", result.bytes, "\n".join(lines))
-            return
+            return "Succeed"
+        return "Failed"  # not reached: the last attempt returns above
 
 
 class ReplicationTrigger:

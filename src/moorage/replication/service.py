@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from moorage.db.session import Database
-from moorage.events import ArtifactEvent
+from moorage.events import ArtifactEvent, ArtifactEvents
 from moorage.jobs.queue import JobQueue
 from moorage.jobs.runner import HandlerRegistry
 from moorage.net.tls import TrustStore
@@ -52,11 +52,12 @@ class Replication:
     """The trigger a node's entry points use, after the handler is registered."""
 
     def __init__(self, db: Database, queue: JobQueue, handlers: HandlerRegistry, local: RegistryAdapter,
-                 endpoints: Endpoints, trust: TrustStore) -> None:
+                 endpoints: Endpoints, trust: TrustStore, events: ArtifactEvents | None = None) -> None:
         self.policies = ReplicationPolicies(db)
         self.executions = ReplicationExecutions(db)
         self.trigger = ReplicationTrigger(self.policies, queue, self.executions)
-        ReplicationRunner(self.policies, self.executions, local, remote_factory(endpoints, trust)).register(handlers)
+        ReplicationRunner(self.policies, self.executions, local, remote_factory(endpoints, trust),
+                          events=events).register(handlers)
 
     async def on_artifact(self, event: ArtifactEvent) -> None:
         """The :class:`~moorage.events.ArtifactEvents` subscriber: pushes and deletes start event-based policies."""

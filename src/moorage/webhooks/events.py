@@ -31,6 +31,7 @@ __all__ = [
     "PULL_ARTIFACT",
     "PUSH_ARTIFACT",
     "QUOTA_EXCEED",
+    "REPLICATION",
     "WebhookEvent",
     "format_body",
 ]
@@ -40,10 +41,12 @@ PULL_ARTIFACT = "PULL_ARTIFACT"
 DELETE_ARTIFACT = "DELETE_ARTIFACT"
 #: A push the project's quota refused (the ``quota_exceeded`` artifact event of :mod:`moorage.events`).
 QUOTA_EXCEED = "QUOTA_EXCEED"
+#: A replication task of one of the project's repositories ended (``event_data.replication``, as Harbor).
+REPLICATION = "REPLICATION"
 
-#: The event types a policy may subscribe to: those this registry emits. Harbor's ``REPLICATION``
-#: and ``SCANNING_*`` join this table (and CLOUDEVENT_TYPES) when replication and scanning exist.
-EVENT_TYPES: tuple[str, ...] = (PUSH_ARTIFACT, PULL_ARTIFACT, DELETE_ARTIFACT, QUOTA_EXCEED)
+#: The event types a policy may subscribe to: those this registry emits. Harbor's ``SCANNING_*``
+#: join this table (and CLOUDEVENT_TYPES) when scanning exists.
+EVENT_TYPES: tuple[str, ...] = (PUSH_ARTIFACT, PULL_ARTIFACT, DELETE_ARTIFACT, QUOTA_EXCEED, REPLICATION)
 
 #: Harbor's CloudEvents type for each event type.
 CLOUDEVENT_TYPES: dict[str, str] = {
@@ -51,6 +54,7 @@ CLOUDEVENT_TYPES: dict[str, str] = {
     PULL_ARTIFACT: "harbor.artifact.pulled",
     DELETE_ARTIFACT: "harbor.artifact.deleted",
     QUOTA_EXCEED: "harbor.quota.exceeded",
+    REPLICATION: "harbor.replication.status.changed",
 }
 
 PAYLOAD_FORMATS: tuple[str, ...] = ("Default", "CloudEvents")
@@ -75,6 +79,8 @@ class WebhookEvent:
     resource_url: str | None = None
     repository_created: datetime | None = None
     custom: dict[str, str] = field(default_factory=dict)
+    #: Harbor's ``event_data.replication`` of a ``REPLICATION`` event (then the only event data).
+    replication: dict[str, Any] | None = None
     occurred: datetime = field(default_factory=lambda: datetime.now(UTC))
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -88,6 +94,9 @@ class WebhookEvent:
             resource["tag"] = self.tag
         if self.resource_url:
             resource["resource_url"] = self.resource_url
+        if self.replication is not None:
+            return {"type": self.type, "occur_at": int(self.occurred.timestamp()), "operator": self.operator,
+                    "event_data": {"replication": self.replication}}
         created = self.repository_created or self.occurred
         data: dict[str, Any] = {
             "resources": [resource] if resource else [],

@@ -30,7 +30,14 @@ from moorage.db.tables import repositories
 from moorage.db.webhook_tables import webhook_deliveries
 from moorage.events import ArtifactEvent
 from moorage.jobs.queue import JobQueue
-from moorage.webhooks.events import DELETE_ARTIFACT, PULL_ARTIFACT, PUSH_ARTIFACT, QUOTA_EXCEED, WebhookEvent
+from moorage.webhooks.events import (
+    DELETE_ARTIFACT,
+    PULL_ARTIFACT,
+    PUSH_ARTIFACT,
+    QUOTA_EXCEED,
+    REPLICATION,
+    WebhookEvent,
+)
 from moorage.webhooks.policies import Policy, PolicyStore
 
 __all__ = ["CACHE_SECONDS", "DELIVER", "Delivery", "WebhookService"]
@@ -41,7 +48,9 @@ DELIVER = "webhook.deliver"
 CACHE_SECONDS = 2.0
 #: The webhook event of each artifact operation (blob deletes have none, as in Harbor).
 _EVENT_TYPES = {"pull": PULL_ARTIFACT, "push": PUSH_ARTIFACT, "delete": DELETE_ARTIFACT,
-                "quota_exceeded": QUOTA_EXCEED}
+                "quota_exceeded": QUOTA_EXCEED, "replicated": REPLICATION}
+#: Harbor's ``trigger_type`` of each replication trigger.
+_TRIGGERS = {"manual": "MANUAL", "scheduled": "SCHEDULED", "event_based": "EVENT_BASED"}
 _CACHE_MAX = 10_000
 
 
@@ -73,6 +82,32 @@ def delivery_of(row: Any) -> Delivery:
                     _aware(row.updated_at))
 
 
+def _replication(event: ArtifactEvent) -> dict[str, Any]:
+    """Harbor's ``event_data.replication`` for one finished replication task."""
+    facts = event.attributes
+    succeeded = facts.get("status") == "Succeed"
+    started = facts.get("execution_started")
+
+    def side(resource: str, registry: str) -> dict[str, str]:
+        return {"registry_name": registry, "namespace": resource.split("/", 1)[0], "repository": resource}
+
+    artifact = {"type": "image", "status": "Success" if succeeded else "Failure",
+                "name_tag": f"{facts.get('src_resource', event.repository)}:{event.reference}"}
+    return {
+        "harbor_hostname": event.host or "",
+        "job_status": "Success" if succeeded else "Failure",
+        "artifact_type": "image",
+        "override_mode": facts.get("override") == "true",
+        "trigger_type": _TRIGGERS.get(event.operator, event.operator.upper()),
+        "policy_name": facts.get("policy", ""),
+        "operation": facts.get("operation", "copy"),
+        "execution_timestamp": int(datetime.fromisoformat(started).timestamp()) if started else 0,
+        "src_resource": side(facts.get("src_resource", ""), facts.get("src_registry", "")),
+        "dest_resource": side(facts.get("dst_resource", ""), facts.get("dst_registry", "")),
+        "successful_artifact" if succeeded else "failed_artifact": [artifact],
+    }
+
+
 class WebhookService:
     """Emits events of projects to their policies' targets, and reads the delivery log."""
 
@@ -101,7 +136,8 @@ class WebhookService:
         return found
 
     async def emit(self, event_type: str, repository: str, *, operator: str, digest: str | None = None,
-                   tag: str | None = None, host: str | None = None, custom: dict[str, str] | None = None) -> int:
+                   tag: str | None = None, host: str | None = None, custom: dict[str, str] | None = None,
+                   replication: dict[str, Any] | None = None) -> int:
         """Record ``event_type`` on ``repository`` (``<project>/<name>``) for every enabled policy of its project
         that subscribes to it; returns the number of deliveries queued. Never raises: a failure is logged
         (the operation that caused the event already succeeded)."""
@@ -117,6 +153,7 @@ class WebhookService:
                 type=event_type, project_id=project_id, project=project, public=public, repository=repository,
                 operator=operator, digest=digest, tag=tag, custom=custom or {}, repository_created=created,
                 resource_url=f"{host}/{repository}{reference}" if host and reference else None,
+                replication=replication,
             )
             return await self.enqueue(event, chosen)
         except Exception as exc:  # noqa: BLE001 - webhooks must never fail the push, pull or delete
@@ -124,7 +161,11 @@ class WebhookService:
             return 0
 
     async def on_artifact(self, event: ArtifactEvent) -> None:
-        """The :class:`~moorage.events.ArtifactEvents` subscriber: a push, pull or delete as its webhook event."""
+        """The :class:`~moorage.events.ArtifactEvents` subscriber: each artifact event as its webhook event."""
+        if event.operation == "replicated":
+            await self.emit(REPLICATION, event.repository, operator=_TRIGGERS.get(event.operator, event.operator),
+                            digest=event.digest, tag=event.tag, replication=_replication(event))
+            return
         await self.emit(_EVENT_TYPES[event.operation], event.repository, operator=event.operator,
                         digest=event.digest, tag=event.tag, host=event.host,
                         custom={"Details": event.detail} if event.detail else None)
