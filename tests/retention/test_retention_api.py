@@ -10,13 +10,18 @@ import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from moorage.app import create_app
 from moorage.jobs import JobRunner
+from moorage.jobs.queue import JobStopped
+from moorage.registry.digests import Digest
+from moorage.registry.immutability import ImmutableRules
+from moorage.registry.interfaces import Manifests
+from moorage.retention.job import RetentionRunner
 from moorage.retention.service import RETENTION_RUN, RetentionService
 from moorage.services import Services
 from tests.integration.oci_client import OCI_MANIFEST, push_image
@@ -253,3 +258,52 @@ async def test_a_due_schedule_runs_once_across_nodes_and_a_queued_run_can_be_sto
         assert (await idp.services.jobs.list(kind=RETENTION_RUN))[0].state == "stopped"
     finally:
         await other.aclose()
+
+
+async def test_a_running_execution_stops_between_two_removals(idp: Idp) -> None:
+    """The stop arrives after the first removal (a real PATCH, sent by a Manifests wrapper); the run
+    removes nothing more, its task and execution say Stopped, and the next run removes the rest."""
+    project = await idp.project()
+    pid = await project_id(idp, project)
+    async with registry(idp) as client:
+        old = [(await push_image(client, f"{project}/app", f"v{i}", [os.urandom(200 + i)]))[0] for i in range(4)]
+    created = await idp.api("POST", "/retentions", idp.admin, json=policy_body(pid, [rule("latestPushedK", 0)]))
+    policy_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    started = await idp.api("POST", f"/retentions/{policy_id}/executions", idp.admin, json={"dry_run": False})
+    execution_id = int(started.headers["Location"].rsplit("/", 1)[1])
+    stops: list[int] = []
+
+    class StopAfterFirstRemoval:
+        """Any Manifests wrapper has this shape (the Redis cache is one); this one asks for a stop."""
+
+        def __init__(self, inner: Manifests) -> None:
+            self.inner = inner
+
+        async def delete(self, repository: str, reference: Digest | str) -> None:
+            await self.inner.delete(repository, reference)
+            if not stops:
+                stop = await idp.api("PATCH", f"/retentions/{policy_id}/executions/{execution_id}", idp.admin,
+                                     json={"action": "stop"})
+                stops.append(stop.status_code)
+
+    assert idp.services.retention is not None
+    runner = RetentionRunner(idp.services.retention, idp.services.repositories,
+                             cast(Manifests, StopAfterFirstRemoval(idp.services.manifests)),
+                             ImmutableRules(idp.services.db))
+    [job] = await idp.services.jobs.claim("test-node", kinds=[RETENTION_RUN])  # running, as a runner holds it
+    found = await idp.services.retention.policy_of(job.id)
+    assert found is not None
+    with pytest.raises(JobStopped):
+        await runner.run(job.id, *found)
+    assert await idp.services.jobs.stopped("test-node", job.id)  # what the runner does on JobStopped
+    assert stops == [200]
+    got = (await idp.api("GET", f"/retentions/{policy_id}/executions/{execution_id}", idp.admin)).json()
+    assert got["status"] == "Stopped" and got["end_time"] is not None
+    [task] = (await idp.api("GET", f"/retentions/{policy_id}/executions/{execution_id}/tasks", idp.admin)).json()
+    assert (task["status"], task["total"], task["retained"]) == ("Stopped", 4, 3)
+    async with registry(idp) as client:
+        assert sorted([await manifest_status(client, f"{project}/app", d) for d in old]) == [200, 200, 200, 404]
+    await idp.api("POST", f"/retentions/{policy_id}/executions", idp.admin, json={"dry_run": False})
+    await run_jobs(idp.services)
+    async with registry(idp) as client:
+        assert [await manifest_status(client, f"{project}/app", d) for d in old] == [404] * 4

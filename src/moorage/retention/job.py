@@ -96,18 +96,23 @@ class RetentionRunner:
 
     async def run(self, execution_id: int, policy: RetentionPolicy, dry_run: bool) -> None:
         """Evaluate and (unless ``dry_run``) remove, one task per repository; :class:`JobStopped`
-        between repositories once a stop was requested."""
+        once a stop was requested, noticed between repositories and between two removals (that
+        repository's task then says ``Stopped``; nothing after the stop was touched)."""
         if not dry_run:
             self.guard.deletable()  # read-only or deletes disabled: the same refusal as every entry point
         if self.pulls is not None:
             await self.pulls.flush()  # this node's pulls count
         await self.service.started(execution_id)
         for repository in await self._project_repositories(policy.project_id):
-            if await self.service.queue.stop_requested(execution_id):
-                await self.service.ended(execution_id)
-                raise JobStopped(f"retention execution {execution_id} stopped before {repository.name}")
+            await self._boundary(execution_id, f"before {repository.name}")
             await self._repository(execution_id, policy, repository.name, dry_run)
         await self.service.ended(execution_id)
+
+    async def _boundary(self, execution_id: int, where: str) -> None:
+        """:class:`JobStopped` when someone asked the execution to stop (``PATCH …/executions/{id}``)."""
+        if await self.service.queue.stop_requested(execution_id):
+            await self.service.ended(execution_id)
+            raise JobStopped(f"retention execution {execution_id} stopped {where}")
 
     async def _repository(self, execution_id: int, policy: RetentionPolicy, name: str, dry_run: bool) -> None:
         started = self.clock()
@@ -124,29 +129,33 @@ class RetentionRunner:
         by_digest = {a.digest: a for a in top}
         lines = [f"repository {name}: {len(top)} artifact(s)" + ("" if result.applies else
                                                                ", no enabled rule applies: nothing removed")]
-        retained = 0
+        removed = 0  # (or, in a dry run, that would be)
+        status = "Success"
         for artifact in top:
             reason = result.kept.get(artifact.digest)
             if reason is not None:
-                retained += 1
                 lines.append(_line("RETAIN", artifact, reason))
         for digest in result.removed:
             artifact = by_digest[digest]
             if dry_run:
                 held = await self.immutable.holding(name, digest)
                 if held is not None:
-                    retained += 1
                     lines.append(_line("KEEP", artifact, f"no rule retains it, but it is immutable: {held.message}"))
                 else:
+                    removed += 1
                     lines.append(_line("REMOVE", artifact, "no rule retains it (dry run: nothing was removed)"))
                 continue
+            if await self.service.queue.stop_requested(execution_id):  # a big repository stops between deletes
+                status = "Stopped"
+                lines.append(f"stopped on request before {digest}; the rest of this repository was not touched")
+                break
             verdict, why = await self._remove(name, artifact)
-            if verdict != "REMOVED":
-                retained += 1
+            removed += verdict == "REMOVED"
             lines.append(_line(verdict, artifact, why))
-        status = "Success"
-        await self.service.record_task(execution_id, name, status, (len(top), retained), started,
+        await self.service.record_task(execution_id, name, status, (len(top), len(top) - removed), started,
                                        "\n".join(lines) + "\n")
+        if status == "Stopped":
+            await self._boundary(execution_id, f"in {name}")
 
     async def _remove(self, name: str, artifact: ArtifactInfo) -> tuple[str, str]:
         try:
