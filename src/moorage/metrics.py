@@ -111,8 +111,8 @@ def route_template(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if not path:
         return "unmatched"
-    if getattr(route, "routes", None) is not None:  # a Mount whose inner app matched nothing
-        return f"{path}/{{unmatched}}"
+    if getattr(route, "routes", None) is not None:  # a Mount (static files, or no inner route matched)
+        return f"{path}/{{path}}"
     return f"{scope.get('root_path', '')}{path}"
 
 

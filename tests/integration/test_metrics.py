@@ -26,6 +26,8 @@ async def test_requests_and_bytes_are_counted_by_route_template(client: httpx.As
     await client.get(f"/v2/{name}/blobs/{digest}")
     await client.get(f"/v2/{name}/manifests/missing")
     await client.get("/api/v2.0/ping")
+    await client.get("/api/v2.0/projects/p1/webhook/policies")  # inside the REST mount: its own template
+    await client.get("/no/such/path")
     text = (await client.get("/metrics")).text
     assert _value(text, 'moorage_http_requests_total{method="POST",route="/v2/{name}/blobs/uploads/",status="201"}') >= 1
     assert _value(text, 'moorage_http_requests_total{method="GET",route="/v2/{name}/manifests/{reference}",'
@@ -33,6 +35,10 @@ async def test_requests_and_bytes_are_counted_by_route_template(client: httpx.As
     assert _value(text, 'moorage_http_response_bytes_total{route="/v2/{name}/blobs/{digest}"}') >= 1000
     assert _value(text, 'moorage_http_request_bytes_total{route="/v2/{name}/blobs/uploads/"}') >= 1000
     assert _value(text, 'moorage_http_requests_total{method="GET",route="/api/v2.0/ping",status="200"}') >= 1
+    assert _value(text, 'moorage_http_requests_total{method="GET",'
+                        'route="/api/v2.0/projects/{project_name_or_id}/webhook/policies",status="501"}') >= 1
+    assert _value(text, 'moorage_http_requests_total{method="GET",route="unmatched",status="404"}') >= 1
+    assert "/no/such/path" not in text
     assert name.split("/")[1] not in text
 
 
