@@ -201,12 +201,12 @@ class WebhookService:
                     queued += 1
         return queued
 
-    async def deliveries(self, policy_id: int, *, status: str | None = None, offset: int = 0,
+    async def deliveries(self, policy_id: int, *, statuses: list[str] | None = None, offset: int = 0,
                          limit: int = 100) -> tuple[int, list[Delivery]]:
-        """A policy's delivery log, newest first, and its total size."""
+        """A policy's delivery log (only ``statuses`` when given), newest first, and its total size."""
         where = [webhook_deliveries.c.policy_id == policy_id]
-        if status:
-            where.append(webhook_deliveries.c.status == status)
+        if statuses:
+            where.append(webhook_deliveries.c.status.in_(statuses))
         async with self.db.read() as conn:
             total = int((await conn.execute(select(func.count()).select_from(webhook_deliveries)
                                             .where(*where))).scalar_one())

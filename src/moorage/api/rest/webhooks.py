@@ -229,8 +229,9 @@ async def list_jobs(request: Request, response: Response, project_name_or_id: st
     """A policy's delivery log, newest first (Harbor's ``WebhookJob`` list)."""
     project = await _project(who, project_name_or_id, change=False)
     policy = await _policy(webhooks, project, policy_id)
-    total, found = await webhooks.deliveries(policy.id, status=status[0] if status else None,
-                                             offset=page.offset, limit=page.page_size)
+    # Harbor's clients send several statuses comma-separated (harborapi) or repeated (the UI).
+    wanted = [s.strip() for value in status or [] for s in value.split(",") if s.strip()]
+    total, found = await webhooks.deliveries(policy.id, statuses=wanted, offset=page.offset, limit=page.page_size)
     paginate(request, response, page, total)
     return [JobOut(id=d.id, policy_id=d.policy_id, event_type=d.event_type, notify_type=d.notify_type,
                    status=d.status, job_detail=d.payload, creation_time=d.created_at, update_time=d.updated_at,
