@@ -119,3 +119,8 @@ async def test_member_requests_need_exactly_one_entity(idp: Idp) -> None:
     assert r.status_code == 409 and "already a member" in r.text
     r = await idp.api("GET", "/usergroups", idp.admin, params={"ldap_group_dn": dn})
     assert len(r.json()) == 1  # the group was created once, by its DN
+
+
+async def test_ldap_group_search_without_a_directory_is_a_precondition(idp: Idp) -> None:
+    r = await idp.api("GET", "/ldap/groups/search", idp.admin, params={"groupname": "dev"})
+    assert r.status_code == 412 and "set auth.ldap" in r.text

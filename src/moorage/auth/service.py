@@ -250,9 +250,9 @@ class IdentityService:
 
     async def search_ldap_groups(self, name: str | None, dn: str | None) -> list[GroupRef]:
         """Groups of the directory by exact name or DN (``/ldap/groups/search``); ``unsupported``
-        without ``auth.ldap``, ``invalid`` for a bad DN or a directory that does not answer."""
+        without ``auth.ldap`` (412, as Harbor outside LDAP mode), ``invalid`` for a bad DN or a directory that does not answer."""
         if self.ldap is None:
-            raise IdentityError("unsupported", "no LDAP directory is configured; set auth.ldap (docs/sso.md)")
+            raise IdentityError("precondition", "no LDAP directory is configured; set auth.ldap (docs/sso.md)")
         if dn:
             normalize_dn(dn)
         try:
