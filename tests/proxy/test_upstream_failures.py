@@ -19,6 +19,13 @@ from tests.proxy.upstream import push_image, random_layer
 
 
 @pytest.fixture
+def database_url(sqlite_database: str) -> str:
+    """SQLite only: what is tested here is the upstream's behaviour, not the database's (the single-flight
+    lease runs on PostgreSQL in test_single_flight.py)."""
+    return sqlite_database
+
+
+@pytest.fixture
 def shim(open_upstream: RegistryProcess) -> Iterator[Shim]:
     made = Shim(open_upstream.url).start()
     try:
