@@ -44,7 +44,8 @@ def _sso_moorage(workdir: Path, provider: OidcProvider, label: str, *, refresh: 
     client_id, client_secret = provider.register_client(f"http://127.0.0.1:{port}/c/oidc/callback", refresh=refresh)
     env = {"MOORAGE_AUTH__SOURCES": "[local, oidc, robot]", "MOORAGE_AUTH__OIDC__ISSUER": provider.issuer,
            "MOORAGE_AUTH__OIDC__CLIENT_ID": client_id, "MOORAGE_AUTH__OIDC__CLIENT_SECRET": client_secret,
-           "MOORAGE_AUTH__OIDC__NAME": "Test provider", "MOORAGE_AUTH__OIDC__SCOPES": "[openid, profile, email]"}
+           "MOORAGE_AUTH__OIDC__NAME": "Test provider", "MOORAGE_AUTH__OIDC__SCOPES": "[openid, profile, email]",
+           "MOORAGE_HTTP__WORKERS": "1"}  # one process each: quicker to start, and the refresh runs on one node
     return start_token_moorage(workdir, label=label, port=port, database_url=database_url, extra_env=env)
 
 
