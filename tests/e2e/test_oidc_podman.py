@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,22 +51,35 @@ def _sso_moorage(workdir: Path, provider: OidcProvider, label: str, *, refresh: 
 
 
 @pytest.fixture(scope="module")
-def with_refresh(e2e_workdir: Path, provider: OidcProvider, postgres_admin_url: str) -> Iterator[RegistryProcess]:
-    with throwaway_postgres_database(postgres_admin_url) as url:
-        server = _sso_moorage(e2e_workdir, provider, "moorage-oidc-refresh", refresh=True, database_url=url)
+def servers(e2e_workdir: Path, provider: OidcProvider,
+            postgres_admin_url: str) -> Iterator[tuple[RegistryProcess, RegistryProcess]]:
+    """``(with refresh tokens on PostgreSQL, without on SQLite)``, started side by side (each takes seconds)."""
+    with throwaway_postgres_database(postgres_admin_url) as url, ThreadPoolExecutor(2) as pool:
+        refreshing = pool.submit(_sso_moorage, e2e_workdir, provider, "moorage-oidc-refresh", refresh=True,
+                                 database_url=url)
+        plain = pool.submit(_sso_moorage, e2e_workdir, provider, "moorage-oidc-norefresh", refresh=False)
+        futures = (refreshing, plain)
+        wait(futures)
+        started = [future.result() for future in futures if future.exception() is None]
+        if len(started) < len(futures):  # stop the one that came up, then report the one that did not
+            for server in started:
+                server.stop()
+            next(future for future in futures if future.exception() is not None).result()
         try:
-            yield server
+            yield started[0], started[1]
         finally:
-            server.stop()
+            for server in started:
+                server.stop()
 
 
-@pytest.fixture(scope="module")
-def without_refresh(e2e_workdir: Path, provider: OidcProvider) -> Iterator[RegistryProcess]:
-    server = _sso_moorage(e2e_workdir, provider, "moorage-oidc-norefresh", refresh=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def with_refresh(servers: tuple[RegistryProcess, RegistryProcess]) -> RegistryProcess:
+    return servers[0]
+
+
+@pytest.fixture
+def without_refresh(servers: tuple[RegistryProcess, RegistryProcess]) -> RegistryProcess:
+    return servers[1]
 
 
 def browser_login(reg: RegistryProcess, login: str) -> httpx.Client:
