@@ -6,7 +6,7 @@ import { copyText, errorBox, fill, h } from "../dom.js";
 function cliSecret(me) {
   const status = h("div", { "aria-live": "polite" });
   const secret = h("input", { type: "password", id: "cli-secret", readonly: true, autocomplete: "off",
-    "aria-label": "CLI secret", value: me.oidc_user_meta.secret });
+    "aria-label": "CLI secret", size: 36, class: "mono", value: me.oidc_user_meta.secret });
   const show = h("button", { type: "button", "aria-pressed": "false" }, "Show");
   show.addEventListener("click", () => {
     const shown = secret.type === "password";
@@ -28,7 +28,8 @@ function cliSecret(me) {
       const out = await send("PUT", `/users/${me.user_id}/cli_secret`, {});
       secret.value = out.secret;
       copy.disabled = show.disabled = false;
-      fill(status, h("div", { class: "info" }, "New secret set: the old one no longer logs in."));
+      generate.textContent = "Generate a new secret";
+      fill(status, h("div", { class: "info" }, "New secret set: any previous one no longer logs in."));
     } catch (error) {
       fill(status, errorBox(error));
     } finally {
