@@ -121,6 +121,30 @@ async def test_with_a_refresh_token_logins_refresh_once_and_a_removed_user_is_re
     assert (await _cli_login(sso, login, secret))[0] == 200
 
 
+async def test_moorage_refresh_tokens_ask_the_provider_again_once_the_id_token_expired(sso: Sso) -> None:
+    """What podman and docker send when their token expires (grant_type=refresh_token) is a refresh too."""
+    login = sso.account()
+    _, secret = await _secret(sso, login)
+    r = await sso.idp.http.get("/service/token", params={"service": "moorage", "offline_token": "true"},
+                               headers=basic(login, secret))
+    refresh_token = r.json()["refresh_token"]
+
+    async def renewed() -> int:
+        r = await sso.idp.http.post("/service/token", data={"grant_type": "refresh_token", "service": "moorage",
+                                                             "refresh_token": refresh_token})
+        return r.status_code
+
+    await asyncio.sleep(TTL + 1)
+    with structlog.testing.capture_logs() as entries:
+        assert await renewed() == 200
+    assert "oidc_refreshed" in [e["event"] for e in entries]
+    sso.provider.remove_account(login)
+    await asyncio.sleep(TTL + 1)
+    assert await renewed() == 401  # the provider refused the refresh: the identity and its tokens end
+    status, text = await _cli_login(sso, login, secret)
+    assert status == 401 and "ended the session" in text, text
+
+
 async def test_without_a_refresh_token_the_secret_lives_its_own_lifetime(sso_without_refresh: Sso) -> None:
     sso = sso_without_refresh
     login = sso.account()
