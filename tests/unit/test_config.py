@@ -96,3 +96,29 @@ def test_upload_purging_durations() -> None:
     assert settings.storage.maintenance.uploadpurging.age == "2h"
     with pytest.raises(ConfigError, match="storage.maintenance.uploadpurging.age"):
         load_settings(environ={"MOORAGE_STORAGE__MAINTENANCE__UPLOADPURGING__AGE": "soon"})
+
+
+_LDAP = {"MOORAGE_AUTH__MODE": "token", "MOORAGE_SECRET_KEY": "k", "MOORAGE_AUTH__SOURCES": "[local, ldap]"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        (_LDAP, "auth.ldap is not set"),
+        ({**_LDAP, "MOORAGE_AUTH__SOURCES": "[local, local]"}, "lists local more than once"),
+        ({**_LDAP, "MOORAGE_AUTH__SOURCES": "[local, kerberos]"}, "auth.sources"),
+        ({**_LDAP, "MOORAGE_AUTH__LDAP__URL": "http://dir", "MOORAGE_AUTH__LDAP__USER_BASE": "dc=x"}, "ldap://"),
+        ({**_LDAP, "MOORAGE_AUTH__LDAP__URL": "ldaps://dir", "MOORAGE_AUTH__LDAP__USER_BASE": "dc=x",
+          "MOORAGE_AUTH__LDAP__START_TLS": "true"}, "start_tls"),
+        ({**_LDAP, "MOORAGE_AUTH__LDAP__URL": "ldap://dir", "MOORAGE_AUTH__LDAP__USER_BASE": "dc=x",
+          "MOORAGE_AUTH__LDAP__USER_FILTER": "objectClass=person"}, "parentheses"),
+        ({**_LDAP, "MOORAGE_AUTH__LDAP__URL": "ldap://dir", "MOORAGE_AUTH__LDAP__USER_BASE": "dc=x",
+          "MOORAGE_AUTH__LDAP__BIND_DN": "cn=svc"}, "bind_password"),
+        ({**_LDAP, "MOORAGE_AUTH__LDAP__URL": "ldap://dir", "MOORAGE_AUTH__LDAP__USER_BASE": "dc=x",
+          "MOORAGE_AUTH__LDAP__CA_FILE": "/nonexistent/ca.pem"}, "ca_file"),
+    ],
+)
+def test_bad_identity_sources_are_named(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=environ)
+    assert named in str(caught.value)
