@@ -232,16 +232,11 @@ async def charge_link(conn: AsyncConnection, repository_id: int, blob_id: int, *
     if project_id is None:
         return  # auth.mode: none has no projects, hence no quotas
     quota = await lock_quota(conn, project_id)
-    present = (
-        await conn.execute(
-            select(project_blobs.c.blob_id).where(
-                project_blobs.c.project_id == project_id, project_blobs.c.blob_id == blob_id
-            )
-        )
-    ).first()
-    if present is not None:
+    present = exists().where(project_blobs.c.project_id == project_id, project_blobs.c.blob_id == blob_id)
+    row = (await conn.execute(select(blobs.c.size, present.label("present")).where(blobs.c.id == blob_id))).one()
+    if row.present:
         return
-    size = int((await conn.execute(select(blobs.c.size).where(blobs.c.id == blob_id))).scalar_one())
+    size = int(row.size)
     if enforce and quota.storage_limit != UNLIMITED and quota.storage_used + size > quota.storage_limit:
         raise QuotaExceeded(
             await _project_name(conn, project_id), project_id, "storage", quota.storage_used, quota.storage_limit, size
@@ -273,7 +268,7 @@ async def charge_manifest(conn: AsyncConnection, repository_id: int) -> None:
     Call inside the manifest's transaction after its row is inserted (and after :func:`charge_link`
     took the quota lock, so two pushes cannot both take the last place).
     """
-    project_id = await _project_of(conn, repository_id)
+    project_id = await owner_of(conn, repository_id)  # charge_link locked the repository row already
     if project_id is None:
         return
     quota = await lock_quota(conn, project_id)
