@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +26,8 @@ import pytest
 from tests.e2e.clients import Skopeo, run
 from tests.e2e.identity_helpers import ADMIN_PASSWORD, AdminApi, start_token_moorage, uid
 from tests.e2e.images import MT_OCI_MANIFEST, OciLayout
-from tests.e2e.servers import RegistryProcess, start_reference
-from tests.proxy.upstream import htpasswd_file
+from tests.e2e.servers import RegistryProcess, start_reference, throwaway_postgres_database
+from tests.proxy.upstream import htpasswd_file, push_image, random_layer
 
 CREDS = f"admin:{ADMIN_PASSWORD}"
 PEER_USER, PEER_PASSWORD = "replicator", "Repl1cator-secret"
@@ -182,3 +185,94 @@ def test_moorage_to_moorage_brings_index_children_and_referrers(
         api.close()
         remote.close()
         other.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(e2e_workdir: Path, postgres_admin_url: str) -> Iterator[list[RegistryProcess]]:
+    """Three nodes on one PostgreSQL and one storage, with short job leases (a dead node's execution moves on
+    in seconds)."""
+    shared = e2e_workdir / "replication-cluster-storage"
+    shared.mkdir(exist_ok=True)
+    env = {**FAST_JOBS, "MOORAGE_JOBS__LEASE_SECONDS": "3", "MOORAGE_STORAGE__FILESYSTEM__ROOTDIRECTORY": str(shared)}
+    with throwaway_postgres_database(postgres_admin_url, "moorage_repl") as url:
+        nodes: list[RegistryProcess] = []
+        try:
+            for index in range(3):
+                nodes.append(start_token_moorage(e2e_workdir, label=f"repl-node{index}", database_url=url,
+                                                 extra_env=env))
+            yield nodes
+        finally:
+            for node in nodes:
+                node.stop()
+
+
+def blob_closes(peer: RegistryProcess, repository: str, digest: str) -> int:
+    """How many uploads of ``digest`` into ``repository`` the peer closed (``PUT …?digest=``)."""
+    pattern = re.compile(rf'"PUT /v2/{re.escape(repository)}/blobs/uploads/[^ "]*digest={re.escape(digest)}')
+    return sum(1 for line in peer.log_path.read_text(errors="replace").splitlines() if pattern.search(line))
+
+
+def test_a_pull_policy_on_a_schedule_runs_once_per_due_minute_on_three_nodes(
+    cluster: list[RegistryProcess], peer: RegistryProcess, skopeo: Skopeo
+) -> None:
+    source = uid("upstream") + "/app"
+    pushed = push_image(peer.url, source, "v1", [random_layer(64 * KIB)], auth=(PEER_USER, PEER_PASSWORD))
+    api = AdminApi(cluster[0])
+    try:
+        project = api.project()
+        src = endpoint(api, peer.url)
+        policy_id = policy(api, src_registry={"id": src}, dest_namespace=project, trigger={
+            "type": "scheduled", "trigger_settings": {"cron": "* * * * *"}},
+            filters=[{"type": "name", "value": source}])
+        found = finished(api, policy_id, timeout=150)  # the next whole minute, then the copy
+        assert all(e["status"] == "Succeed" and e["trigger"] == "scheduled" for e in found), found
+        minutes = [e["start_time"][:16] for e in found]
+        assert len(set(minutes)) == len(minutes), found  # three nodes tick; one execution per due minute
+        assert moorage_digest(skopeo, f"docker://{cluster[1].host}/{project}/app:v1") == pushed.manifest_digest
+    finally:
+        api.close()
+
+
+def test_kill_9_of_the_node_running_an_execution_resumes_elsewhere_without_copying_twice(
+    cluster: list[RegistryProcess], peer: RegistryProcess, layout: OciLayout, skopeo: Skopeo
+) -> None:
+    api = AdminApi(cluster[0])
+    try:
+        project = api.project()
+        image = layout.add_image("v1", (1024 * KIB, 1024 * KIB, 1024 * KIB))
+        skopeo.copy(image.ref, f"docker://{cluster[0].host}/{project}/big:v1", "--dest-creds", CREDS)
+        dest = endpoint(api, peer.url)
+        namespace = uid("killed")
+        policy_id = policy(api, dest_registry={"id": dest}, dest_namespace=namespace, speed=384,
+                           filters=[{"type": "name", "value": f"{project}/big"}])
+        r = api.http.post("/replication/executions", json={"policy_id": policy_id})
+        assert r.status_code == 201, r.text
+        execution = api.http.get(r.headers["location"].removeprefix("/api/v2.0")).json()
+        owner = ""
+        deadline = time.monotonic() + 60
+        while not owner and time.monotonic() < deadline:  # the node whose runner holds the job's lease
+            job = api.http.get(f"{cluster[0].url}/api/v2.0/jobs/{execution['job_id']}").json()
+            owner = job.get("lease_owner") or ""
+            time.sleep(0.2)
+        pid = int(owner.split(":")[1])
+        victim = next(node for node in cluster if os.getpgid(pid) == node.process.pid)
+        time.sleep(3)  # mid-copy: 3 MiB at 384 KiB/s takes 8 s
+        tag = f"{peer.url}/v2/{namespace}/big/manifests/v1"
+        # Distribution answers 404 for an OCI manifest that the Accept header does not name
+        with httpx.Client(auth=(PEER_USER, PEER_PASSWORD), timeout=10, headers={"Accept": MT_OCI_MANIFEST}) as http:
+            assert http.head(tag).status_code == 404  # never a tag before its blobs
+            os.killpg(victim.process.pid, signal.SIGKILL)
+            victim.process.wait(10)
+            survivor = AdminApi(next(node for node in cluster if node is not victim))
+            try:
+                [done] = finished(survivor, policy_id, timeout=120)
+                logs = task_logs(survivor, done["id"])
+            finally:
+                survivor.close()
+            assert done["status"] == "Succeed", (done, logs)
+            assert http.head(tag).status_code == 200, "\n".join(logs)
+        assert peer_digest(skopeo, f"docker://{peer.host}/{namespace}/big:v1") == image.manifest.digest
+        for blob in image.blobs:
+            assert blob_closes(peer, f"{namespace}/big", blob.digest) == 1, blob.digest
+    finally:
+        api.close()
