@@ -13,6 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -239,6 +240,17 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
     results = await check_database(settings)
     results += await check_redis(settings)
     results += await check_oidc(settings)
+    if settings.site is None:
+        return results + await _check_one_storage(settings, "")
+    # Multi-site: every site's storage, each named (docs/multi-site.md); this node's site first.
+    for name in [settings.site, *sorted(n for n in settings.sites if n != settings.site)]:
+        site_settings = settings.model_copy(update={"storage": settings.sites[name].storage})
+        results += await _check_one_storage(site_settings, f"site {name}: ", f"sites.{name}.storage")
+    return results
+
+
+async def _check_one_storage(settings: Settings, label: str, section: str = "storage") -> list[CheckResult]:
+    """:func:`check_storage` on ``settings.storage``, each finding's name prefixed with ``label``."""
     try:
         storage = build_driver(
             settings.storage.driver_name,
@@ -248,12 +260,13 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
             trust=settings.outbound.trust_store(),
         )
     except Exception as exc:  # noqa: BLE001
-        results.append(
-            CheckResult("storage driver", False, f"{type(exc).__name__}: {exc}"[:400], "fix the storage settings")
-        )
-        return results
+        return [CheckResult(f"{label}storage driver", False, f"{type(exc).__name__}: {exc}"[:400],
+                            f"fix the {section} settings")]
     try:
-        results += await check_storage(settings, storage)
+        found = await check_storage(settings, storage)
     finally:
         await storage.aclose()
-    return results
+    if not label:
+        return found
+    return [replace(r, name=label + r.name, fix=r.fix.replace("storage.", f"{section}.", 1) if r.fix else r.fix)
+            for r in found]

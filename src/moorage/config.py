@@ -12,6 +12,7 @@ split is unambiguous against the known keys; the common ones are named outright
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from datetime import timedelta
@@ -54,6 +55,7 @@ __all__ = [
     "RedisSentinelSettings",
     "RedisSettings",
     "Settings",
+    "SiteSettings",
     "StorageSettings",
     "WebhookSettings",
     "load_settings",
@@ -350,6 +352,19 @@ class RedisSettings(_Section):
         return self
 
 
+class SiteSettings(_Section):
+    """``sites.<name>``: one site's own storage (any driver) and, optionally, its own Redis.
+
+    All sites share ``database``; docs/multi-site.md has the model.
+    """
+
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    redis: RedisSettings | None = None
+    #: A pull here of a blob only another site holds: ``stream`` it through this node, or
+    #: ``redirect`` the client to the other site's presigned URL (streams when it cannot presign).
+    fallback: Literal["stream", "redirect"] = "stream"
+
+
 SourceName = Literal["local", "ldap", "oidc", "robot"]
 
 
@@ -631,6 +646,37 @@ class Settings(_Section):
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
+    #: This node's site, a key of ``sites`` (docs/multi-site.md); unset: one site, ``storage`` as is.
+    site: str | None = None
+    sites: dict[str, SiteSettings] = Field(default_factory=dict)
+    _shared_redis: RedisSettings | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _own_site(self) -> Settings:
+        """Check ``site`` names a defined site, then make that site's storage and Redis this node's."""
+        for name in self.sites:
+            _identifier(name, "site name")
+        if self.site is None:
+            if self.sites:
+                raise ValueError(f"site: name this node's site, one of {', '.join(sorted(self.sites))} (sites is set)")
+            return self
+        if self.site not in self.sites:
+            defined = ", ".join(sorted(self.sites)) or "none"
+            raise ValueError(
+                f"site: {self.site!r} is not defined in sites (defined: {defined}); add sites.{self.site} with its "
+                "storage section or fix the name"
+            )
+        own = self.sites[self.site]
+        self._shared_redis = self.redis
+        self.storage = own.storage
+        if own.redis is not None:
+            self.redis = own.redis
+        return self
+
+    def site_redis(self, name: str) -> RedisSettings:
+        """The Redis site ``name`` uses: its own, else the top-level ``redis`` section."""
+        own = self.sites[name].redis
+        return own if own is not None else (self._shared_redis or self.redis)
 
     @property
     def database_url(self) -> str:
@@ -638,6 +684,10 @@ class Settings(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.data_dir / 'moorage.db').resolve()}"
+
+
+#: A top-level check's message that starts with the key it is about (``site: …``).
+_NAMES_ITS_KEY = re.compile(r"[a-z][a-z0-9_.]*: ")
 
 
 def _format_errors(exc: ValidationError, prefix: str = "") -> str:
@@ -648,8 +698,8 @@ def _format_errors(exc: ValidationError, prefix: str = "") -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key; check the spelling against docs/configuration.md"
-        if key and message.startswith(key + "."):
-            lines.append(message)  # a nested section already named its own keys
+        if (key and message.startswith(key + ".")) or (not key and _NAMES_ITS_KEY.match(message)):
+            lines.append(message)  # a nested section (or a whole-config check) already named its own keys
         else:
             lines.append(f"{key or '(top level)'}: {message}")
     return "; ".join(lines)

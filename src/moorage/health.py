@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import text
@@ -38,6 +39,8 @@ class ComponentHealth:
     required: bool
     latency_ms: float
     error: str | None = None
+    #: The site whose storage this is (multi-site), else ``None``.
+    site: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -48,6 +51,8 @@ class ComponentHealth:
         }
         if self.error:
             body["error"] = self.error
+        if self.site is not None:
+            body["site"] = self.site
         return body
 
 
@@ -61,9 +66,14 @@ class HealthChecker:
     def __init__(
         self, db: Database, storage: StorageDriver, redis: Pingable | None = None, *, timeout: float = 3.0,
         cache_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic,
+        site: str | None = None, other_sites: Mapping[str, StorageDriver] | None = None,
     ) -> None:
         self.db = db
         self.storage = storage
+        #: Multi-site: this node's site, and the other sites' storage (probed too, but not required:
+        #: another site being down degrades this node, whose own reads fall back only for bytes not here).
+        self.site = site
+        self.other_sites = dict(other_sites or {})
         self.redis = redis
         self.timeout = timeout
         self.cache_seconds = cache_seconds
@@ -76,14 +86,15 @@ class HealthChecker:
         async with self.db.read() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def _storage(self) -> None:
+    async def _storage(self, storage: StorageDriver | None = None) -> None:
+        storage = storage or self.storage
         path = health_probe_path(self.node)
         payload = str(time.time()).encode()
-        await self.storage.put(path, payload)
-        read = b"".join([chunk async for chunk in self.storage.read(path)])
+        await storage.put(path, payload)
+        read = b"".join([chunk async for chunk in storage.read(path)])
         if read != payload:
             raise RuntimeError("the probe read back different bytes than were written")
-        await self.storage.delete(path)
+        await storage.delete(path)
 
     async def _timed(self, name: str, required: bool, check: Callable[[], Awaitable[None]]) -> ComponentHealth:
         started = time.perf_counter()
@@ -95,6 +106,13 @@ class HealthChecker:
                 message = f"no answer within {self.timeout:g}s"
             return ComponentHealth(name, False, required, (time.perf_counter() - started) * 1000, message[:500])
         return ComponentHealth(name, True, required, (time.perf_counter() - started) * 1000)
+
+    def _sited(self, component: ComponentHealth) -> ComponentHealth:
+        if component.name == "storage":
+            return replace(component, site=self.site)
+        if component.name.startswith("storage:"):
+            return replace(component, site=component.name.partition(":")[2])
+        return component
 
     def _fresh(self) -> list[ComponentHealth] | None:
         if self._last is None or self.clock() - self._last[0] >= self.cache_seconds:
@@ -112,6 +130,10 @@ class HealthChecker:
                               self._timed("storage", True, self._storage)]
                     if self.redis is not None:
                         checks.append(self._timed("redis", False, self.redis.ping))
+                    for name, storage in sorted(self.other_sites.items()):
+                        checks.append(self._timed(f"storage:{name}", False, partial(self._storage, storage)))
                     results = list(await asyncio.gather(*checks))
+                    if self.site is not None:
+                        results = [self._sited(c) for c in results]
                     self._last = (self.clock(), results)
         return [replace(c, required=True) if strict and c.name == "redis" else c for c in results]

@@ -45,6 +45,8 @@ from moorage.replication.local import LocalAdapter
 from moorage.replication.service import Replication
 from moorage.retention.job import RetentionRunner, register_retention
 from moorage.retention.service import RetentionService
+from moorage.sites import COPY_KIND, SiteBlobs, SiteCopier, Sites
+from moorage.sites.build import peer_redis, sites_from_settings
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.factory import build_driver
 from moorage.upstream.endpoints import Endpoints
@@ -90,6 +92,8 @@ class Services:
     proxy: ProxyCache | None = None
     #: Replication policies, executions and their trigger; ``None`` without endpoints.
     replication: Replication | None = None
+    #: Every site's storage and the blob copies between them; ``None`` without ``site`` (one site).
+    sites: Sites | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -111,16 +115,23 @@ class Services:
             delete_enabled=storage_settings.delete.enabled,
             projects_required=settings.auth.mode == "token",
         )
+        queue = JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds))
+        handlers = HandlerRegistry()
+        #: Multi-site (docs/multi-site.md): every site's storage, who holds each blob, the copy jobs.
+        sites = sites_from_settings(settings, db, queue, storage, trust)
+        on_stored = sites.stored_here if sites is not None else None
         blobs: Blobs = BlobService(db, storage, redirect_expiry=storage_settings.redirect.expiry, guard=guard)
-        manifests: Manifests = ManifestStore(db, storage, max_bytes=settings.limits.manifest_max_bytes, guard=guard)
-        cache = cache_from_settings(settings.redis, db)
+        if sites is not None:
+            blobs = SiteBlobs(blobs, sites, redirect_expiry=storage_settings.redirect.expiry)
+            handlers.register(COPY_KIND, SiteCopier(sites))
+        manifests: Manifests = ManifestStore(db, storage, max_bytes=settings.limits.manifest_max_bytes, guard=guard,
+                                             on_stored=on_stored)
+        cache = cache_from_settings(settings.redis, db, peer_redis(settings))
         if cache is not None:
             blobs = CachedBlobService(blobs, cache)
             manifests = CachedManifestStore(manifests, cache)
-        uploads = UploadService(db, storage, guard=guard)
-        handlers = HandlerRegistry()
+        uploads = UploadService(db, storage, guard=guard, on_stored=on_stored)
         periodic = register_builtin(handlers, settings, uploads)
-        queue = JobQueue(db, lease=timedelta(seconds=settings.jobs.lease_seconds))
         register_gc(handlers, settings.gc, db, storage, cache, guard=guard, queue=queue)
         identity = IdentityService(db, settings.auth, data_dir=settings.data_dir, trust=trust) if settings.auth.mode == "token" else None
         repositories: Repositories = RepositoryService(
@@ -163,7 +174,8 @@ class Services:
             repositories=repositories,
             access=TokenAccess(identity) if identity is not None else OpenAccess(),
             jobs=queue,
-            health=HealthChecker(db, storage, cache),
+            health=HealthChecker(db, storage, cache, site=settings.site,
+                                 other_sites=sites.health_targets() if sites is not None else None),
             cache=cache,
             job_handlers=handlers,
             periodic_jobs=periodic,
@@ -178,6 +190,7 @@ class Services:
             endpoints=endpoints,
             proxy=proxy,
             replication=replication,
+            sites=sites,
         )
 
     async def aclose(self) -> None:
@@ -191,5 +204,7 @@ class Services:
             await self.pull_times.aclose()
         if self.cache is not None:
             await self.cache.aclose()
+        if self.sites is not None:
+            await self.sites.aclose()
         await self.storage.aclose()
         await self.db.dispose()

@@ -261,3 +261,18 @@ def test_replication_tables_come_and_go_with_0017(fresh_url: str) -> None:
         assert tables <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_blob_sites_comes_and_goes_with_0019(fresh_url: str) -> None:
+    """0019 adds ``blob_sites`` (multi-site); its downgrade drops only it, blobs stay."""
+    upgrade(fresh_url, "0019_sites")
+    engine = create_engine(sync_url(fresh_url))
+    try:
+        assert "blob_sites" in set(inspect(engine).get_table_names())
+        downgrade(fresh_url, "0017_replication")
+        names = set(inspect(engine).get_table_names())
+        assert "blob_sites" not in names and {"blobs", "replication_tasks"} <= names
+        upgrade(fresh_url)
+        assert "blob_sites" in set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

@@ -40,6 +40,8 @@ ALLOWED: dict[str, set[str]] = {
     "proxy": {"config", "db", "errors", "metrics", "net", "registry", "upstream"},
     #: Replication is a job between this registry's services and an endpoint's client; never the API.
     "replication": {"db", "errors", "events", "jobs", "net", "registry", "upstream"},
+    #: Multi-site: every site's storage and the copy jobs between them, under the registry's services.
+    "sites": {"config", "db", "errors", "jobs", "net", "registry", "storage"},
 }
 #: Only entry points may import these.
 #: ``web`` is the UI's entry point (DESIGN.md: ``/`` → moorage.web), like ``api`` and ``cli``.

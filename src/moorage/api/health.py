@@ -9,7 +9,8 @@
 
 The database and storage are required: either failing answers 503, so the balancer takes the
 node out. Redis is optional by design (losing it only slows requests down), so by default a
-Redis failure makes the node ``degraded`` and still answers 200 — otherwise one Redis outage
+Redis failure makes the node ``degraded`` and still answers 200 (so does another site's storage
+failing, in a multi-site deployment: ``degraded_sites`` names it, docs/multi-site.md) — otherwise one Redis outage
 would take *every* node out at once and turn a slowdown into an outage. ``?strict=true``
 counts Redis as required (for monitoring that wants to page on it).
 
@@ -48,8 +49,13 @@ def health_routes(checker_of: Callable[[Request], HealthChecker]) -> list[Route]
         failed_required = any(not c.healthy and c.required for c in results)
         failed_optional = any(not c.healthy and not c.required for c in results)
         status = "unhealthy" if failed_required else "degraded" if failed_optional else "healthy"
+        body: dict[str, object] = {"status": status, "components": [c.as_json() for c in results]}
+        checker = checker_of(request)
+        if checker.site is not None:  # multi-site: this node's site and the sites whose storage fails
+            body["site"] = checker.site
+            body["degraded_sites"] = sorted({c.site for c in results if c.site is not None and not c.healthy})
         return JSONResponse(
-            {"status": status, "components": [c.as_json() for c in results]},
+            body,
             status_code=503 if failed_required else 200,
             headers={"Cache-Control": "no-store"},
         )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -81,8 +81,11 @@ class RegistryCache:
         ttl: int = 300,
         retry_after: float = 1.0,
         deadline: float = 2.0,
+        peers: Sequence[tuple[RedisClient, str]] = (),
     ) -> None:
         self.client = client
+        #: Other sites' own Redis (client, key prefix): a delete here must reach their entries too.
+        self.peers = list(peers)
         self.fence = fence
         self.prefix = prefix
         self.ttl = ttl
@@ -176,6 +179,25 @@ class RegistryCache:
             )
         except _Unavailable:
             await self._fence_after_failure(repository)
+            return
+        await self._invalidate_peers(generation, repository, token)
+
+    async def _invalidate_peers(self, generation: int, repository: str, token: str) -> None:
+        """Drop the repository's entries in every other site's Redis; fence when one cannot be told.
+
+        Each site with its own Redis caches what its nodes read; the database they share changed
+        here, so their copies are stale now. A peer that does not answer within the deadline gets
+        the same treatment as our own Redis failing: the generation moves on, so the entries it
+        still holds are never read again (docs/multi-site.md).
+        """
+        for client, prefix in self.peers:
+            keys = [f"{prefix}:g{generation}:{{{repository}}}:entries", f"{prefix}:{{{repository}}}:version"]
+            try:
+                await asyncio.wait_for(client.eval(_INVALIDATE, 2, *keys, token, str(self.ttl * 4 + 60)), self.deadline)
+            except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+                log.warning("peer_cache_invalidation_failed", repository=repository, error=str(exc) or type(exc).__name__)
+                await self._fence_after_failure(repository)
+                return
 
     async def _fence_after_failure(self, repository: str) -> None:
         log.warning("cache_invalidation_fenced", repository=repository)
@@ -237,3 +259,5 @@ class RegistryCache:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        for client, _ in self.peers:
+            await client.aclose()

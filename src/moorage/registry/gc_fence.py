@@ -39,6 +39,7 @@ __all__ = [
     "PENDING",
     "BlobNotActive",
     "BlobRow",
+    "Record",
     "link_active",
     "link_blob_id",
     "lock_blobs",
@@ -161,6 +162,8 @@ async def publish_blob(
     size: int,
     place: Callable[[], Awaitable[None]],
     record: Record,
+    *,
+    stored: Record | None = None,
 ) -> bool:
     """Make ``digest`` an active blob whose bytes are under its key, then ``record`` it.
 
@@ -178,7 +181,13 @@ async def publish_blob(
     3. Under an exclusive lock, make the row active and ``record``. If GC reclaimed it meanwhile
        (``place`` took longer than the grace window) the bytes may be gone: ``BLOB_UPLOAD_UNKNOWN``
        tells the client to push the blob again.
+
+    ``stored`` runs after ``record`` in the same transaction, whenever the bytes are known to be
+    under the key in this ``storage``: multi-site records this site as a holder there
+    (:meth:`moorage.sites.Sites.stored_here`).
     """
+    if stored is not None:
+        record = _also(record, stored)
     key = str(digest)
     path = blob_path(digest)
     try:
@@ -232,6 +241,14 @@ async def publish_blob(
         await withdraw(db, storage, digest, PENDING)
         raise
     return True
+
+
+def _also(record: Record, stored: Record) -> Record:
+    async def both(conn: AsyncConnection, blob_id: int) -> None:
+        await record(conn, blob_id)
+        await stored(conn, blob_id)
+
+    return both
 
 
 async def _claim_row(conn: AsyncConnection, key: str, size: int, stamp: datetime) -> BlobRow:

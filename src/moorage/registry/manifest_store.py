@@ -24,6 +24,7 @@ from moorage.registry.digests import Digest, parse_digest
 from moorage.registry.gc_fence import (
     ACTIVE,
     BlobNotActive,
+    Record,
     lock_manifest,
     publish_blob,
     record_existing,
@@ -175,12 +176,15 @@ class ManifestStore:
     """Manifest, tag and referrer operations."""
 
     def __init__(
-        self, db: Database, storage: StorageDriver, *, max_bytes: int, guard: WriteGuard | None = None
+        self, db: Database, storage: StorageDriver, *, max_bytes: int, guard: WriteGuard | None = None,
+        on_stored: Record | None = None,
     ) -> None:
         self.db = db
         self.storage = storage
         self.max_bytes = max_bytes
         self.guard = guard or WriteGuard()
+        #: Runs in the publish transaction when the bytes are in ``storage`` (multi-site: this site holds them).
+        self.on_stored = on_stored
 
     async def read_payload(self, body: AsyncIterable[bytes], declared_length: int | None) -> bytes:
         """Collect a manifest body, refusing more than the limit before reading it whole."""
@@ -282,7 +286,7 @@ class ManifestStore:
             return None
 
         try:
-            return await publish_blob(self.db, self.storage, digest, len(payload), place, nothing)
+            return await publish_blob(self.db, self.storage, digest, len(payload), place, nothing, stored=self.on_stored)
         except RegistryError as exc:
             if exc.code == "BLOB_UPLOAD_UNKNOWN":  # GC reclaimed it while it was written: write it again
                 raise BlobNotActive(str(digest)) from None

@@ -32,7 +32,7 @@ from moorage.db.tables import repositories, uploads
 from moorage.errors import RegistryError
 from moorage.metrics import BLOB_UPLOAD_BYTES, BLOB_UPLOAD_SECONDS
 from moorage.registry.digests import Digest
-from moorage.registry.gc_fence import link_blob_id, publish_blob
+from moorage.registry.gc_fence import Record, link_blob_id, publish_blob
 from moorage.registry.guard import WriteGuard
 from moorage.registry.hashing import ResumableSha256, feed
 from moorage.registry.paths import blob_path, upload_dir, upload_path
@@ -165,12 +165,14 @@ class UploadService:
 
     def __init__(
         self, db: Database, storage: StorageDriver, *, lease: LeaseTiming | None = None,
-        guard: WriteGuard | None = None,
+        guard: WriteGuard | None = None, on_stored: Record | None = None,
     ) -> None:
         self.db = db
         self.storage = storage
         self.lease = lease or LeaseTiming()
         self.guard = guard or WriteGuard()
+        #: Runs in the publish transaction when the bytes are in ``storage`` (multi-site: this site holds them).
+        self.on_stored = on_stored
 
     async def start(self, repository: str) -> UploadProgress:
         self.guard.writable()
@@ -450,7 +452,7 @@ class UploadService:
             await conn.execute(delete(uploads).where(uploads.c.id == session.id))
 
         try:
-            await publish_blob(self.db, self.storage, digest, size, place, record)
+            await publish_blob(self.db, self.storage, digest, size, place, record, stored=self.on_stored)
         except RegistryError as exc:
             if exc.code == "BLOB_UPLOAD_UNKNOWN" or isinstance(exc, QuotaExceeded):
                 activity.end()
@@ -531,7 +533,7 @@ class UploadService:
                 repository_id = await ensure_repository(conn, repository, project_required=self.guard.projects_required)
                 await link_blob_id(conn, repository_id, blob_id)
 
-            await publish_blob(self.db, self.storage, digest, int(state["size"]), place, record)
+            await publish_blob(self.db, self.storage, digest, int(state["size"]), place, record, stored=self.on_stored)
         except BaseException:
             await self._cleanup(upload_id)
             raise
