@@ -155,6 +155,35 @@ async def test_a_push_over_the_quota_is_a_quota_exceed_event(idp: Idp, receiver:
     assert "quota exceeded" in body["event_data"]["custom_attributes"]["Details"]
 
 
+async def test_a_receiver_slower_than_the_timeout_is_an_error_after_the_last_attempt(
+    database_url: str, tmp_path: Path
+) -> None:
+    receiver = Receiver(delay=2.0)
+    try:
+        async for idp in make_idp(database_url, tmp_path, MOORAGE_WEBHOOKS__ALLOW_NETWORKS="[127.0.0.1/32]",
+                                  MOORAGE_WEBHOOKS__TIMEOUT="0.3", MOORAGE_WEBHOOKS__MAX_ATTEMPTS="1"):
+            runner = JobRunner(idp.services.jobs, idp.services.job_handlers, poll_seconds=0.05)
+            runner.start()
+            try:
+                project = await idp.project()
+                r = await idp.api("POST", f"/projects/{project}/webhook/policies", idp.admin,
+                                  json=_policy(receiver.url, ["PUSH_ARTIFACT"]))
+                policy_id = int(r.headers["Location"].rsplit("/", 1)[1])
+                await _push(idp, f"{project}/app", "v1", b"slow")
+                for _ in range(200):  # a bound on waiting for the job runner, not a timing assertion
+                    jobs = (await idp.api("GET", f"/projects/{project}/webhook/jobs", idp.admin,
+                                          params={"policy_id": policy_id})).json()
+                    if jobs and jobs[0]["status"] == "Error":
+                        break
+                    await asyncio.sleep(0.05)
+                assert [(j["status"], j["attempts"]) for j in jobs] == [("Error", 1)]
+                assert "attempt 1 of 1" in jobs[0]["last_error"] and "Timeout" in jobs[0]["last_error"]
+            finally:
+                await runner.stop()
+    finally:
+        receiver.stop()
+
+
 BAD_CHANGES: list[tuple[dict[str, Any], str]] = [
     ({"targets": [{"type": "http", "address": "ci.example.com/hook"}]}, "targets[0].address"),
     ({"targets": [{"type": "http", "address": "http://169.254.169.254/latest/meta-data"}]}, "targets[0].address"),

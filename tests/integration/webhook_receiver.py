@@ -1,13 +1,15 @@
 """A real HTTP receiver on a loopback socket that records every webhook request it gets.
 
 Nothing here imports pytest: the HA test and the in-process tests share it. ``fail_first`` makes
-the first N requests answer 500, to exercise retries.
+the first N requests answer 500, to exercise retries; ``delay`` holds every answer back that many
+seconds (a receiver slower than the registry's timeout).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +32,7 @@ class Receiver:
     """Listens on 127.0.0.1:<free port> in a thread until :meth:`stop`."""
 
     fail_first: int = 0
+    delay: float = 0.0
     requests: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -39,6 +42,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 with receiver._lock:
                     receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     failing = len(receiver.requests) <= receiver.fail_first
