@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import structlog
 
+from moorage.app import create_app
 from moorage.certs import make_ca, make_server
 from moorage.checks import run_checks
-from tests.integration.oidc_helpers import Sso, sso_registry
-from tests.services.oidc_provider import OidcProvider, free_port, new_jwk
+from moorage.services import Services
+from tests.integration.oidc_helpers import BASE_URL, PROVIDER_PASSWORD, Sso, sso_registry
+from tests.services.oidc_provider import OidcProvider, free_port, new_jwk, provider_login
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +140,27 @@ async def test_two_first_logins_of_one_person_at_once_make_one_account(sso: Sso)
     assert [r.headers["location"] for r in responses] == ["/projects"] * 3, [r.headers for r in responses]
     users = (await sso.idp.api("GET", "/users", sso.idp.admin, params={"username": login})).json()
     assert [u["username"] for u in users] == [login]
+
+
+async def test_the_callback_may_reach_another_node(sso: Sso) -> None:
+    """The login in flight lives in the database: started on node A, finished on node B (same database)."""
+    other = Services.from_settings(sso.idp.settings)
+    assert other.identity is not None
+    await other.identity.start()
+    node_b = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(sso.idp.settings, other)),
+                               base_url=BASE_URL)
+    login = sso.account()
+    moorage, provider_side = sso.browser()
+    try:
+        async with moorage, provider_side, node_b:
+            r = await moorage.get("/c/oidc/login")
+            callback = await provider_login(provider_side, r.headers["location"], login, PROVIDER_PASSWORD)
+            node_b.cookies.set("moorage_oidc_state", moorage.cookies["moorage_oidc_state"], domain="registry.test",
+                               path="/c/oidc")
+            r = await node_b.get(callback)
+            assert r.status_code == 303 and r.headers["location"] == "/projects", r.headers
+            session = r.cookies["moorage_session"]
+            r = await moorage.get("/api/v2.0/users/current", headers={"Cookie": f"moorage_session={session}"})
+            assert r.status_code == 200 and r.json()["username"] == login  # and the session is good on node A
+    finally:
+        await other.aclose()
