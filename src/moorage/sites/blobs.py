@@ -46,7 +46,7 @@ class SiteBlobs:
         url = await self.inner.redirect_url(digest, method)
         if url is None:
             return None  # this site streams: open() does the fallback
-        _, holders = await self.sites.holders(digest)
+        blob_id, holders = await self.sites.holders(digest)
         if self.sites.local in holders:
             return url
         if self.sites.fallback == "redirect":
@@ -56,6 +56,8 @@ class SiteBlobs:
                 except StorageError:
                     continue
                 if other is not None:
+                    if blob_id is not None:
+                        await self.sites.copy_here_later(blob_id)
                     return other
         return None  # stream it through this node (open), which also queues the copy here
 

@@ -28,7 +28,7 @@ from moorage.storage.checked import CheckedDriver
 
 __all__ = ["COPY_ATTEMPTS", "SiteUnavailable", "Sites", "copy_dedup_key"]
 
-#: Attempts of one copy job (backoff 2, 4, … 300 s: about 40 minutes); a pull at the site revives a failed one.
+#: Attempts of one copy job (backoff 2, 4, … 300 s: about 25 minutes); a pull at the site revives a failed one.
 COPY_ATTEMPTS = 12
 
 
