@@ -117,13 +117,34 @@ class ProxyBindings:
             await self._reload()
         return self._by_name.get(project)
 
-    async def target(self, repository: str) -> ProxyTarget | None:
-        """The proxy target of a repository name, or ``None`` when its project is no proxy cache."""
+    async def target(self, repository: str, *, fresh: bool = False) -> ProxyTarget | None:
+        """The proxy target of a repository name, or ``None`` when its project is no proxy cache.
+
+        ``fresh``: a project this process does not know as a proxy cache is looked up in the database
+        (callers ask so after a miss, so a proxy project made seconds ago on another node answers at once).
+        """
         project, slash, rest = repository.partition("/")
         if not slash:
             return None
         binding = await self.of_project(project)
+        if binding is None and fresh:
+            binding = await self._one(project)
         return None if binding is None else ProxyTarget(binding, repository, rest)
+
+    async def _one(self, project: str) -> Binding | None:
+        query = (
+            select(projects.c.id, projects.c.name, proxy_projects.c.registry_id, proxy_projects.c.registry_name,
+                   registries.c.type)
+            .select_from(proxy_projects.join(projects).outerjoin(registries))
+            .where(projects.c.name == project)
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        binding = Binding(row.id, row.name, row.registry_id, row.registry_name, row.type)
+        self._by_name[project] = binding
+        return binding
 
     async def project_exists(self, name: str) -> bool:
         """Whether a project of that name exists (proxy projects from the copy, others from the database)."""

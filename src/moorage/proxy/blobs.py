@@ -159,6 +159,9 @@ class ProxyBlobs:
     async def _offer(queue: asyncio.Queue[_Item], consumer: _Consumer, item: _Item) -> None:
         if not consumer.alive:
             return
+        if not queue.full():  # the common case: no timer per chunk
+            queue.put_nowait(item)
+            return
         try:
             await asyncio.wait_for(queue.put(item), CLIENT_STALL)
         except TimeoutError:

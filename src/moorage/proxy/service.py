@@ -51,8 +51,8 @@ class ProxyCache:
             return f"{self.default_mirror}/{repository}"
         return None
 
-    async def target(self, repository: str) -> ProxyTarget | None:
-        return await self.bindings.target(repository)
+    async def target(self, repository: str, *, fresh: bool = False) -> ProxyTarget | None:
+        return await self.bindings.target(repository, fresh=fresh)
 
     async def manifest(self, target: ProxyTarget, reference: Digest | str) -> ProxiedManifest:
         return await self.manifests.get(target, reference)

@@ -42,7 +42,7 @@ Kind = Literal[
 
 #: Bytes per chunk read from an upstream blob: large enough to keep the loop cheap, small enough
 #: that memory stays flat whatever the layer's size.
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 
 
 class UpstreamError(Exception):

@@ -223,8 +223,8 @@ class OciApi:
             params["name"] = mirrored
             request.state.mirrored = True
 
-    async def _proxy_target(self, name: str) -> ProxyTarget | None:
-        return None if self.proxy is None else await self.proxy.target(name)
+    async def _proxy_target(self, name: str, *, fresh: bool = False) -> ProxyTarget | None:
+        return None if self.proxy is None else await self.proxy.target(name, fresh=fresh)
 
     async def _refuse_proxy_push(self, name: str) -> None:
         if self.proxy is not None:
@@ -311,11 +311,17 @@ class OciApi:
         reference = lookup_reference(name, params["reference"])
         target = await self._proxy_target(name)
         warning = None
+        if target is None:
+            try:
+                manifest = await self.manifests.get(name, reference)
+            except RegistryError as error:
+                # A proxy project made seconds ago elsewhere is not in this process's copy yet: ask once more.
+                target = await self._proxy_target(name, fresh=True) if error.code == "MANIFEST_UNKNOWN" else None
+                if target is None:
+                    raise
         if target is not None and self.proxy is not None:
             proxied = await self.proxy.manifest(target, reference)
             manifest, warning = proxied.manifest, proxied.warning
-        else:
-            manifest = await self.manifests.get(name, reference)
         accept = ",".join(request.headers.getlist("accept"))
         accepted = {part.split(";")[0].strip() for part in accept.split(",") if part.strip()}
         if accepted and manifest.media_type not in accepted and not accepted & {"*/*", "application/*"}:
@@ -388,7 +394,7 @@ class OciApi:
         try:
             size = await self.blobs.size(name, digest)
         except RegistryError as error:
-            target = await self._proxy_target(name) if error.code == "BLOB_UNKNOWN" else None
+            target = await self._proxy_target(name, fresh=True) if error.code == "BLOB_UNKNOWN" else None
             if target is None:
                 raise
             return await self._proxy_blob(request, target, digest)
