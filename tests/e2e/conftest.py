@@ -201,7 +201,9 @@ def ui_registry(e2e_workdir: Path) -> Iterator[RegistryProcess]:
     """A token-mode ``moorage serve`` with Redis, shared by every UI test module (each uses its own names)."""
     from tests.e2e.identity_helpers import start_token_moorage
 
-    server = start_token_moorage(e2e_workdir, label="moorage-ui", extra_env={"MOORAGE_REDIS_URL": _ui_redis_url()})
+    # Webhooks may reach the test's receiver on this host (loopback is refused by default).
+    env = {"MOORAGE_REDIS_URL": _ui_redis_url(), "MOORAGE_WEBHOOKS__ALLOW_NETWORKS": "[127.0.0.1/32]"}
+    server = start_token_moorage(e2e_workdir, label="moorage-ui", extra_env=env)
     try:
         yield server
     finally:
@@ -227,7 +229,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def screenshots(e2e_workdir: Path) -> Path:
-    """Where the UI tests save screenshots of the main pages (a test artifact; docs/ui/ keeps a few)."""
-    where = e2e_workdir / "ui-screenshots"
-    where.mkdir(exist_ok=True)
+    """Where the UI tests save screenshots of the main pages (a test artifact; docs/ui/ keeps a few):
+    ``MOORAGE_UI_SCREENSHOTS`` when set (CI keeps it), else ``<e2e workdir>/ui-screenshots``."""
+    import os
+
+    where = Path(os.environ.get("MOORAGE_UI_SCREENSHOTS") or e2e_workdir / "ui-screenshots")
+    where.mkdir(parents=True, exist_ok=True)
     return where

@@ -2,6 +2,7 @@
 import { ApiError, get, hasSession, logout } from "./api.js";
 import { errorBox, fill, h } from "./dom.js";
 import { gcView } from "./views/admin_gc.js";
+import { registriesView } from "./views/admin_registries.js";
 import { jobsView, jobView } from "./views/admin_jobs.js";
 import { auditView, systemView } from "./views/admin_system.js";
 import { usersView } from "./views/admin_users.js";
@@ -10,7 +11,9 @@ import { loginView } from "./views/login.js";
 import { membersView } from "./views/members.js";
 import { profileView } from "./views/profile.js";
 import { projectsView, projectView } from "./views/projects.js";
+import { retentionView } from "./views/project_retention.js";
 import { projectLogsView, rulesView } from "./views/project_rules.js";
+import { webhooksView } from "./views/project_webhooks.js";
 import { repositoriesView } from "./views/repositories.js";
 import { robotsView } from "./views/robots.js";
 
@@ -79,6 +82,9 @@ const routes = [
   [/^\/projects\/([^/]+)\/robots$/, (el, p) => robotsView(ctx, el, p)],
   [/^\/projects\/([^/]+)\/immutability$/, (el, p) => rulesView(ctx, el, p)],
   [/^\/projects\/([^/]+)\/logs$/, (el, p) => projectLogsView(ctx, el, p)],
+  [/^\/projects\/([^/]+)\/retention$/, (el, p) => retentionView(ctx, el, p)],
+  [/^\/projects\/([^/]+)\/webhooks$/, (el, p) => webhooksView(ctx, el, p)],
+  [/^\/admin\/registries$/, (el) => registriesView(ctx, el)],
   [/^\/admin$/, () => ctx.navigate("/admin/users", true)],
   [/^\/admin\/users$/, (el) => usersView(ctx, el)],
   [/^\/admin\/jobs$/, (el) => jobsView(ctx, el)],

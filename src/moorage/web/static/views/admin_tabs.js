@@ -4,6 +4,7 @@ import { h } from "../dom.js";
 const TABS = [
   ["users", "Users", "/admin/users"],
   ["jobs", "Jobs", "/admin/jobs"],
+  ["registries", "Registries", "/admin/registries"],
   ["gc", "Garbage collection", "/admin/gc"],
   ["audit", "Audit log", "/admin/audit"],
   ["system", "System", "/admin/system"],

@@ -17,6 +17,8 @@ export function projectHeader(ctx, project, current) {
     ["members", "Members", `${base}/members`, admin || [1, 2, 3, 4].includes(role)],
     ["robots", "Robot accounts", `${base}/robots`, admin || [1, 4].includes(role)],
     ["immutability", "Immutability", `${base}/immutability`, true],
+    ["retention", "Retention", `${base}/retention`, admin || [1, 4].includes(role)],
+    ["webhooks", "Webhooks", `${base}/webhooks`, admin || [1, 4].includes(role)],
     ["logs", "Logs", `${base}/logs`, admin || [1, 2, 3, 4].includes(role)]];
   return [
     h("div", { class: "crumbs" }, h("a", { href: "/projects" }, "Projects"), " / "),
