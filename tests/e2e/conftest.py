@@ -210,9 +210,10 @@ def ui_registry(e2e_workdir: Path) -> Iterator[RegistryProcess]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium through Playwright, one for the session."""
+    """Debian's chromium through Playwright, one per module: Playwright's sync API runs an event loop in
+    this thread while it is open, which the asyncio tests of a later module could not share."""
     from tests.e2e.ui_support import CHROMIUM, CHROMIUM_ARGS
 
     if not Path(CHROMIUM).exists():
@@ -230,9 +231,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def screenshots(e2e_workdir: Path) -> Path:
     """Where the UI tests save screenshots of the main pages (a test artifact; docs/ui/ keeps a few):
-    ``MOORAGE_UI_SCREENSHOTS`` when set (CI keeps it), else ``<e2e workdir>/ui-screenshots``."""
+    ``TEST_UI_SCREENSHOTS`` when set (CI keeps it), else ``<e2e workdir>/ui-screenshots``."""
     import os
 
-    where = Path(os.environ.get("MOORAGE_UI_SCREENSHOTS") or e2e_workdir / "ui-screenshots")
+    where = Path(os.environ.get("TEST_UI_SCREENSHOTS") or e2e_workdir / "ui-screenshots")
     where.mkdir(parents=True, exist_ok=True)
     return where

@@ -1,7 +1,7 @@
 """What every web UI browser test shares: Debian's chromium, a page that fails on any JavaScript or console
 error, axe-core, logging in, and counting what the page asked the API for.
 
-The fixtures over these (one token-mode ``moorage serve`` and one browser for the whole session,
+The fixtures over these (one token-mode ``moorage serve`` for the whole session and one browser per module,
 so the UI modules share them) are in ``tests/e2e/conftest.py``.
 """
 

@@ -12,7 +12,7 @@ function createForm(types, act) {
   const form = h("form", { class: "inline", "aria-label": "New registry endpoint" },
     field("registry-name", "Name", { required: true }),
     h("label", { for: "registry-type" }, "Type "), type,
-    field("registry-url", "URL", { required: true, placeholder: "https://registry.example.org" }),
+    field("registry-url", "URL", { required: true, placeholder: "scheme and host, e.g. https: …" }),
     field("registry-user", "Access key"),
     h("label", { for: "registry-secret" }, "Secret "), h("input", { type: "password", id: "registry-secret", autocomplete: "new-password" }),
     h("label", {}, insecure, " Skip TLS verification"),

@@ -1,6 +1,6 @@
 // A project's tag retention policy (project admins change and run it, maintainers read it): the rules,
 // the schedule, a dry run or a real run now, and the history of runs with each repository's log.
-import { ApiError, get, list, send, text } from "../api.js";
+import { get, list, send, text } from "../api.js";
 import { errorBox, fill, h, time } from "../dom.js";
 import { changes, stateBadge, table } from "./common.js";
 import { projectHeader } from "./project_tabs.js";
@@ -65,11 +65,10 @@ function tasksButton(policyId, execution) {
 
 export async function retentionView(ctx, main, name) {
   const project = await get(`/projects/${encodeURIComponent(name)}`);
+  // metadata.retention_id (Harbor's) names the policy; without one there is none yet (no 404 to provoke).
+  const retentionId = project.metadata && project.metadata.retention_id;
   const [meta, policy] = await Promise.all([get("/retentions/metadatas"),
-    get(`/projects/${encodeURIComponent(project.name)}/retention`).catch((error) => {
-      if (error instanceof ApiError && error.status === 404) return null;  // no policy yet
-      throw error;
-    })]);
+    retentionId ? get(`/retentions/${encodeURIComponent(retentionId)}`) : null]);
   const manage = project.current_user_role_id === 1 || Boolean(ctx.user?.sysadmin_flag);
   const { status, act } = changes(ctx);
   const templates = meta.templates;

@@ -7,7 +7,7 @@ import { projectHeader } from "./project_tabs.js";
 
 function createForm(events, act, base) {
   const name = h("input", { type: "text", id: "webhook-name", required: true, autocomplete: "off" });
-  const address = h("input", { type: "text", id: "webhook-address", required: true, placeholder: "https://ci.example.org/hook", autocomplete: "off" });
+  const address = h("input", { type: "text", id: "webhook-address", required: true, autocomplete: "off" });
   const secret = h("input", { type: "password", id: "webhook-secret", autocomplete: "new-password" });
   const boxes = events.map((e) => h("label", {}, h("input", { type: "checkbox", name: "event", value: e, checked: e === "PUSH_ARTIFACT" }), ` ${e}`));
   const form = h("form", { class: "inline", "aria-label": "New webhook" },
@@ -28,8 +28,11 @@ function createForm(events, act, base) {
 export async function webhooksView(ctx, main, name) {
   const project = await get(`/projects/${encodeURIComponent(name)}`);
   const base = `/projects/${encodeURIComponent(project.name)}/webhook`;
-  const [{ items }, events, jobs] = await Promise.all([list(`${base}/policies`, { page_size: 100 }), get(`${base}/events`),
-    list(`${base}/jobs`, { page_size: 15 })]);
+  const [{ items }, events] = await Promise.all([list(`${base}/policies`, { page_size: 100 }), get(`${base}/events`)]);
+  // The delivery log is per policy (Harbor's policy_id is required): the newest of each, newest first.
+  const perPolicy = await Promise.all(items.map((p) => list(`${base}/jobs`, { policy_id: p.id, page_size: 15 })));
+  const jobs = { items: perPolicy.flatMap((found) => found.items)
+    .sort((a, b) => String(b.creation_time).localeCompare(String(a.creation_time))).slice(0, 15) };
   const manage = project.current_user_role_id === 1 || Boolean(ctx.user?.sysadmin_flag);
   const { status, act } = changes(ctx);
   const names = Object.fromEntries(items.map((p) => [p.id, p.name]));
