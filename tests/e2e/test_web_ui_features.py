@@ -235,12 +235,61 @@ def test_webhooks_screen_delivers_a_push(
         receiver.stop()
 
 
+def test_groups_screen_and_a_group_as_project_member(
+    reg: RegistryProcess, api: AdminApi, page: Page, screenshots: Path,
+) -> None:
+    """An administrator creates a local group, puts a user in it and gives the group a role in a private
+    project; the user then sees the project, and loses it when the group is deleted."""
+    from playwright.sync_api import expect
+
+    project = api.project(public=False)
+    user = api.user()
+    group = uid("team")
+    page.goto("/projects")
+    login(page, "admin", ADMIN_PASSWORD)
+    page.goto("/admin/groups")
+    page.get_by_role("form", name="New group").get_by_label("Local group name").fill(group)
+    page.get_by_role("form", name="New group").get_by_role("button", name="Create group").click()
+    row = page.locator("#groups tbody tr", has_text=group)
+    expect(row).to_have_count(1)
+    row.get_by_role("button", name=f"Members of {group}").click()
+    add = page.get_by_role("form", name=f"Add a user to {group}")
+    add.get_by_label("User name").fill(user)
+    add.get_by_role("button", name="Add to group").click()
+    expect(row.locator(".group-members")).to_contain_text(user)
+    page.screenshot(path=str(screenshots / "groups.png"))
+
+    page.goto(f"/projects/{project}/members")
+    form = page.get_by_role("form", name="Add a member")
+    form.get_by_label("Add").select_option("group")
+    form.get_by_label("Group name").fill(group)
+    form.get_by_role("combobox", name="Role", exact=True).select_option(label="developer")
+    form.get_by_role("button", name="Add member").click()
+    expect(page.locator("tbody tr", has_text=group)).to_contain_text("group")
+    members = api.http.get(f"/projects/{project}/members").json()
+    assert [(m["entity_name"], m["entity_type"], m["role_id"]) for m in members if m["entity_type"] == "g"] == \
+        [(group, "g", 2)], members
+
+    page.get_by_role("button", name="Log out").click()
+    login(page, user, PASSWORD)
+    page.goto(f"/projects?q={project}")
+    expect(page.get_by_role("link", name=project, exact=True)).to_be_visible()  # through the group
+    page.get_by_role("button", name="Log out").click()
+    login(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"/admin/groups?q={group}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Delete group {group}").click()
+    expect(page.get_by_text(f"No group matches “{group}”.")).to_be_visible()
+    assert not [m for m in api.http.get(f"/projects/{project}/members").json() if m["entity_type"] == "g"]
+
+
 def test_feature_screens_pass_axe_core_and_fit_a_phone(reg: RegistryProcess, api: AdminApi, browser: Browser) -> None:
     from playwright.sync_api import expect
 
     project = api.project()
     screens = {
         "registries": "/admin/registries",
+        "groups": "/admin/groups",
         "retention": f"/projects/{project}/retention",
         "webhooks": f"/projects/{project}/webhooks",
         "project with quota": f"/projects/{project}",

@@ -2,6 +2,7 @@
 import { ApiError, get, hasSession, logout } from "./api.js";
 import { errorBox, fill, h } from "./dom.js";
 import { gcView } from "./views/admin_gc.js";
+import { groupsView } from "./views/admin_groups.js";
 import { registriesView } from "./views/admin_registries.js";
 import { jobsView, jobView } from "./views/admin_jobs.js";
 import { auditView, systemView } from "./views/admin_system.js";
@@ -85,6 +86,7 @@ const routes = [
   [/^\/projects\/([^/]+)\/retention$/, (el, p) => retentionView(ctx, el, p)],
   [/^\/projects\/([^/]+)\/webhooks$/, (el, p) => webhooksView(ctx, el, p)],
   [/^\/admin\/registries$/, (el) => registriesView(ctx, el)],
+  [/^\/admin\/groups$/, (el) => groupsView(ctx, el)],
   [/^\/admin$/, () => ctx.navigate("/admin/users", true)],
   [/^\/admin\/users$/, (el) => usersView(ctx, el)],
   [/^\/admin\/jobs$/, (el) => jobsView(ctx, el)],

@@ -3,6 +3,7 @@ import { h } from "../dom.js";
 
 const TABS = [
   ["users", "Users", "/admin/users"],
+  ["groups", "Groups", "/admin/groups"],
   ["jobs", "Jobs", "/admin/jobs"],
   ["registries", "Registries", "/admin/registries"],
   ["gc", "Garbage collection", "/admin/gc"],
