@@ -161,6 +161,10 @@ provider.use(async (ctx, next) => {
   }
 });
 
+// Exit with the test run that started us, even when it was killed before its teardown.
+const parent = process.ppid;
+setInterval(() => { if (process.ppid !== parent) process.exit(0); }, 1000).unref();
+
 const ready = () => process.stdout.write(`listening ${issuer}\n`);
 if (process.env.OIDC_TLS_CERT) {
   // HTTPS with a certificate of the test's own CA (Moorage's auth.oidc.ca_bundle is tested with it).
