@@ -20,6 +20,8 @@ import pytest
 from sqlalchemy import text
 
 from moorage.gc.collector import GarbageCollector, GcOptions
+from moorage.registry.gc_fence import link_active
+from moorage.registry.repositories import ensure_repository
 from tests.integration.oci_client import (
     OCI_CONFIG,
     OCI_LAYER,
@@ -325,3 +327,20 @@ async def test_racing_pushes_fill_the_quota_exactly_and_the_refused_leave_nothin
     assert await _exact(idp, pid) == 3000
     for i in range(3):
         assert await _uploads(idp, f"{project}/r{i}") == 0
+
+
+async def test_a_delete_does_not_drop_a_blob_that_a_push_in_flight_links(idp: Idp) -> None:
+    """A push links a blob the project already counts (through repository ``a``) into ``b`` and has not
+    committed; meanwhile ``a`` is deleted. The delete must not drop the blob from the usage on a view of
+    the links that misses the push: it waits for the push's hold on the blob (PostgreSQL), or for its
+    write lock (SQLite), and then sees ``b``'s link."""
+    project, pid = await _project(idp, storage_limit=-1)
+    data = os.urandom(3000)
+    assert (await _blob(idp, f"{project}/a", data)).status_code == 201
+    async with idp.services.db.write() as conn:
+        repository_b = await ensure_repository(conn, f"{project}/b", project_required=True)
+        await link_active(conn, repository_b, digest_of(data))
+        deleting = asyncio.create_task(idp.services.repositories.delete(f"{project}/a"))
+        await asyncio.sleep(0.5)  # the delete goes as far as it can while the push is open
+    await deleting
+    assert await _exact(idp, pid) == 3000

@@ -168,7 +168,7 @@ class BlobService:
                     if holders:
                         raise _held(repository, digest, holders)
                     project_id = await owner_of(conn, repository_id)
-                    if project_id is not None:  # last: the quota row is the last lock (registry.quota)
+                    if project_id is not None:  # after the delete (moorage.registry.quota)
                         await release(conn, project_id, [blob_id])
         if not deleted:
             raise RegistryError(

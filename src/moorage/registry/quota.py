@@ -2,21 +2,24 @@
 
 A project's storage usage is the size of every blob linked into at least one of its
 repositories, each blob counted once (as Harbor counts it). The set is kept in
-``project_blobs`` and its sum in ``quotas.storage_used``; both change only here, and only
-while the transaction holds the project's quota row (``FOR UPDATE``). Every path that adds a
-link charges it (:func:`charge_link`, called by :func:`moorage.registry.gc_fence.link_blob_id`),
-every path that removes links releases them (:func:`release`, :func:`release_blobs`) in the same
-transaction, after the change and under the lock, so a statement that looks at the links sees
-every other writer of the project that committed before it. Why that keeps the usage exact with
-any number of nodes is argued in docs/lifecycle.md ("Quotas").
+``project_blobs`` and its sum in ``quotas.storage_used``; both change only here, together, in
+the transactions that change the links. Every path that adds a link charges it
+(:func:`charge_link`, called by :func:`moorage.registry.gc_fence.link_blob_id`), every path that
+removes links releases them (:func:`release`, :func:`release_blobs`) after its deletes. Why that
+keeps the usage exact with any number of nodes is argued in docs/lifecycle.md ("Quotas").
 
-Lock order: the quota row is the *last* lock a writer takes (after the blob rows, the link rows
-and the repository row, which :func:`charge_link` takes ``FOR KEY SHARE`` before it), so a
-transaction that holds it never waits for anything another quota-holder could hold, and GC
-(blob rows, then quota rows in project order) cannot deadlock with a push.
+Row locks, not a project-wide lock: a push holds the set row of the blob it links (inserting it,
+or ``FOR SHARE``) and takes the quota row only in the last statement that adds to the usage and
+checks the limit; a release locks the set rows it may drop (``FOR UPDATE``) before it looks at
+the links. Pushes of blobs the project already holds never wait for each other.
 
-The artifact count is not kept: it is counted (the project's manifests) under the same lock
-when a manifest push needs it, so no delete path has anything to keep in step.
+Lock order, the same for everyone: the repository row (:func:`charge_link` takes it ``FOR KEY
+SHARE`` first, a repository delete ``FOR UPDATE``), the blob rows, the set rows (in blob order),
+then the quota row. GC takes blob rows, then per project (in project order) set rows and the
+quota row.
+
+The artifact count is not kept: it is counted (the project's manifests) under the quota row's
+lock when a manifest push needs it, so no delete path has anything to keep in step.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.identity_tables import projects
@@ -169,14 +173,15 @@ async def create_quota(conn: AsyncConnection, project_id: int, limits: Limits) -
 
 
 async def lock_quota(conn: AsyncConnection, project_id: int) -> _QuotaRow:
-    """The project's quota row, locked ``FOR UPDATE`` until the transaction ends.
+    """The project's quota row, locked until the transaction ends (``FOR NO KEY UPDATE``: the lock an
+    ``UPDATE`` of it takes, which the key checks of ``project_blobs`` inserts do not wait for).
 
     A project without a row (created by a path that predates quotas) gets an unlimited one.
     """
     query = (
         select(quotas.c.project_id, quotas.c.storage_limit, quotas.c.count_limit, quotas.c.storage_used)
         .where(quotas.c.project_id == project_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     row = (await conn.execute(query)).first()
     if row is None:
@@ -223,29 +228,71 @@ async def charge_link(conn: AsyncConnection, repository_id: int, blob_id: int, *
     """Count a blob just linked into ``repository_id`` in its project's usage (once per project).
 
     Call inside the linking transaction, after the link row is written and after every blob lock
-    the transaction takes. Raises :class:`QuotaExceeded` when the blob is new to the project and
-    would take it over its storage limit (``enforce=False``: imports, which record what storage
-    already holds, are counted but never refused); the caller's transaction then rolls back with
-    the link.
+    the transaction takes. The blob's row in the project's set is inserted, or, when it is there,
+    held ``FOR SHARE`` until the transaction ends, so no release can drop it on a view of the links
+    that misses this one (:func:`release`). A blob new to the project adds its size to the usage
+    in one ``UPDATE`` that also checks the limit: :class:`QuotaExceeded` when it would take the
+    project over its storage limit (``enforce=False``: imports, which record what storage already
+    holds, are counted but never refused); the caller's transaction then rolls back with the link.
     """
     project_id = await _project_of(conn, repository_id)
     if project_id is None:
         return  # auth.mode: none has no projects, hence no quotas
-    quota = await lock_quota(conn, project_id)
-    present = exists().where(project_blobs.c.project_id == project_id, project_blobs.c.blob_id == blob_id)
-    row = (await conn.execute(select(blobs.c.size, present.label("present")).where(blobs.c.id == blob_id))).one()
-    if row.present:
-        return
-    size = int(row.size)
-    if enforce and quota.storage_limit != UNLIMITED and quota.storage_used + size > quota.storage_limit:
-        raise QuotaExceeded(
-            await _project_name(conn, project_id), project_id, "storage", quota.storage_used, quota.storage_limit, size
+    has_quota = exists().where(quotas.c.project_id == project_id)
+    found = (await conn.execute(select(blobs.c.size, has_quota.label("has_quota")).where(blobs.c.id == blob_id))).one()
+    size = int(found.size)
+    if not found.has_quota:
+        await lock_quota(conn, project_id)  # a project that predates quotas gets an unlimited row
+    held = (
+        select(project_blobs.c.blob_id)
+        .where(project_blobs.c.project_id == project_id, project_blobs.c.blob_id == blob_id)
+        .with_for_update(read=True)
+    )
+    for _ in range(3):
+        inserted = await conn.execute(
+            _insert(conn, project_blobs)
+            .values(project_id=project_id, blob_id=blob_id, size=size)
+            .on_conflict_do_nothing(index_elements=["project_id", "blob_id"])
         )
-    await conn.execute(insert(project_blobs).values(project_id=project_id, blob_id=blob_id, size=size))
-    await conn.execute(
+        if inserted.rowcount == 1:
+            await _add(conn, project_id, size, enforce)
+            return
+        if (await conn.execute(held)).first() is not None:
+            return  # already counted, and now kept until this transaction ends
+        # a release deleted the row between the insert and the lock: insert it again
+    raise RegistryError(
+        "UNAVAILABLE", "the project's quota usage is changing under heavy contention; push again",
+        {"project_id": project_id, "blob_id": blob_id},
+    )
+
+
+def _insert(conn: AsyncConnection, table: Any) -> Any:
+    return (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
+
+
+async def _add(conn: AsyncConnection, project_id: int, size: int, enforce: bool) -> None:
+    """``storage_used += size`` in one statement that also checks the limit (:class:`QuotaExceeded`).
+
+    The ``UPDATE`` takes the quota row's lock and re-reads the row after any wait (PostgreSQL READ
+    COMMITTED re-checks its ``WHERE`` on the newest version), so two pushes cannot both take the
+    last room.
+    """
+    statement = (
         update(quotas)
         .where(quotas.c.project_id == project_id)
         .values(storage_used=quotas.c.storage_used + size, updated_at=_now())
+    )
+    if enforce:
+        statement = statement.where(
+            (quotas.c.storage_limit == UNLIMITED) | (quotas.c.storage_used + size <= quotas.c.storage_limit)
+        )
+    if (await conn.execute(statement)).rowcount == 1:
+        return
+    row = (
+        await conn.execute(select(quotas.c.storage_limit, quotas.c.storage_used).where(quotas.c.project_id == project_id))
+    ).one()
+    raise QuotaExceeded(
+        await _project_name(conn, project_id), project_id, "storage", int(row.storage_used), int(row.storage_limit), size
     )
 
 
@@ -329,30 +376,37 @@ async def release(conn: AsyncConnection, project_id: int, blob_ids: Iterable[int
     """After links of the project were removed: drop the blobs no repository of it links any more.
 
     ``blob_ids`` limits the check to those blobs (``None``: every blob of the project). Call in the
-    unlinking transaction, after the deletes, as its last lock.
+    unlinking transaction, after the deletes. The set's rows are locked (``FOR UPDATE``, in blob
+    order) *before* the links are looked at, in a statement of their own: a push that linked one of
+    them holds its row (:func:`charge_link`) until it commits, so the look that follows the lock
+    sees its link, and a push that comes later re-inserts what this drops.
     """
-    await lock_quota(conn, project_id)
+    candidates = select(project_blobs.c.blob_id).where(project_blobs.c.project_id == project_id)
+    chunks: list[list[int] | None] = [None]
+    if blob_ids is not None:
+        ids = sorted(set(blob_ids))
+        chunks = [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
     still_linked = exists().where(
         repository_blobs.c.blob_id == project_blobs.c.blob_id,
         repository_blobs.c.repository_id.in_(select(repositories.c.id).where(repositories.c.project_id == project_id)),
     )
-    query = select(project_blobs.c.blob_id, project_blobs.c.size).where(
-        project_blobs.c.project_id == project_id, ~still_linked
-    )
     stale: list[tuple[int, int]] = []
-    if blob_ids is None:
-        stale = [(row.blob_id, row.size) for row in await conn.execute(query)]
-    else:
-        ids = sorted(set(blob_ids))
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            rows = await conn.execute(query.where(project_blobs.c.blob_id.in_(chunk)))
-            stale.extend((row.blob_id, row.size) for row in rows)
+    for chunk in chunks:
+        query = candidates if chunk is None else candidates.where(project_blobs.c.blob_id.in_(chunk))
+        locked = list((await conn.execute(query.order_by(project_blobs.c.blob_id).with_for_update())).scalars())
+        if not locked:
+            continue
+        rows = await conn.execute(
+            select(project_blobs.c.blob_id, project_blobs.c.size).where(
+                project_blobs.c.project_id == project_id, project_blobs.c.blob_id.in_(locked), ~still_linked
+            )
+        )
+        stale.extend((int(row.blob_id), int(row.size)) for row in rows)
     await _drop(conn, project_id, stale)
 
 
 async def _drop(conn: AsyncConnection, project_id: int, rows: list[tuple[int, int]]) -> None:
-    """Delete ``(blob_id, size)`` from the project's set and its usage (the caller holds the quota lock)."""
+    """Delete ``(blob_id, size)`` from the project's set and its usage (the caller holds those rows locked)."""
     if not rows:
         return
     ids = sorted(blob_id for blob_id, _ in rows)
@@ -369,22 +423,27 @@ async def _drop(conn: AsyncConnection, project_id: int, rows: list[tuple[int, in
     )
 
 
-async def release_repositories(conn: AsyncConnection, repository_ids: list[int]) -> list[int]:
-    """The projects of repositories about to be deleted; pass them to :func:`release` after the delete."""
+async def release_repositories(conn: AsyncConnection, repository_ids: list[int]) -> dict[int, list[int]]:
+    """Project → blobs linked by repositories about to be deleted; pass each to :func:`release` after the delete."""
+    found: dict[int, list[int]] = {}
     if not repository_ids:
-        return []
+        return found
     rows = await conn.execute(
-        select(repositories.c.project_id)
+        select(repositories.c.project_id, repository_blobs.c.blob_id)
         .distinct()
+        .select_from(repository_blobs.join(repositories))
         .where(repositories.c.id.in_(repository_ids), repositories.c.project_id.is_not(None))
     )
-    return sorted(int(project_id) for project_id in rows.scalars())
+    for row in rows:
+        found.setdefault(int(row.project_id), []).append(int(row.blob_id))
+    return found
 
 
 async def release_blobs(conn: AsyncConnection, blob_ids: list[int]) -> None:
     """Before GC deletes blob rows (which it holds locked): take them out of every project's usage.
 
-    Quota rows are locked in project order after the blob rows, the order every writer uses.
+    Per project in project order: the set's rows, then the quota row (by the ``UPDATE``), after the
+    blob rows, the order every writer uses. No push holds these set rows: it would hold the blob row.
     """
     found: dict[int, list[tuple[int, int]]] = {}
     ids = sorted(set(blob_ids))
@@ -397,7 +456,13 @@ async def release_blobs(conn: AsyncConnection, blob_ids: list[int]) -> None:
         for row in rows:
             found.setdefault(int(row.project_id), []).append((int(row.blob_id), int(row.size)))
     for project_id in sorted(found):
-        await lock_quota(conn, project_id)
+        ids = sorted(blob_id for blob_id, _ in found[project_id])
+        await conn.execute(
+            select(project_blobs.c.blob_id)
+            .where(project_blobs.c.project_id == project_id, project_blobs.c.blob_id.in_(ids))
+            .order_by(project_blobs.c.blob_id)
+            .with_for_update()
+        )
         await _drop(conn, project_id, found[project_id])
 
 

@@ -120,8 +120,8 @@ async def _delete_repositories(conn: AsyncConnection, ids: list[int]) -> None:
     await conn.execute(delete(repository_blobs).where(repository_blobs.c.repository_id.in_(ids)))
     await conn.execute(delete(uploads).where(uploads.c.repository_id.in_(ids)))
     await conn.execute(delete(repositories).where(repositories.c.id.in_(ids)))
-    for project_id in owners:  # last: the quota row is the last lock a writer takes (registry.quota)
-        await release(conn, project_id)
+    for project_id, blob_ids in sorted(owners.items()):  # after the deletes (moorage.registry.quota)
+        await release(conn, project_id, blob_ids)
 
 
 class RepositoryService:
