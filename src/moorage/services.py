@@ -47,6 +47,7 @@ from moorage.retention.job import RetentionRunner, register_retention
 from moorage.retention.service import RetentionService
 from moorage.sites import COPY_KIND, SiteBlobs, SiteCopier, Sites
 from moorage.sites.build import peer_redis, sites_from_settings
+from moorage.storage import StorageDriver
 from moorage.storage.checked import CheckedDriver
 from moorage.storage.factory import build_driver
 from moorage.upstream.endpoints import Endpoints
@@ -94,6 +95,8 @@ class Services:
     replication: Replication | None = None
     #: Every site's storage and the blob copies between them; ``None`` without ``site`` (one site).
     sites: Sites | None = None
+    #: The storage garbage collection deletes in (``storage``, or every site's with several sites).
+    gc_storage: StorageDriver | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -132,7 +135,9 @@ class Services:
             manifests = CachedManifestStore(manifests, cache)
         uploads = UploadService(db, storage, guard=guard, on_stored=on_stored)
         periodic = register_builtin(handlers, settings, uploads)
-        register_gc(handlers, settings.gc, db, storage, cache, guard=guard, queue=queue)
+        #: What GC deletes bytes in: every site's storage with several sites (docs/multi-site.md).
+        gc_storage = sites.deleting_everywhere() if sites is not None else storage
+        register_gc(handlers, settings.gc, db, gc_storage, cache, guard=guard, queue=queue)
         identity = IdentityService(db, settings.auth, data_dir=settings.data_dir, trust=trust) if settings.auth.mode == "token" else None
         repositories: Repositories = RepositoryService(
             db, guard=guard, on_project_deleted=identity.store.on_change if identity is not None else None
@@ -191,6 +196,7 @@ class Services:
             proxy=proxy,
             replication=replication,
             sites=sites,
+            gc_storage=gc_storage,
         )
 
     async def aclose(self) -> None:

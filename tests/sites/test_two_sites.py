@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,6 +14,7 @@ from moorage.checks import run_checks
 from moorage.db.jobs_tables import jobs
 from moorage.db.site_tables import blob_sites
 from moorage.db.tables import blobs
+from moorage.gc.collector import GarbageCollector, GcOptions
 from moorage.registry.digests import parse_digest
 from moorage.registry.paths import blob_path
 from moorage.storage import PathNotFoundError
@@ -78,6 +80,15 @@ async def test_pull_at_b_before_the_copy_is_served_and_the_copy_runs_once(two_si
     assert await stored_at(two, "b", layer_digest)
     assert await run_jobs(two.b.services) == 0  # nothing left: copied once
 
+    # The same layer pushed at b before its copy ran: b stores it itself, the row never stops
+    # being active, and the copy job queued by a's push finds b holding it (still one job).
+    shared = os.urandom(150_000)
+    shared_digest = "sha256:" + hashlib.sha256(shared).hexdigest()
+    await push_image(two.a.client, "proj/shared", "v1", [shared])
+    await push_image(two.b.client, "proj/shared-b", "v1", [shared])
+    assert await holders(two, shared_digest) == {"a", "b"} and await stored_at(two, "b", shared_digest)
+    await run_jobs(two.a.services)
+    assert len(await copy_jobs(two, shared_digest)) == 1
     # A push at b works too and is copied to a.
     other = os.urandom(1000)
     await push_image(two.b.client, "proj/other", "v1", [other])
@@ -85,6 +96,23 @@ async def test_pull_at_b_before_the_copy_is_served_and_the_copy_runs_once(two_si
     assert await holders(two, other_digest) == {"b"}
     await run_jobs(two.a.services)
     assert await holders(two, other_digest) == {"a", "b"} and await stored_at(two, "a", other_digest)
+
+
+async def test_garbage_collection_deletes_the_bytes_at_every_site(two_sites: TwoSites) -> None:
+    two = two_sites
+    layer = os.urandom(120_000)
+    layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    manifest_digest, _ = await push_image(two.a.client, "proj/collected", "v1", [layer])
+    await run_jobs(two.b.services)
+    assert await stored_at(two, "a", layer_digest) and await stored_at(two, "b", layer_digest)
+    deleted = await two.a.client.delete(f"/v2/proj/collected/manifests/{manifest_digest}")
+    assert deleted.status_code == 202
+    gc_storage = two.a.services.gc_storage
+    assert gc_storage is not None
+    report = await GarbageCollector(two.a.services.db, gc_storage, GcOptions(grace=timedelta(0))).run()
+    assert layer_digest in {digest for digest, _ in report.blobs}
+    assert not await stored_at(two, "a", layer_digest) and not await stored_at(two, "b", layer_digest)
+    assert await holders(two, layer_digest) == set()
 
 
 async def test_site_a_storage_down(two_sites: TwoSites) -> None:

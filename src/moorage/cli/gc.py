@@ -117,7 +117,7 @@ def add_gc_commands(app: typer.Typer, load_settings: Callable[[Path | None], Set
                     invalidate = services.cache.invalidate if services.cache is not None else None
                     collector = GarbageCollector(
                         services.db,
-                        services.storage,
+                        services.gc_storage or services.storage,
                         options,
                         invalidate=invalidate,
                         progress=_Bars(progress),

@@ -184,7 +184,8 @@ async def publish_blob(
 
     ``stored`` runs after ``record`` in the same transaction, whenever the bytes are known to be
     under the key in this ``storage``: multi-site records this site as a holder there
-    (:meth:`moorage.sites.Sites.stored_here`).
+    (:meth:`moorage.sites.Sites.stored_here`). With ``stored``, an active row whose bytes are not
+    in this storage is normal (another site holds them): it stays active while they are placed.
     """
     if stored is not None:
         record = _also(record, stored)
@@ -218,9 +219,12 @@ async def publish_blob(
                 await storage.delete(path)
             except PathNotFoundError:
                 pass
-        await conn.execute(
-            update(blobs).where(blobs.c.id == row.id).values(state=PENDING, state_at=stamp, size=size)
-        )
+        if not (row.state == ACTIVE and stored is not None):
+            await conn.execute(
+                update(blobs).where(blobs.c.id == row.id).values(state=PENDING, state_at=stamp, size=size)
+            )
+        # else multi-site: the bytes are another site's (not lost); the row stays active, so pulls
+        # and manifest pushes everywhere go on (served from that site) while they are placed here.
     await place()
     try:
         async with db.write() as conn:

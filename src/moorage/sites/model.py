@@ -23,6 +23,7 @@ from moorage.db.upsert import insert_ignore
 from moorage.errors import RegistryError
 from moorage.jobs.queue import JobQueue
 from moorage.registry.digests import Digest
+from moorage.sites.deletes import EverySiteDeletes
 from moorage.storage import StorageDriver
 from moorage.storage.checked import CheckedDriver
 
@@ -119,6 +120,10 @@ class Sites:
                 .where(jobs.c.dedup_key == key, jobs.c.state == "failed")
                 .values(state="queued", attempts=0, run_after=datetime.now(UTC), finished_at=None)
             )
+
+    def deleting_everywhere(self) -> StorageDriver:
+        """This site's storage for garbage collection: its batch deletes reach every site."""
+        return EverySiteDeletes(self.stores[self.local].storage, [self.stores[n].storage for n in self.others])
 
     def health_targets(self) -> dict[str, StorageDriver]:
         """The other sites' storage, for ``/api/v2.0/health`` (this site's own is ``storage`` there)."""
