@@ -29,6 +29,8 @@ from moorage.replication.adapters import Manifest, PeerError, RegistryAdapter
 
 __all__ = ["ArtifactCopier", "CopyResult", "Throttle"]
 
+#: Blobs of one copier in flight at once (skopeo and docker push about this many layers at a time).
+BLOB_CONCURRENCY = 6
 #: How deep an index of indexes (of ...) may nest before the copy refuses it (a cycle guard).
 MAX_DEPTH = 8
 
@@ -79,6 +81,7 @@ class ArtifactCopier:
         self.throttle = throttle or Throttle(0)
         #: Blobs this copier wrote, and where: a later repository of the same run mounts them.
         self._placed: dict[str, str] = {}
+        self._blob_slots = asyncio.Semaphore(BLOB_CONCURRENCY)
 
     async def copy(self, source_repo: str, reference: str, destination_repo: str,
                    tag: str | None = None) -> CopyResult:
@@ -119,9 +122,11 @@ class ArtifactCopier:
                     raise PeerError(f"{self.source.label}: {source_repo}@{manifest.digest} lists "
                                     f"{child.digest}, which it does not have", retryable=False)
                 await self._manifest_tree(source_repo, destination_repo, fetched, result, depth + 1)
-            for blob in parsed.blobs:
-                if not blob.external:
-                    await self._blob(source_repo, destination_repo, str(blob.digest), blob.size, result)
+            # the layers of one image go in parallel, as docker/skopeo push them; the manifest waits for all
+            await asyncio.gather(*(
+                self._blob(source_repo, destination_repo, str(blob.digest), blob.size, result)
+                for blob in parsed.blobs if not blob.external
+            ))
             await self.destination.put_manifest(destination_repo, manifest.digest, manifest)
             result.manifests += 1
             result.log.append(f"copied manifest {destination_repo}@{manifest.digest}")
@@ -132,6 +137,11 @@ class ArtifactCopier:
 
     async def _blob(self, source_repo: str, destination_repo: str, digest: str, size: int,
                     result: CopyResult) -> None:
+        async with self._blob_slots:
+            await self._one_blob(source_repo, destination_repo, digest, size, result)
+
+    async def _one_blob(self, source_repo: str, destination_repo: str, digest: str, size: int,
+                        result: CopyResult) -> None:
         if await self.destination.blob_size(destination_repo, digest) is not None:
             result.blobs_skipped += 1
             self._placed.setdefault(digest, destination_repo)

@@ -3,10 +3,11 @@
 Reads go through :class:`~moorage.upstream.client.UpstreamClient` (the proxy cache's client:
 token and Basic auth, bounded concurrency, ``Retry-After``); writes use its :meth:`send`.
 
-Blob uploads are chunked and resumable: ``POST`` opens an upload, each ``PATCH`` sends one
-:data:`CHUNK` with its ``Content-Range``, and when a ``PATCH`` fails the adapter asks the upload's
-status (``GET`` → ``Range: 0-N``), reopens the source at ``N+1`` and carries on, up to
-:data:`RESUMES` times; the closing ``PUT ?digest=`` makes the destination verify the bytes.
+Blob uploads are streamed and resumable: ``POST`` opens an upload, one ``PATCH`` streams the
+bytes (memory stays flat whatever the size), and when it fails the adapter asks the upload's
+status (``GET`` → ``Range: 0-N``), reopens the source at ``N+1`` and sends the rest in a new
+``PATCH``, up to :data:`RESUMES` times; the closing ``PUT ?digest=`` makes the destination verify
+the bytes.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from moorage.replication.adapters import BlobSource, Manifest, PeerError
-from moorage.upstream.client import UpstreamClient, UpstreamError
+from moorage.upstream.client import Body, UpstreamClient, UpstreamError
 
-__all__ = ["CHUNK", "RemoteAdapter"]
+__all__ = ["RemoteAdapter"]
 
-#: Bytes per ``PATCH``: what a failed request costs to send again, and what is held in memory.
-CHUNK = 8 * 1024 * 1024
 #: How many times one blob upload resumes after a failed ``PATCH`` before the task fails.
 RESUMES = 3
 _PAGE = 1000
@@ -46,7 +45,7 @@ class RemoteAdapter:
         self.label = client.base
 
     async def _send(self, method: str, path: str, scope: str | None, *, headers: dict[str, str] | None = None,
-                    content: bytes | None = None, params: dict[str, str] | None = None,
+                    content: Body = None, params: dict[str, str] | None = None,
                     ok: tuple[int, ...] = (200, 201, 202, 204), what: str = "") -> httpx.Response:
         try:
             response = await self.client.send(method, path, scope, headers=headers, content=content, params=params)
@@ -146,15 +145,11 @@ class RemoteAdapter:
         location = self._path(opened.headers.get("location", ""))
         offset = 0
         for attempt in range(RESUMES + 1):
-            try:
-                async for chunk in _chunked(source(offset), CHUNK):
-                    sent = await self._send(
-                        "PATCH", location, scope, content=chunk, ok=(202,), what=f"blob {digest} at {offset}",
-                        headers={"Content-Type": "application/octet-stream",
-                                 "Content-Range": f"{offset}-{offset + len(chunk) - 1}"},
-                    )
-                    location = self._path(sent.headers.get("location", location))
-                    offset += len(chunk)
+            try:  # one streamed PATCH with the rest of the blob (as skopeo and docker send it)
+                sent = await self._send("PATCH", location, scope, content=source(offset), ok=(202,),
+                                        headers={"Content-Type": "application/octet-stream"},
+                                        what=f"blob {digest} from byte {offset}")
+                location = self._path(sent.headers.get("location", location))
                 break
             except PeerError as exc:
                 if not exc.retryable or attempt == RESUMES:
@@ -181,15 +176,3 @@ class RemoteAdapter:
             return [str(item["digest"]) for item in response.json().get("manifests") or []]
         except (ValueError, KeyError, TypeError):
             return []
-
-
-async def _chunked(stream: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
-    """Regroup ``stream`` into pieces of ``size`` bytes (the last one shorter)."""
-    buffer = bytearray()
-    async for piece in stream:
-        buffer += piece
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
-    if buffer:
-        yield bytes(buffer)

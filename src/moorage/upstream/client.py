@@ -40,6 +40,9 @@ Kind = Literal[
     "unavailable", "invalid",
 ]
 
+#: A request body: bytes (re-sendable), a stream, or none.
+Body = bytes | AsyncIterator[bytes] | None
+
 #: Bytes per chunk read from an upstream blob: large enough to keep the loop cheap, small enough
 #: that memory stays flat whatever the layer's size.
 CHUNK = 1024 * 1024
@@ -217,10 +220,11 @@ class UpstreamClient:
             return response
 
     async def send(self, method: str, path: str, scope: str | None, *, headers: dict[str, str] | None = None,
-                   content: bytes | None = None, params: dict[str, str] | None = None) -> httpx.Response:
+                   content: Body = None, params: dict[str, str] | None = None) -> httpx.Response:
         """Any other request (replication's writes), read whole; the caller judges the status (:meth:`check`).
 
-        ``content`` is bytes, so a request answered by an auth challenge can be sent again.
+        ``content`` as bytes is sent again after an auth challenge; a streamed body cannot be, so
+        send it only once the scope's token is held (e.g. after the ``POST`` that opened an upload).
         """
         async with self._slots:
             response = await self._send(method, path, scope, headers or {}, stream=False, content=content,
@@ -229,7 +233,7 @@ class UpstreamClient:
             return response
 
     async def _send(self, method: str, path: str, scope: str | None, headers: dict[str, str],
-                    *, stream: bool, content: bytes | None = None,
+                    *, stream: bool, content: Body = None,
                     params: dict[str, str] | None = None) -> httpx.Response:
         wait = self.blocked_until - time.monotonic()
         if wait > 0:
@@ -249,7 +253,7 @@ class UpstreamClient:
         return response
 
     async def _once(self, method: str, path: str, scope: str | None, headers: dict[str, str],
-                    *, stream: bool, content: bytes | None = None,
+                    *, stream: bool, content: Body = None,
                     params: dict[str, str] | None = None) -> httpx.Response:
         auth = self._authorization(scope)
         request = self._http.build_request(method, self.base + path, headers={**headers, **auth}, content=content,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from moorage.api.rest.common import ApiError, CallerDep, Id, PageDep, paginate, services_of
+from moorage.api.rest.common import ApiError, AsciiDigits, CallerDep, Id, PageDep, paginate, services_of
 from moorage.replication.executions import Execution, ReplicationExecutions, Task
 from moorage.replication.job import ReplicationTrigger
 from moorage.replication.policies import Policy, PolicyError, PolicySpec, ReplicationPolicies
@@ -24,10 +24,12 @@ from moorage.replication.service import Replication
 router = APIRouter(tags=["replication"])
 
 _WHAT = "replication"
+#: Integers are stored in 32-bit columns: larger ones are refused (422) before they reach the database.
+_MAX_ID = 2_147_483_647
 
 
 class RegistryRef(BaseModel):
-    id: int = Field(ge=0, description="an endpoint id of /api/v2.0/registries; 0 is this registry")
+    id: int = Field(ge=0, le=_MAX_ID, description="an endpoint id of /api/v2.0/registries; 0 is this registry")
 
 
 class TriggerSettings(BaseModel):
@@ -54,15 +56,15 @@ class PolicyIn(BaseModel):
     src_registry: RegistryRef | None = None
     dest_registry: RegistryRef | None = None
     dest_namespace: str | None = Field(default=None, max_length=255)
-    dest_namespace_replace_count: int = -1
+    dest_namespace_replace_count: int = Field(default=-1, ge=-_MAX_ID, le=_MAX_ID)
     trigger: TriggerIn | None = None
     filters: list[FilterIn] | None = Field(default=None, max_length=32)
     replicate_deletion: bool = False
     deletion: bool | None = None
     override: bool = True
     enabled: bool = True
-    speed: int = Field(default=-1, description="KiB/s, -1 for no limit")
-    concurrency: int = 2
+    speed: int = Field(default=-1, ge=-_MAX_ID, le=_MAX_ID, description="KiB/s, -1 for no limit")
+    concurrency: int = Field(default=2, ge=-_MAX_ID, le=_MAX_ID)
     copy_by_chunk: bool | None = None
     single_active_replication: bool | None = None
 
@@ -89,7 +91,7 @@ class PolicyOut(BaseModel):
 
 
 class ExecutionIn(BaseModel):
-    policy_id: int = Field(ge=1)
+    policy_id: int = Field(ge=1, le=_MAX_ID)
 
 
 class ExecutionStop(BaseModel):
@@ -264,7 +266,7 @@ async def delete_policy(policy_id: Id, who: CallerDep, policies: PoliciesDep) ->
 @router.get("/replication/executions", response_model=list[ExecutionOut])
 async def list_executions(
     request: Request, response: Response, who: CallerDep, executions: ExecutionsDep, page: PageDep,
-    policy_id: Annotated[int | None, Query(ge=1)] = None,
+    policy_id: Annotated[int | None, Query(ge=1, le=_MAX_ID), AsciiDigits] = None,
     trigger: Annotated[str | None, Query(max_length=16)] = None,
 ) -> list[ExecutionOut]:
     who.require_admin(_WHAT)
