@@ -716,6 +716,21 @@ def _known_keys(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> set[tup
     return keys
 
 
+#: The variables Kubernetes puts in every pod for each Service (docker links' format), e.g. for a
+#: Service ``moorage``: ``MOORAGE_SERVICE_HOST=10.0.0.7``, ``MOORAGE_PORT=tcp://10.0.0.7:5000``,
+#: ``MOORAGE_PORT_5000_TCP_ADDR=10.0.0.7``. They are not settings: a release named ``moorage``
+#: must not fail to start on them.
+_SERVICE_LINK_NAME = re.compile(
+    r"MOORAGE(?:_[A-Z0-9]+)*_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)"
+)
+_SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://[0-9A-Fa-f.:\[\]]+:\d+|[0-9A-Fa-f.:]+|tcp|udp|sctp")
+
+
+def _service_link(var: str, value: str) -> bool:
+    """Whether ``var=value`` is a Kubernetes service-link variable (name and value both of that shape)."""
+    return _SERVICE_LINK_NAME.fullmatch(var) is not None and _SERVICE_LINK_VALUE.fullmatch(value) is not None
+
+
 def _env_path(var: str, known: set[tuple[str, ...]]) -> tuple[str, ...]:
     if var in ENV_ALIASES:
         return ENV_ALIASES[var]
@@ -785,6 +800,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     # Driver sections are free-form at this level; let MOORAGE_STORAGE__S3__BUCKET through.
     for var in sorted(environ):
         if not var.startswith(ENV_PREFIX) or var.startswith("MOORAGE_TEST_") or var == "MOORAGE_CONFIG":
+            continue
+        if _service_link(var, environ[var]):
             continue
         body = var[len(ENV_PREFIX) :].lower()
         env_path = tuple(body.split("__")) if body.startswith("storage__") else _env_path(var, known)

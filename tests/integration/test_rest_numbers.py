@@ -28,3 +28,10 @@ async def test_integer_parameters_take_ascii_digits_only(idp: Idp) -> None:
         assert (await idp.api("GET", f"/users/{user_id}", idp.admin)).status_code == 400, user_id
     current = (await idp.api("GET", "/users/current", idp.admin)).json()
     assert (await idp.api("GET", f"/users/{current['user_id']}", idp.admin)).status_code == 200
+
+
+async def test_empty_paging_parameters_mean_the_defaults(idp: Idp) -> None:
+    """harborapi sends ``page=&page_size=`` when its caller gives no paging: Harbor reads the defaults."""
+    r = await idp.api("GET", "/projects", idp.admin, params={"page": "", "page_size": ""})
+    assert r.status_code == 200, r.text
+    assert (await idp.api("GET", "/projects", idp.admin, params={"page": " "})).status_code == 400

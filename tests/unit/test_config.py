@@ -122,3 +122,16 @@ def test_bad_identity_sources_are_named(environ: dict[str, str], named: str) -> 
     with pytest.raises(ConfigError) as caught:
         load_settings(environ=environ)
     assert named in str(caught.value)
+
+
+def test_kubernetes_service_links_of_a_release_named_moorage_are_not_settings() -> None:
+    """A pod of a Service ``moorage`` gets ``MOORAGE_PORT=tcp://…`` and friends; start-up must not fail on them."""
+    links = {
+        "MOORAGE_SERVICE_HOST": "10.96.0.7", "MOORAGE_SERVICE_PORT": "5000", "MOORAGE_SERVICE_PORT_HTTP": "5000",
+        "MOORAGE_PORT": "tcp://10.96.0.7:5000", "MOORAGE_PORT_5000_TCP": "tcp://10.96.0.7:5000",
+        "MOORAGE_PORT_5000_TCP_PROTO": "tcp", "MOORAGE_PORT_5000_TCP_PORT": "5000",
+        "MOORAGE_PORT_5000_TCP_ADDR": "10.96.0.7", "MOORAGE_REGISTRY_SERVICE_HOST": "fd00::7",
+    }
+    assert load_settings(environ=links) == load_settings(environ={})
+    with pytest.raises(ConfigError):  # the same names with a value that is no address stay errors
+        load_settings(environ={"MOORAGE_PORT": "5000x"})

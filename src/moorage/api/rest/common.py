@@ -179,11 +179,22 @@ class Page:
         return (self.page - 1) * self.page_size
 
 
+def _blank_is_absent(value: Any) -> Any:
+    """Harbor's clients (harborapi, the Go SDK) send ``page=&page_size=`` when the caller gave none."""
+    return None if value == "" else value
+
+
+#: An empty paging parameter means "the default", as Harbor reads it.
+BlankIsAbsent = BeforeValidator(_blank_is_absent)
+
+
 def page_params(
-    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1"), AsciiDigits] = 1,
-    page_size: Annotated[int, Query(ge=1, le=100, description="Items per page (at most 100)"), AsciiDigits] = 10,
+    page: Annotated[int | None, Query(ge=1, le=1_000_000, description="Page number, from 1"), AsciiDigits,
+                    BlankIsAbsent] = None,
+    page_size: Annotated[int | None, Query(ge=1, le=100, description="Items per page (at most 100)"), AsciiDigits,
+                         BlankIsAbsent] = None,
 ) -> Page:
-    return Page(page, page_size)
+    return Page(page or 1, page_size or 10)
 
 
 PageDep = Annotated[Page, Depends(page_params)]
