@@ -38,7 +38,10 @@ async def test_miss_fetches_upstream_then_the_cache_answers(idp: Idp, open_upstr
     assert access_count(open_upstream.log_path, "GET", blob_path) == before + 1
     assert access_count(open_upstream.log_path, "GET",
                         f"/v2/{name}/manifests/{image.manifest_digest}") == manifests_before
-    # every blob is here now: the manifest and its tag are ordinary content (listings, UI, GC)
+    # every blob is here now (the fetch finishes storing after the client has its last byte): the manifest
+    # and its tag are ordinary content (listings, UI, GC)
+    assert idp.services.proxy is not None
+    await idp.services.proxy.blobs.settled()
     tags = await idp.http.get(f"/v2/{project}/{name}/tags/list")
     assert tags.json()["tags"] == ["1.0"]
 

@@ -3,7 +3,8 @@
 One process in the whole cluster fetches a given digest at a time (:class:`~.flight.FetchLease`);
 the others wait until it is linked and then read it from storage. The fetching request's client
 gets each chunk as it arrives (first byte without waiting for the layer), through a bounded queue
-so memory stays flat whatever the layer's size. The bytes go to storage through the ordinary
+so memory stays flat whatever the layer's size, and its response ends with the last byte (as a
+pull-through cache's must, or every cold pull would wait for the storage commit). The bytes go to storage through the ordinary
 monolithic-upload path (:meth:`UploadService.monolithic`): the digest is verified before the blob
 is published and linked, an interrupted fetch leaves only unlinked upload bytes, and publishing
 a digest that is already there is idempotent. The fetch runs in its own task: a client that hangs
@@ -186,6 +187,10 @@ class ProxyBlobs:
                             renewed = time.monotonic()
                         await self._offer(queue, consumer, chunk)
                         yield chunk
+                    # The client has every byte: end its response now rather than after the digest check,
+                    # the storage commit (an fsync of the whole layer) and the publish, which go on here.
+                    # It checks the digest itself; bytes that fail ours are never linked (see the module).
+                    await self._offer(queue, consumer, _DONE)
 
                 await self.uploads.monolithic(target.repository, digest, tee(), blob.size)
             UPSTREAM_FETCHES.labels(endpoint, "blob", "ok").inc()
@@ -204,6 +209,11 @@ class ProxyBlobs:
             await self.manifests.promote(target.repository)
         except Exception as exc:  # noqa: BLE001 - promotion is retried on the next pull
             log.warning("proxy_promote_failed", repository=target.repository, error=str(exc))
+
+    async def settled(self) -> None:
+        """Wait for this process's fetches in flight to be stored and linked (or to fail)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
         """Cancel fetches still running (shutdown): their leases are released, nothing is linked."""

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+import aiohttp
 import httpx
 
 from moorage.net.tls import TrustStore
@@ -106,8 +107,13 @@ class UpstreamClient:
                  trust: TrustStore | None = None) -> None:
         self.connection = connection
         self.base = connection.url.rstrip("/")
+        self._verify = _verify(connection, trust)
+        self._timeout = timeout
+        self._concurrency = concurrency
+        #: Blob bodies only (see :meth:`blob`); made in the running loop on first use.
+        self._session: aiohttp.ClientSession | None = None
         self._http = httpx.AsyncClient(
-            verify=_verify(connection, trust), timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            verify=self._verify, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,
             limits=httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency),
         )
@@ -118,6 +124,8 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     # -- public operations ------------------------------------------------------------------
     async def ping(self, *, harbor: bool = False) -> None:
@@ -186,30 +194,68 @@ class UpstreamClient:
 
     @asynccontextmanager
     async def blob(self, repository: str, digest: str, byte_range: str | None = None) -> AsyncIterator[UpstreamBlob]:
-        """Open a blob download; the bytes stream in :data:`CHUNK` pieces and are not verified here."""
+        """Open a blob download; the bytes stream in :data:`CHUNK` pieces and are not verified here.
+
+        The body comes through aiohttp: httpx read a 64 MiB blob from docker-registry on loopback in
+        1.0 s where aiohttp took 0.35 s (this machine, best of 2), and a cold pull-through streams at
+        the speed of this read. Auth is the same as every other request's (the token cache, Basic);
+        a refusal is asked again through :meth:`send` so its error is judged in one place (:meth:`check`).
+        """
+        path = f"/v2/{repository}/blobs/{digest}"
+        scope = f"repository:{repository}:pull"
         headers = {"Range": byte_range} if byte_range else {}
         async with self._slots:
-            response = await self._send("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull",
-                                        headers, stream=True)
+            self._not_blocked()
+            response = await self._fast_get(path, scope, headers)
+            if response.status == 401 and await self._authenticate(response.headers.get("www-authenticate"), scope):
+                response.release()
+                response = await self._fast_get(path, scope, headers)
             try:
-                if response.status_code >= 300:
-                    await response.aread()
-                    self.check(response, f"blob {digest} of {repository}")
-                length = response.headers.get("content-length")
-                yield UpstreamBlob(int(length) if length and length.isdigit() else None,
-                                   self._chunks(response))
+                if response.status >= 300:
+                    response.release()
+                    answer = await self._send("GET", path, scope, headers, stream=False)
+                    await answer.aread()
+                    self.check(answer, f"blob {digest} of {repository}")
+                    raise UpstreamError("invalid", f"{self.base} answered GET {path} with {response.status}, then "
+                                        f"with {answer.status_code}; retry the pull")
+                yield UpstreamBlob(response.content_length, self._chunks(response))
             finally:
-                await response.aclose()
+                response.release()
 
-    @staticmethod
-    async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _fast_get(self, path: str, scope: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(self._timeout, 10.0),
+                                              sock_read=self._timeout),
+                connector=aiohttp.TCPConnector(ssl=self._verify, limit=self._concurrency * 2),
+            )
         try:
-            async for chunk in response.aiter_bytes(CHUNK):
+            return await self._session.get(self.base + path, headers={**headers, **self._authorization(scope)})
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamError("timeout", f"{self.base} did not answer GET {path} in time (timeout)") from None
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            raise UpstreamError("tls", f"TLS with {self.base} failed: {exc}; give the endpoint its CA certificate "
+                                "or set insecure") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError("unreachable", f"cannot get {path} from {self.base}: {exc}") from None
+
+    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.content.iter_chunked(CHUNK):
                 yield chunk
-        except httpx.TimeoutException:
-            raise UpstreamError("timeout", f"{response.url.host} stopped sending the blob (read timeout)") from None
-        except httpx.TransportError as exc:
-            raise UpstreamError("unreachable", f"{response.url.host} broke off the blob download: {exc}") from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamError("timeout", f"{self.base} stopped sending the blob (read timeout)") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError("unreachable", f"{self.base} broke off the blob download: {exc}") from None
+
+    def _not_blocked(self) -> None:
+        wait = self.blocked_until - time.monotonic()
+        if wait > 0:
+            raise UpstreamError(
+                "rate_limited",
+                f"{self.base} asked to wait (Retry-After) another {wait:.0f} s; not contacting it until then",
+                status=429, retry_after=wait,
+            )
 
     # -- requests, auth and failures -------------------------------------------------------
     async def _request(self, method: str, path: str, scope: str | None,
@@ -235,15 +281,9 @@ class UpstreamClient:
     async def _send(self, method: str, path: str, scope: str | None, headers: dict[str, str],
                     *, stream: bool, content: Body = None,
                     params: dict[str, str] | None = None) -> httpx.Response:
-        wait = self.blocked_until - time.monotonic()
-        if wait > 0:
-            raise UpstreamError(
-                "rate_limited",
-                f"{self.base} asked to wait (Retry-After) another {wait:.0f} s; not contacting it until then",
-                status=429, retry_after=wait,
-            )
+        self._not_blocked()
         response = await self._once(method, path, scope, headers, stream=stream, content=content, params=params)
-        if response.status_code == 401 and await self._authenticate(response, scope):
+        if response.status_code == 401 and await self._authenticate(response.headers.get("www-authenticate"), scope):
             await response.aclose()
             response = await self._once(method, path, scope, headers, stream=stream, content=content, params=params)
         if response.status_code == 429:
@@ -287,9 +327,10 @@ class UpstreamClient:
         pair = f"{self.connection.username}:{self.connection.password or ''}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
-    async def _authenticate(self, response: httpx.Response, scope: str | None) -> bool:
-        """Answer a 401's challenge (Basic: send credentials; Bearer: fetch a token); ``True`` to retry."""
-        challenge = parse_challenge(response.headers.get("www-authenticate"))
+    async def _authenticate(self, header: str | None, scope: str | None) -> bool:
+        """Answer a 401's challenge (``WWW-Authenticate`` ``header``; Basic: send credentials; Bearer: fetch a
+        token); ``True`` to retry."""
+        challenge = parse_challenge(header)
         if challenge is None:
             return False
         if challenge.scheme == "basic":
