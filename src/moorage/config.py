@@ -656,6 +656,8 @@ class Settings(_Section):
         """Check ``site`` names a defined site, then make that site's storage and Redis this node's."""
         for name in self.sites:
             _identifier(name, "site name")
+            if len(name) > 40:  # it names job kinds and rows (docs/multi-site.md)
+                raise ValueError(f"sites: site name {name[:50]!r}… is longer than 40 characters; use a short name")
         if self.site is None:
             if self.sites:
                 raise ValueError(f"site: name this node's site, one of {', '.join(sorted(self.sites))} (sites is set)")

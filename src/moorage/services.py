@@ -45,7 +45,7 @@ from moorage.replication.local import LocalAdapter
 from moorage.replication.service import Replication
 from moorage.retention.job import RetentionRunner, register_retention
 from moorage.retention.service import RetentionService
-from moorage.sites import COPY_KIND, SiteBlobs, SiteCopier, Sites
+from moorage.sites import SiteBlobs, SiteCopier, Sites, copy_kind
 from moorage.sites.build import peer_redis, sites_from_settings
 from moorage.storage import StorageDriver
 from moorage.storage.checked import CheckedDriver
@@ -126,7 +126,7 @@ class Services:
         blobs: Blobs = BlobService(db, storage, redirect_expiry=storage_settings.redirect.expiry, guard=guard)
         if sites is not None:
             blobs = SiteBlobs(blobs, sites, redirect_expiry=storage_settings.redirect.expiry)
-            handlers.register(COPY_KIND, SiteCopier(sites))
+            handlers.register(copy_kind(sites.local), SiteCopier(sites))  # copies *to* this site
         manifests: Manifests = ManifestStore(db, storage, max_bytes=settings.limits.manifest_max_bytes, guard=guard,
                                              on_stored=on_stored)
         cache = cache_from_settings(settings.redis, db, peer_redis(settings))

@@ -128,8 +128,10 @@ async def two_sites(
     await close_sites(two)
 
 
-async def run_jobs(services: Services, kind: str = "site.copy") -> int:
-    """Run every due job of ``kind`` on this node now; the number run."""
+async def run_jobs(services: Services) -> int:
+    """Run every due copy to this node's site now, as its job runner would; the number run."""
+    assert services.settings.site is not None
+    kind = f"site.copy.{services.settings.site}"
     owner = f"test-{uuid.uuid4().hex[:8]}"
     done = 0
     while claimed := await services.jobs.claim(owner, limit=10, kinds=[kind]):

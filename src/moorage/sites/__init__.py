@@ -6,7 +6,7 @@ See docs/multi-site.md. :class:`Sites` knows every site's storage and the ``blob
 """
 
 from moorage.sites.blobs import SiteBlobs
-from moorage.sites.copier import COPY_KIND, SiteCopier
+from moorage.sites.copier import SiteCopier, copy_kind
 from moorage.sites.model import Sites, SiteUnavailable
 
-__all__ = ["COPY_KIND", "SiteBlobs", "SiteCopier", "SiteUnavailable", "Sites"]
+__all__ = ["SiteBlobs", "SiteCopier", "SiteUnavailable", "Sites", "copy_kind"]

@@ -2,7 +2,7 @@
 
 Queued by the publish of a blob (one job per other site, in the publish transaction) and by a
 read at a site that had to fetch the bytes from elsewhere (the same dedup key, so still one job).
-Any node may run it: every node knows every site's storage. The bytes stream from a holding
+It is run by a node of the destination site (:func:`copy_kind`). The bytes stream from a holding
 site into an unfinished write at the destination, the digest is checked while they pass, and only
 then are they moved under the content-addressed key and the ``blob_sites`` row written. So a
 site never has a row for bytes it lacks, and two copies of one blob at once (a job retried after
@@ -23,12 +23,10 @@ from moorage.jobs.queue import Job
 from moorage.registry.digests import Digest, parse_digest
 from moorage.registry.hashing import feed
 from moorage.registry.paths import blob_path, upload_dir, upload_path
-from moorage.sites.model import Sites
+from moorage.sites.model import Sites, copy_kind
 from moorage.storage import PathNotFoundError, StorageError
 
-__all__ = ["COPY_KIND", "SiteCopier"]
-
-COPY_KIND = "site.copy"
+__all__ = ["SiteCopier", "copy_kind"]
 
 log = structlog.get_logger("moorage.sites")
 

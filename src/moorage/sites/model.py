@@ -27,10 +27,17 @@ from moorage.sites.deletes import EverySiteDeletes
 from moorage.storage import StorageDriver
 from moorage.storage.checked import CheckedDriver
 
-__all__ = ["COPY_ATTEMPTS", "SiteUnavailable", "Sites", "copy_dedup_key"]
+__all__ = ["COPY_ATTEMPTS", "SiteUnavailable", "Sites", "copy_dedup_key", "copy_kind"]
 
 #: Attempts of one copy job (backoff 2, 4, … 300 s: about 25 minutes); a pull at the site revives a failed one.
 COPY_ATTEMPTS = 12
+
+
+def copy_kind(site: str) -> str:
+    """The job kind of copies *to* ``site``: only that site's nodes register it, so the destination
+    pulls (it writes to its own storage and reads across sites; a site whose nodes are all down
+    leaves its copies queued until they are back, which is when its clients need them)."""
+    return f"site.copy.{site}"
 
 
 def copy_dedup_key(blob_id: int, site: str) -> str:
@@ -84,7 +91,7 @@ class Sites:
         for site in self.others:
             if site not in held:
                 await self.queue.enqueue(
-                    "site.copy", {"blob_id": blob_id, "site": site}, dedup_key=copy_dedup_key(blob_id, site),
+                    copy_kind(site), {"blob_id": blob_id, "site": site}, dedup_key=copy_dedup_key(blob_id, site),
                     max_attempts=COPY_ATTEMPTS, conn=conn,
                 )
 
@@ -112,7 +119,8 @@ class Sites:
         """
         key = copy_dedup_key(blob_id, self.local)
         await self.queue.enqueue(
-            "site.copy", {"blob_id": blob_id, "site": self.local}, dedup_key=key, max_attempts=COPY_ATTEMPTS
+            copy_kind(self.local), {"blob_id": blob_id, "site": self.local}, dedup_key=key,
+            max_attempts=COPY_ATTEMPTS,
         )
         async with self.db.write() as conn:
             await conn.execute(
