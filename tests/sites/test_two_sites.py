@@ -98,6 +98,20 @@ async def test_pull_at_b_before_the_copy_is_served_and_the_copy_runs_once(two_si
     assert await holders(two, other_digest) == {"a", "b"} and await stored_at(two, "a", other_digest)
 
 
+async def test_bytes_lost_at_b_after_their_copy_are_served_from_a_and_copied_again(two_sites: TwoSites) -> None:
+    two = two_sites
+    layer = os.urandom(90_000)
+    layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    await push_image(two.a.client, "proj/lost", "v1", [layer])
+    assert await run_jobs(two.b.services) >= 1 and await stored_at(two, "b", layer_digest)
+    assert two.b.services.sites is not None
+    await two.b.services.sites.stores["b"].storage.delete(blob_path(parse_digest(layer_digest)))
+    pulled = await two.b.client.get(f"/v2/proj/lost/blobs/{layer_digest}")
+    assert pulled.status_code == 200 and pulled.content == layer
+    assert await run_jobs(two.b.services) == 1  # the finished copy job was queued again
+    assert await stored_at(two, "b", layer_digest) and len(await copy_jobs(two, layer_digest)) == 1
+
+
 async def test_garbage_collection_deletes_the_bytes_at_every_site(two_sites: TwoSites) -> None:
     two = two_sites
     layer = os.urandom(120_000)

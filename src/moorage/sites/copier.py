@@ -53,8 +53,8 @@ class SiteCopier:
             return  # garbage collection removed the blob meanwhile
         digest = parse_digest(row.digest)
         _, holders = await self.sites.holders(digest)
-        if site in holders:
-            return
+        # No early return when a row says ``site`` holds it: the job also runs when a read there
+        # found the bytes missing (copy_here_later), and copy() trusts a stat, not the row.
         await self.copy(blob_id, digest, int(row.size), site, holders)
 
     async def copy(self, blob_id: int, digest: Digest, size: int, site: str, holders: list[str]) -> None:

@@ -114,8 +114,10 @@ class Sites:
     async def copy_here_later(self, blob_id: int) -> None:
         """Make sure a copy of ``blob_id`` to this site is queued (a read here found no bytes).
 
-        The same dedup key as the push's copy, so this adds nothing while that job lives; a job that
-        already failed all its attempts (the source was down for long) is queued again.
+        The same dedup key as the push's copy, so this adds nothing while that job is queued or
+        running. A job that already ended is queued again: it failed all its attempts (the source
+        was down for long), or it succeeded and the bytes went since (a restored backup, a GC run
+        that crashed after deleting); the copy itself starts with a stat, so it is cheap when done.
         """
         key = copy_dedup_key(blob_id, self.local)
         await self.queue.enqueue(
@@ -125,7 +127,7 @@ class Sites:
         async with self.db.write() as conn:
             await conn.execute(
                 update(jobs)
-                .where(jobs.c.dedup_key == key, jobs.c.state == "failed")
+                .where(jobs.c.dedup_key == key, jobs.c.state.in_(["failed", "succeeded"]))
                 .values(state="queued", attempts=0, run_after=datetime.now(UTC), finished_at=None)
             )
 
