@@ -4,6 +4,7 @@ import { errorBox, fill, h } from "./dom.js";
 import { gcView } from "./views/admin_gc.js";
 import { groupsView } from "./views/admin_groups.js";
 import { registriesView } from "./views/admin_registries.js";
+import { replicationView } from "./views/admin_replication.js";
 import { jobsView, jobView } from "./views/admin_jobs.js";
 import { auditView, systemView } from "./views/admin_system.js";
 import { usersView } from "./views/admin_users.js";
@@ -87,6 +88,7 @@ const routes = [
   [/^\/projects\/([^/]+)\/webhooks$/, (el, p) => webhooksView(ctx, el, p)],
   [/^\/admin\/registries$/, (el) => registriesView(ctx, el)],
   [/^\/admin\/groups$/, (el) => groupsView(ctx, el)],
+  [/^\/admin\/replication$/, (el) => replicationView(ctx, el)],
   [/^\/admin$/, () => ctx.navigate("/admin/users", true)],
   [/^\/admin\/users$/, (el) => usersView(ctx, el)],
   [/^\/admin\/jobs$/, (el) => jobsView(ctx, el)],

@@ -6,6 +6,7 @@ const TABS = [
   ["groups", "Groups", "/admin/groups"],
   ["jobs", "Jobs", "/admin/jobs"],
   ["registries", "Registries", "/admin/registries"],
+  ["replication", "Replication", "/admin/replication"],
   ["gc", "Garbage collection", "/admin/gc"],
   ["audit", "Audit log", "/admin/audit"],
   ["system", "System", "/admin/system"],
