@@ -3,11 +3,12 @@
 Reads go through :class:`~moorage.upstream.client.UpstreamClient` (the proxy cache's client:
 token and Basic auth, bounded concurrency, ``Retry-After``); writes use its :meth:`send`.
 
-Blob uploads are streamed and resumable: ``POST`` opens an upload, one ``PATCH`` streams the
-bytes (memory stays flat whatever the size), and when it fails the adapter asks the upload's
-status (``GET`` → ``Range: 0-N``), reopens the source at ``N+1`` and sends the rest in a new
-``PATCH``, up to :data:`RESUMES` times; the closing ``PUT ?digest=`` makes the destination verify
-the bytes.
+Blob uploads are chunked and resumable: ``POST`` opens an upload, each ``PATCH`` streams one
+:data:`CHUNK` with its ``Content-Range`` (memory stays flat whatever the size), and when one fails
+the adapter asks the upload's status (``GET`` → ``Range``), reopens the source after the last
+acknowledged chunk and goes on, up to :data:`RESUMES` times; the closing ``PUT ?digest=`` makes the
+destination verify the bytes. A destination that cannot resume (Distribution, see
+:meth:`RemoteAdapter._resume`) gets a new upload from byte 0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import httpx
 from moorage.replication.adapters import BlobSource, Manifest, PeerError
 from moorage.upstream.client import Body, UpstreamClient, UpstreamError
 
-__all__ = ["RemoteAdapter"]
+__all__ = ["CHUNK", "RemoteAdapter"]
+
+#: Bytes per ``PATCH``: what a cut connection costs to send again.
+CHUNK = 32 * 1024 * 1024
 
 #: How many times one blob upload resumes after a failed ``PATCH`` before the task fails.
 RESUMES = 3
@@ -140,32 +144,54 @@ class RemoteAdapter:
 
     async def write_blob(self, repository: str, digest: str, size: int, source: BlobSource) -> None:
         scope = _push(repository)
-        opened = await self._send("POST", f"/v2/{repository}/blobs/uploads/", scope, ok=(202,),
-                                  what=f"an upload to {repository}")
-        location = self._path(opened.headers.get("location", ""))
-        offset = 0
+        location = await self._open_upload(repository, scope)
+        committed = 0  # bytes the destination acknowledged (202 to a PATCH)
         for attempt in range(RESUMES + 1):
-            try:  # one streamed PATCH with the rest of the blob (as skopeo and docker send it)
-                sent = await self._send("PATCH", location, scope, content=source(offset), ok=(202,),
-                                        headers={"Content-Type": "application/octet-stream"},
-                                        what=f"blob {digest} from byte {offset}")
-                location = self._path(sent.headers.get("location", location))
+            try:
+                stream = _Pieces(source(committed))
+                while committed < size:
+                    length = min(CHUNK, size - committed)
+                    sent = await self._send(
+                        "PATCH", location, scope, content=stream.take(length), ok=(202,),
+                        headers={"Content-Type": "application/octet-stream", "Content-Length": str(length),
+                                 "Content-Range": f"{committed}-{committed + length - 1}"},
+                        what=f"blob {digest} bytes {committed}-{committed + length - 1}",
+                    )
+                    location = self._path(sent.headers.get("location", location))
+                    committed += length
                 break
             except PeerError as exc:
                 if not exc.retryable or attempt == RESUMES:
                     raise
-                offset, location = await self._resume_point(location, scope)
+                location, committed = await self._resume(repository, scope, location, committed)
         separator = "&" if "?" in location else "?"
         await self._send("PUT", f"{location}{separator}digest={digest}", scope, ok=(201,),
                          what=f"closing the upload of {digest}")
 
-    async def _resume_point(self, location: str, scope: str) -> tuple[int, str]:
-        """Where the destination's upload stands (its ``Range``), to go on from there."""
-        status = await self._send("GET", location, scope, ok=(204, 200), what="the upload's status")
-        range_header = status.headers.get("range", "")
-        end = range_header.rpartition("-")[2]
-        offset = int(end) + 1 if end.isdigit() and range_header else 0
-        return offset, self._path(status.headers.get("location", location))
+    async def _resume(self, repository: str, scope: str, location: str, committed: int) -> tuple[str, int]:
+        """Go on where the destination agrees the upload stands, else start a new upload from byte 0.
+
+        Only a status whose ``Range`` ends exactly at the acknowledged bytes is trusted (``0-0``
+        means nothing yet when nothing was acknowledged). Distribution (and Harbor on it) pins
+        the offset in the upload URL's signed ``_state``: after a cut ``PATCH`` its status is
+        ``BLOB_UPLOAD_INVALID``, so those uploads start again.
+        """
+        try:
+            status = await self._send("GET", location, scope, ok=(204, 200), what="the upload's status")
+        except PeerError:
+            return await self._open_upload(repository, scope), 0
+        end = status.headers.get("range", "").rpartition("-")[2]
+        stored = int(end) + 1 if end.isdigit() else -1
+        if committed == 0 and stored in (0, 1):
+            return self._path(status.headers.get("location", location)), 0
+        if stored == committed:
+            return self._path(status.headers.get("location", location)), committed
+        return await self._open_upload(repository, scope), 0
+
+    async def _open_upload(self, repository: str, scope: str) -> str:
+        opened = await self._send("POST", f"/v2/{repository}/blobs/uploads/", scope, ok=(202,),
+                                  what=f"an upload to {repository}")
+        return self._path(opened.headers.get("location", ""))
 
     async def referrers(self, repository: str, digest: str) -> list[str]:
         response = await self._send("GET", f"/v2/{repository}/referrers/{digest}", f"repository:{repository}:pull",
@@ -176,3 +202,22 @@ class RemoteAdapter:
             return [str(item["digest"]) for item in response.json().get("manifests") or []]
         except (ValueError, KeyError, TypeError):
             return []
+
+
+class _Pieces:
+    """One source stream cut into consecutive request bodies of given lengths (nothing buffered beyond a chunk)."""
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self._stream = stream
+        self._left = b""
+
+    async def take(self, length: int) -> AsyncIterator[bytes]:
+        """The next ``length`` bytes, as they arrive."""
+        while length > 0:
+            piece = self._left or await anext(self._stream, b"")
+            if not piece:
+                raise PeerError(f"the source ended {length} bytes early", retryable=False)
+            self._left = piece[length:]
+            piece = piece[:length]
+            length -= len(piece)
+            yield piece
