@@ -93,7 +93,8 @@ export async function retentionView(ctx, main, name) {
   if (policy) {
     const { items } = await list(`/retentions/${policy.id}/executions`, { page_size: 15 });
     history = items.map((e) => h("tr", {},
-      h("td", { class: "num" }, h("a", { href: `/admin/jobs/${e.id}` }, e.id)),
+      // A run is a retention.run job; only administrators may read the job table.
+      h("td", { class: "num" }, ctx.user?.sysadmin_flag ? h("a", { href: `/admin/jobs/${e.id}` }, e.id) : e.id),
       h("td", {}, e.trigger.toLowerCase(), e.dry_run ? h("span", { class: "badge" }, "dry run") : null),
       h("td", { class: "retention-status" }, e.status),
       h("td", { class: "wide-only" }, time(e.start_time)),
