@@ -181,6 +181,15 @@ def test_moorage_to_moorage_brings_index_children_and_referrers(
                                  headers={"Authorization": f"Bearer {token}"})
         assert referrers.status_code == 200, referrers.text
         assert [m["digest"] for m in referrers.json()["manifests"]] == [signature.digest]
+        # and back, pull-based from the other's private project: its catalog is read logged in
+        back = api.project()
+        source = endpoint(api, other.url, kind="harbor", user="admin", password=ADMIN_PASSWORD)
+        pull_id = policy(api, src_registry={"id": source}, dest_namespace=back,
+                         filters=[{"type": "name", "value": f"{remote_project}/**"}])
+        assert api.http.post("/replication/executions", json={"policy_id": pull_id}).status_code == 201
+        [pulled] = finished(api, pull_id)
+        assert (pulled["status"], pulled["total"]) == ("Succeed", 1), (pulled, task_logs(api, pulled["id"]))
+        assert moorage_digest(skopeo, f"docker://{moorage.host}/{back}/multi:v1") == index.index.digest
     finally:
         api.close()
         remote.close()

@@ -77,6 +77,10 @@ class RemoteAdapter:
             path, params = (self._path(link.group(1)), None) if link else ("", None)
 
     async def repositories(self) -> AsyncIterator[str]:
+        if self.client.connection.username:
+            # A registry answers an anonymous catalog with 200 and only its public repositories (Moorage,
+            # Harbor): log in first (a 401 on /v2/ brings the challenge), so private ones are listed too
+            await self._send("GET", "/v2/", "registry:catalog:*", ok=(200, 401))
         async for name in self._pages("/v2/_catalog", "registry:catalog:*", "repositories"):
             yield name
 
