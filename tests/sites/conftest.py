@@ -17,9 +17,11 @@ import httpx
 import psycopg
 import pytest
 import yaml
+from sqlalchemy import delete
 
 from moorage.app import create_app
 from moorage.config import Settings, load_settings
+from moorage.db.jobs_tables import jobs
 from moorage.db.migrate import upgrade
 from moorage.services import Services
 from tests.services.fixtures import Service
@@ -111,6 +113,9 @@ async def open_sites(tmp_path: Path, config: dict[str, Any], gate: TcpGate) -> T
 
 
 async def close_sites(two: TwoSites) -> None:
+    """Close both sites; their copy jobs go too (the next test's buckets are others, its jobs its own)."""
+    async with two.a.services.db.write() as conn:
+        await conn.execute(delete(jobs).where(jobs.c.kind.like("site.copy.%")))
     for site in (two.a, two.b):
         await site.client.aclose()
         await site.services.aclose()
