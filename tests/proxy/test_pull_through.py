@@ -126,3 +126,20 @@ async def test_ns_query_picks_the_mirrored_upstream(database_url: str, tmp_path:
         assert r.status_code == 200 and r.content == image.manifest
         r = await idp.http.get(f"/v2/{name}/manifests/1", params={"ns": "other.example"}, headers=ACCEPT)
         assert r.status_code == 401  # no mirror for that host: an ordinary name, whose project does not exist
+
+
+async def test_a_project_made_again_does_not_inherit_the_cache_of_the_deleted_one(
+    idp: Idp, open_upstream: RegistryProcess
+) -> None:
+    name = f"library/{uid('again')}"
+    first = await asyncio.to_thread(push_image, open_upstream.url, name, "1", [random_layer(1000)], label="a")
+    project, registry_id = await make_proxy(idp, open_upstream.url)
+    r = await idp.http.get(f"/v2/{project}/{name}/manifests/1", headers=ACCEPT)
+    assert r.headers["docker-content-digest"] == first.manifest_digest  # cached, its blobs never pulled
+    assert (await idp.api("DELETE", f"/projects/{project}", idp.admin)).status_code == 200
+    second = await asyncio.to_thread(push_image, open_upstream.url, name, "1", [random_layer(1000)], label="b")
+    r = await idp.api("POST", "/projects", idp.admin, json={"project_name": project, "public": True,
+                                                             "registry_id": registry_id})
+    assert r.status_code == 201, r.text
+    r = await idp.http.get(f"/v2/{project}/{name}/manifests/1", headers=ACCEPT)  # the TTL is 1h
+    assert r.status_code == 200 and r.headers["docker-content-digest"] == second.manifest_digest

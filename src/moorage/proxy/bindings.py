@@ -23,6 +23,10 @@ from moorage.upstream.endpoints import EndpointError
 
 __all__ = ["Binding", "ProxyBindings", "ProxyTarget"]
 
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
 #: Seconds a process trusts its copy of the bindings.
 RELOAD_SECONDS = 5.0
 
@@ -36,6 +40,9 @@ class Binding:
     registry_id: int | None
     registry_name: str
     registry_type: str | None
+    #: When the project became a proxy cache: cache rows of its repositories older than this belong to a
+    #: deleted project of the same name and are ignored.
+    bound_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +109,13 @@ class ProxyBindings:
     async def _reload(self) -> None:
         query = (
             select(projects.c.id, projects.c.name, proxy_projects.c.registry_id, proxy_projects.c.registry_name,
-                   registries.c.type)
+                   registries.c.type, proxy_projects.c.created_at)
             .select_from(proxy_projects.join(projects).outerjoin(registries))
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        self._by_name = {row.name: Binding(row.id, row.name, row.registry_id, row.registry_name, row.type)
-                         for row in rows}
+        self._by_name = {row.name: Binding(row.id, row.name, row.registry_id, row.registry_name, row.type,
+                                           _aware(row.created_at)) for row in rows}
         self._loaded_at = time.monotonic()
 
     async def of_project(self, project: str) -> Binding | None:
@@ -134,7 +141,7 @@ class ProxyBindings:
     async def _one(self, project: str) -> Binding | None:
         query = (
             select(projects.c.id, projects.c.name, proxy_projects.c.registry_id, proxy_projects.c.registry_name,
-                   registries.c.type)
+                   registries.c.type, proxy_projects.c.created_at)
             .select_from(proxy_projects.join(projects).outerjoin(registries))
             .where(projects.c.name == project)
         )
@@ -142,7 +149,7 @@ class ProxyBindings:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        binding = Binding(row.id, row.name, row.registry_id, row.registry_name, row.type)
+        binding = Binding(row.id, row.name, row.registry_id, row.registry_name, row.type, _aware(row.created_at))
         self._by_name[project] = binding
         return binding
 

@@ -206,7 +206,7 @@ class ProxyBlobs:
         finally:
             await self.lease.release(lease)  # also when cancelled (shutdown): the next pull need not wait
         try:
-            await self.manifests.promote(target.repository)
+            await self.manifests.promote(target)
         except Exception as exc:  # noqa: BLE001 - promotion is retried on the next pull
             log.warning("proxy_promote_failed", repository=target.repository, error=str(exc))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from moorage.db.proxy_tables import proxy_manifests, proxy_tags
 from moorage.db.session import Database
@@ -64,7 +64,8 @@ class ProxyManifests:
         return await self._by_tag(target, reference)
 
     # -- by digest: immutable, never re-validated ------------------------------------------------
-    async def _local(self, repository: str, digest: str) -> StoredManifest | None:
+    async def _local(self, target: ProxyTarget, digest: str) -> StoredManifest | None:
+        repository = target.repository
         try:
             return await self.manifests.get(repository, parse_digest(digest))
         except RegistryError as exc:
@@ -72,14 +73,15 @@ class ProxyManifests:
                 raise
         async with self.db.read() as conn:
             row = (await conn.execute(select(proxy_manifests).where(
-                proxy_manifests.c.repository == repository, proxy_manifests.c.digest == digest))).first()
+                proxy_manifests.c.repository == repository, proxy_manifests.c.digest == digest,
+                proxy_manifests.c.fetched_at >= target.binding.bound_at))).first()
         if row is None:
             return None
-        await self.promote(repository)  # its blobs may have arrived since
+        await self.promote(target)  # its blobs may have arrived since
         return StoredManifest(row.digest, row.media_type, len(row.payload), row.payload, None)
 
     async def _by_digest(self, target: ProxyTarget, digest: str) -> StoredManifest:
-        local = await self._local(target.repository, digest)
+        local = await self._local(target, digest)
         if local is not None:
             return local
         fetched = await self._fetch(target, digest)
@@ -99,7 +101,7 @@ class ProxyManifests:
             await insert_ignore(conn, proxy_manifests, {
                 "repository": target.repository, "digest": fetched.digest, "media_type": fetched.media_type,
                 "payload": fetched.payload, "fetched_at": datetime.now(UTC)}, ["repository", "digest"])
-        await self.promote(target.repository)
+        await self.promote(target)
         return fetched
 
     # -- by tag: re-validated after the TTL ---------------------------------------------------------
@@ -108,7 +110,9 @@ class ProxyManifests:
             row = (await conn.execute(select(proxy_tags).where(
                 proxy_tags.c.repository == target.repository, proxy_tags.c.tag == tag))).first()
         now = datetime.now(UTC)
-        cached = await self._local(target.repository, row.digest) if row is not None else None
+        if row is not None and _aware(row.checked_at) < target.binding.bound_at:
+            row = None  # left by a deleted project of the same name
+        cached = await self._local(target, row.digest) if row is not None else None
         if cached is not None and row is not None and _aware(row.checked_at) + self.tag_ttl > now:
             return ProxiedManifest(cached)
         what = f"manifest {target.upstream_repository}:{tag}"
@@ -128,7 +132,7 @@ class ProxyManifests:
         if cached is not None and head.digest == cached.digest:
             manifest = cached
         else:
-            manifest = await self._local(target.repository, head.digest) or _stored(
+            manifest = await self._local(target, head.digest) or _stored(
                 await self._fetch(target, head.digest))
         async with self.db.write() as conn:
             await upsert(conn, proxy_tags, {"repository": target.repository, "tag": tag, "digest": manifest.digest,
@@ -153,18 +157,20 @@ class ProxyManifests:
             if exc.code != "MANIFEST_UNKNOWN":
                 log.warning("proxy_tag_failed", repository=repository, tag=tag, error=exc.message)
 
-    async def promote(self, repository: str) -> int:
+    async def promote(self, target: ProxyTarget) -> int:
         """Store every cached manifest of ``repository`` whose blobs (and children) are all linked now.
 
         Repeats while one succeeds, so an index follows its children in the same call. A manifest
         that cannot be stored yet stays cached; one the store refuses for another reason is logged
         and stays cached too (it is still served from here). Returns how many were promoted.
         """
+        repository = target.repository
         promoted = 0
         while True:
             async with self.db.read() as conn:
                 rows = (await conn.execute(select(proxy_manifests).where(
-                    proxy_manifests.c.repository == repository).order_by(proxy_manifests.c.id))).all()
+                    proxy_manifests.c.repository == repository,
+                    proxy_manifests.c.fetched_at >= target.binding.bound_at).order_by(proxy_manifests.c.id))).all()
                 tags = (await conn.execute(select(proxy_tags.c.tag, proxy_tags.c.digest).where(
                     proxy_tags.c.repository == repository))).all()
             progress = False
@@ -184,9 +190,3 @@ class ProxyManifests:
                 progress = True
             if not progress:
                 return promoted
-
-    async def touch(self, repository: str, tag: str) -> None:
-        """Mark a tag as checked now (tests and operators use it to expire or refresh the TTL)."""
-        async with self.db.write() as conn:
-            await conn.execute(update(proxy_tags).where(proxy_tags.c.repository == repository,
-                                                        proxy_tags.c.tag == tag).values(checked_at=datetime.now(UTC)))
