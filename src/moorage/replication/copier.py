@@ -30,7 +30,7 @@ from moorage.replication.adapters import Manifest, PeerError, RegistryAdapter
 __all__ = ["ArtifactCopier", "CopyResult", "Throttle"]
 
 #: Blobs of one copier in flight at once (skopeo and docker push about this many layers at a time).
-BLOB_CONCURRENCY = 6
+BLOB_CONCURRENCY = 10
 #: How deep an index of indexes (of ...) may nest before the copy refuses it (a cycle guard).
 MAX_DEPTH = 8
 

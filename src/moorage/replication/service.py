@@ -28,6 +28,8 @@ __all__ = ["Replication", "remote_factory"]
 
 #: Seconds a replication request may take before the task retries it (a 100 MiB chunk on a slow link).
 TIMEOUT = 120.0
+#: Requests in flight to one endpoint during a run: blobs of several artifacts at once.
+CONCURRENCY = 16
 
 
 def remote_factory(endpoints: Endpoints, trust: TrustStore) -> RemoteFactory:
@@ -39,7 +41,7 @@ def remote_factory(endpoints: Endpoints, trust: TrustStore) -> RemoteFactory:
             connection = await endpoints.connection(endpoint_id)
         except EndpointError as exc:
             raise PeerError(f"{exc}; edit the policy to use an existing endpoint", retryable=False) from None
-        client = UpstreamClient(connection, trust=trust, timeout=TIMEOUT)
+        client = UpstreamClient(connection, trust=trust, timeout=TIMEOUT, concurrency=CONCURRENCY)
         try:
             yield RemoteAdapter(client)
         finally:
