@@ -36,7 +36,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 )
 #: Seconds between re-reads of discovery and of the JWKS when nothing forces one.
 REFRESH_SECONDS = 3600.0
-#: Least seconds between two JWKS re-reads triggered by an unknown ``kid``. ID tokens reach Moorage only
+#: Least seconds between two JWKS re-reads triggered by an unknown ``kid`` (a re-read waits out the rest). ID tokens reach Moorage only
 #: from the provider's token endpoint (never from the client), so this only bounds a misbehaving provider.
 JWKS_MISS_INTERVAL = 1.0
 #: Seconds one request to the provider may take.
@@ -153,9 +153,14 @@ class OidcProvider:
                 if not self._jwks or time.monotonic() - self._jwks_at >= REFRESH_SECONDS:
                     await self._load_jwks()
         key = self._jwks.get(kid)
-        if key is None and time.monotonic() - self._jwks_at >= JWKS_MISS_INTERVAL:
+        if key is None:
             async with self._lock:
-                if kid not in self._jwks and time.monotonic() - self._jwks_at >= JWKS_MISS_INTERVAL:
+                if kid not in self._jwks:
+                    # A key rotated just after the last read must still be found: wait out the rest of
+                    # the interval (at most JWKS_MISS_INTERVAL) instead of refusing the login
+                    wait = JWKS_MISS_INTERVAL - (time.monotonic() - self._jwks_at)
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                     await self._load_jwks()
                     log.info("oidc_jwks_reloaded", kid=kid, kids=sorted(self._jwks))
             key = self._jwks.get(kid)
@@ -181,7 +186,7 @@ class OidcProvider:
         key = await self._key(kid)
         if key is None:
             raise OidcError("invalid", f"the ID token is signed with key {kid!r}, which is not in the provider's "
-                            f"JWKS (re-read at most {JWKS_MISS_INTERVAL:g} s ago); a forged token, or the provider signs "
+                            f"JWKS (re-read just now); a forged token, or the provider signs "
                             "with a key it does not publish")
         try:
             claims: dict[str, Any] = jwt.decode(
