@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.replication_tables import replication_executions, replication_tasks
 from moorage.db.session import Database
+from moorage.db.times import aware, aware_or_none
 from moorage.db.upsert import insert_ignore
 
 __all__ = ["Execution", "ExecutionCounts", "PlannedTask", "ReplicationExecutions", "Task"]
@@ -29,12 +30,6 @@ MAX_LOG = 64 * 1024
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +83,8 @@ class Execution:
 
 def _task(row: Any) -> Task:
     return Task(row.id, row.execution_id, row.operation, row.resource_type, row.src_resource, row.dst_resource,
-                row.reference, row.status, int(row.bytes), row.attempts, _aware(row.start_time),
-                _aware(row.end_time))
+                row.reference, row.status, int(row.bytes), row.attempts, aware_or_none(row.start_time),
+                aware_or_none(row.end_time))
 
 
 _COUNTS = select(
@@ -105,9 +100,8 @@ _COUNTS = select(
 def _execution(row: Any) -> Execution:
     counts = ExecutionCounts(int(row.total or 0), int(row.succeed or 0), int(row.failed or 0),
                              int(row.in_progress or 0), int(row.stopped or 0))
-    start: datetime = row.start_time if row.start_time.tzinfo is not None else row.start_time.replace(tzinfo=UTC)
     return Execution(row.id, row.policy_id, row.job_id, row.trigger, row.status, row.status_text,
-                     start, _aware(row.end_time), counts)
+                     aware(row.start_time), aware_or_none(row.end_time), counts)
 
 
 def _trimmed(log: str) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from moorage.db.proxy_tables import registries
 from moorage.db.replication_tables import replication_executions, replication_policies
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.jobs.cron import Cron, CronError
 from moorage.registry.names import InvalidNameError, check_repository
 from moorage.replication.filters import FilterError, Selection, compile_filters
@@ -133,10 +134,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _row_values(spec: PolicySpec) -> dict[str, Any]:
     return {
         "name": spec.name, "description": spec.description, "src_registry_id": spec.src_registry_id,
@@ -157,7 +154,7 @@ def _policy(row: Any) -> Policy:
         override=bool(row.override), enabled=bool(row.enabled), speed_kb=row.speed_kb,
         concurrency=row.concurrency,
     )
-    return Policy(row.id, spec, _aware(row.created_at), _aware(row.updated_at))
+    return Policy(row.id, spec, aware(row.created_at), aware(row.updated_at))
 
 
 class ReplicationPolicies:
