@@ -27,9 +27,10 @@ from typing import Any
 import structlog
 from sqlalchemy import and_, false, func, insert, or_, select
 
-from moorage.auth.identity import aware, utcnow
+from moorage.auth.identity import utcnow
 from moorage.db.identity_tables import audit_log
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.db.write_behind import WriteBehind
 
 __all__ = ["LOGIN_METHODS", "LOGIN_QUIET", "AuditEntry", "AuditLog", "auth_method", "printable"]

@@ -30,11 +30,12 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from moorage.auth.identity import IdentityError, Project, aware, utcnow
+from moorage.auth.identity import IdentityError, Project, utcnow
 from moorage.auth.roles import ROLE_ACTIONS
 from moorage.db.group_tables import user_group_members, user_groups
 from moorage.db.identity_tables import project_members
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.db.upsert import insert_ignore
 from moorage.registry.names import InvalidNameError, check_group_name
 

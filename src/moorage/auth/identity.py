@@ -31,13 +31,13 @@ from moorage.db.group_tables import user_groups
 from moorage.db.identity_tables import member_rows_of, project_members, projects, users
 from moorage.db.ownership import adopt_repositories
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.registry.names import InvalidNameError, check_project, check_username
 from moorage.registry.quota import Limits, create_quota, reconcile
 
 __all__ = ["IdentityError", "IdentityStore", "Project", "Subject", "User"]
 
 log = structlog.get_logger("moorage.identity")
-
 
 
 class IdentityError(Exception):
@@ -113,11 +113,6 @@ ANONYMOUS = Subject("anonymous", "anonymous")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def fingerprint_of(stored_hash: str) -> str:

@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 
 from moorage.db.identity_tables import signing_keys
 from moorage.db.session import Database
+from moorage.db.times import aware, aware_or_none
 from moorage.db.upsert import insert_ignore
 
 __all__ = ["KeyInfo", "KeySet", "SecretBox", "SigningKey"]
@@ -131,7 +132,7 @@ class KeySet:
                     f"signing key {row['kid']!r} in the database is not an EC key; delete that row and restart"
                 )
             keys[row["kid"]] = SigningKey(
-                row["kid"], private, private.public_key(), _aware(row["created_at"]), _aware_or_none(row["retired_at"])
+                row["kid"], private, private.public_key(), aware(row["created_at"]), aware_or_none(row["retired_at"])
             )
         self._keys = keys
         self._loaded_at = time.monotonic()
@@ -239,9 +240,3 @@ class KeySet:
         return out
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _aware_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _aware(value)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from moorage.auth.identity import IdentityError, Project, Subject, aware, fingerprint_of, new_uid, utcnow
+from moorage.auth.identity import IdentityError, Project, Subject, fingerprint_of, new_uid, utcnow
 from moorage.auth.passwords import (
     PasswordPolicyError,
     check_password_policy,
@@ -29,6 +29,7 @@ from moorage.auth.passwords import (
 )
 from moorage.db.identity_tables import projects, robots
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.registry.names import InvalidNameError, check_project, check_robot
 
 __all__ = ["Robot", "RobotStore", "parse_permissions"]

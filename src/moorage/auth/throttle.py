@@ -20,9 +20,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, select, update
 
-from moorage.auth.identity import aware, utcnow
+from moorage.auth.identity import utcnow
 from moorage.db.identity_tables import login_failures
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.db.upsert import insert_ignore
 
 __all__ = ["LoginThrottle"]

@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select
 
 from moorage.db.jobs_tables import gc_executions, gc_schedule, jobs
 from moorage.db.session import Database
+from moorage.db.times import aware_or_none
 from moorage.jobs.cron import Cron, CronError
 from moorage.jobs.queue import JobQueue
 
@@ -45,13 +46,6 @@ _LOOKBACK = timedelta(hours=1)
 _STATUS = {
     "queued": "Pending", "running": "Running", "succeeded": "Success", "failed": "Error", "stopped": "Stopped",
 }
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes for timezone-aware columns; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 class ScheduleError(ValueError):
@@ -157,8 +151,8 @@ class GcService:
             type=row.schedule_type,
             cron=row.cron,
             parameters=GcParameters(**json.loads(row.parameters)),
-            created_at=_aware(row.created_at) or datetime.now(UTC),
-            updated_at=_aware(row.updated_at) or datetime.now(UTC),
+            created_at=aware_or_none(row.created_at) or datetime.now(UTC),
+            updated_at=aware_or_none(row.updated_at) or datetime.now(UTC),
         )
 
     async def set_schedule(self, schedule_type: str, cron: str | None, parameters: GcParameters) -> int | None:
@@ -242,10 +236,10 @@ class GcService:
             trigger=str(payload.get("trigger", "Manual")),
             parameters={k: payload[k] for k in ("delete_untagged", "dry_run") if k in payload},
             status=status,
-            created_at=_aware(row.created_at) or datetime.now(UTC),
-            updated_at=_aware(row.updated_at) or datetime.now(UTC),
-            started_at=_aware(row.started_at),
-            ended_at=_aware(row.ended_at) or _aware(row.finished_at),
+            created_at=aware_or_none(row.created_at) or datetime.now(UTC),
+            updated_at=aware_or_none(row.updated_at) or datetime.now(UTC),
+            started_at=aware_or_none(row.started_at),
+            ended_at=aware_or_none(row.ended_at) or aware_or_none(row.finished_at),
             manifests=row.manifests or 0,
             blobs=row.blobs or 0,
             bytes_freed=row.bytes_freed or 0,

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.jobs_tables import JOB_STATES, job_stops, jobs
 from moorage.db.session import Database
+from moorage.db.times import aware_or_none
 from moorage.db.upsert import insert_ignore
 
 __all__ = ["Job", "JobQueue", "JobStopped"]
@@ -46,13 +47,6 @@ class JobStopped(Exception):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes for timezone-aware columns; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +78,13 @@ class Job:
             state=row.state,
             attempts=row.attempts,
             max_attempts=row.max_attempts,
-            run_after=_aware(row.run_after) or _now(),
+            run_after=aware_or_none(row.run_after) or _now(),
             lease_owner=row.lease_owner,
-            lease_until=_aware(row.lease_until),
+            lease_until=aware_or_none(row.lease_until),
             last_error=row.last_error,
-            created_at=_aware(row.created_at) or _now(),
-            updated_at=_aware(row.updated_at) or _now(),
-            finished_at=_aware(row.finished_at),
+            created_at=aware_or_none(row.created_at) or _now(),
+            updated_at=aware_or_none(row.updated_at) or _now(),
+            finished_at=aware_or_none(row.finished_at),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -366,7 +360,7 @@ class JobQueue:
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [(str(r.kind), str(r.state), int(r.n), _aware(r.oldest)) for r in rows]
+        return [(str(r.kind), str(r.state), int(r.n), aware_or_none(r.oldest)) for r in rows]
 
     async def counts(self) -> dict[str, int]:
         """Number of jobs in each state (every state present, zero when none)."""

@@ -18,14 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from moorage.db.identity_tables import projects
 from moorage.db.proxy_tables import proxy_projects, registries
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.errors import RegistryError
 from moorage.upstream.endpoints import EndpointError
 
 __all__ = ["Binding", "ProxyBindings", "ProxyTarget"]
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 #: Seconds a process trusts its copy of the bindings.
 RELOAD_SECONDS = 5.0
@@ -115,7 +113,7 @@ class ProxyBindings:
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
         self._by_name = {row.name: Binding(row.id, row.name, row.registry_id, row.registry_name, row.type,
-                                           _aware(row.created_at)) for row in rows}
+                                           aware(row.created_at)) for row in rows}
         self._loaded_at = time.monotonic()
 
     async def of_project(self, project: str) -> Binding | None:
@@ -149,7 +147,7 @@ class ProxyBindings:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        binding = Binding(row.id, row.name, row.registry_id, row.registry_name, row.type, _aware(row.created_at))
+        binding = Binding(row.id, row.name, row.registry_id, row.registry_name, row.type, aware(row.created_at))
         self._by_name[project] = binding
         return binding
 

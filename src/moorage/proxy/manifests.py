@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 
 from moorage.db.proxy_tables import proxy_manifests, proxy_tags
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.db.upsert import insert_ignore, upsert
 from moorage.errors import RegistryError
 from moorage.proxy.bindings import ProxyTarget
@@ -39,10 +40,6 @@ class ProxiedManifest:
     manifest: StoredManifest
     #: A ``Warning`` header value when the answer is stale (the upstream could not confirm it).
     warning: str | None = None
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _stored(row: UpstreamManifest) -> StoredManifest:
@@ -110,10 +107,10 @@ class ProxyManifests:
             row = (await conn.execute(select(proxy_tags).where(
                 proxy_tags.c.repository == target.repository, proxy_tags.c.tag == tag))).first()
         now = datetime.now(UTC)
-        if row is not None and _aware(row.checked_at) < target.binding.bound_at:
+        if row is not None and aware(row.checked_at) < target.binding.bound_at:
             row = None  # left by a deleted project of the same name
         cached = await self._local(target, row.digest) if row is not None else None
-        if cached is not None and row is not None and _aware(row.checked_at) + self.tag_ttl > now:
+        if cached is not None and row is not None and aware(row.checked_at) + self.tag_ttl > now:
             return ProxiedManifest(cached)
         what = f"manifest {target.upstream_repository}:{tag}"
         try:

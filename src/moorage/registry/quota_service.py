@@ -16,14 +16,10 @@ from sqlalchemy import ColumnElement, func, select, update
 from moorage.db.identity_tables import projects, users
 from moorage.db.quota_tables import quotas
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.registry.quota import RESOURCES, InvalidLimit, Limits, count_used, lock_quota, parse_limit
 
 __all__ = ["SORT_KEYS", "Quota", "QuotaService"]
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +85,7 @@ class QuotaService:
             Quota(
                 int(row.project_id), str(row.project_name), row.owner_name,
                 Limits(int(row.storage_limit), int(row.count_limit)), int(row.storage_used),
-                await count_used(conn, int(row.project_id)), _aware(row.created_at), _aware(row.updated_at),
+                await count_used(conn, int(row.project_id)), aware(row.created_at), aware(row.updated_at),
             )
             for row in rows
         ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from moorage.db.identity_tables import project_members, projects, robots
 from moorage.db.session import Database
 from moorage.db.tables import manifest_references, manifests, repositories, repository_blobs, tags, uploads
+from moorage.db.times import aware
 from moorage.errors import RegistryError
 from moorage.registry.guard import WriteGuard
 from moorage.registry.immutability import ImmutableTagError, guarding_repository
@@ -35,11 +36,6 @@ __all__ = [
     "RepositoryService",
     "TagInfo",
 ]
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes for timezone-aware columns; they were written in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +170,7 @@ class RepositoryService:
         async with self.db.read() as conn:
             total = (await conn.execute(select(func.count()).select_from(repositories).where(*where))).scalar_one()
             rows = (await conn.execute(query.order_by(repositories.c.name).offset(offset).limit(limit))).all()
-        return [RepositoryInfo(r.id, r.name, r.project_id, int(r.n), _aware(r.created_at)) for r in rows], int(total)
+        return [RepositoryInfo(r.id, r.name, r.project_id, int(r.n), aware(r.created_at)) for r in rows], int(total)
 
     async def count(self, project_id: int) -> int:
         """How many of the project's repositories hold artifacts."""
@@ -194,7 +190,7 @@ class RepositoryService:
             row = (await conn.execute(query)).first()
         if row is None:
             raise _unknown(name)
-        return RepositoryInfo(row.id, row.name, row.project_id, int(row.n), _aware(row.created_at))
+        return RepositoryInfo(row.id, row.name, row.project_id, int(row.n), aware(row.created_at))
 
     async def artifacts(
         self, name: str, offset: int, limit: int, digest: str | None = None, *, tag: str | None = None
@@ -235,13 +231,13 @@ class RepositoryService:
         out = {
             row.id: ArtifactInfo(
                 row.id, repository_id, row.digest, row.size, row.media_type, row.artifact_type,
-                _aware(row.created_at), pulled_at=_aware(row.pulled_at) if row.pulled_at is not None else None,
+                aware(row.created_at), pulled_at=aware(row.pulled_at) if row.pulled_at is not None else None,
                 subject=row.subject_digest,
             )
             for row in rows
         }
         for t in tag_rows:
-            out[t.manifest_id].tags.append(TagInfo(t.id, repository_id, t.manifest_id, t.name, _aware(t.updated_at)))
+            out[t.manifest_id].tags.append(TagInfo(t.id, repository_id, t.manifest_id, t.name, aware(t.updated_at)))
         for c in child_rows:
             out[c.manifest_id].children.append(c.digest)
         return [out[i] for i in ids], int(total)

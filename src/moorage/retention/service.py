@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from moorage.db.jobs_tables import jobs
 from moorage.db.retention_tables import retention_executions, retention_policies, retention_tasks
 from moorage.db.session import Database
+from moorage.db.times import aware_or_none
 from moorage.db.upsert import insert_ignore
 from moorage.jobs.cron import Cron, CronError
 from moorage.jobs.queue import JobQueue
@@ -44,13 +45,6 @@ _LOOKBACK = timedelta(hours=1)
 _STATUS = {
     "queued": "Pending", "running": "Running", "succeeded": "Success", "failed": "Error", "stopped": "Stopped",
 }
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes for timezone-aware columns; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def _now() -> datetime:
@@ -142,15 +136,15 @@ class RetentionTask:
 def _policy(row: Any) -> RetentionPolicy:
     return RetentionPolicy(
         id=row.id, project_id=row.project_id, algorithm=row.algorithm, rules=parse_rules("or", json.loads(row.rules)),
-        cron=row.cron, created_at=_aware(row.created_at) or _now(), updated_at=_aware(row.updated_at) or _now(),
+        cron=row.cron, created_at=aware_or_none(row.created_at) or _now(), updated_at=aware_or_none(row.updated_at) or _now(),
     )
 
 
 def _execution(row: Any) -> RetentionExecution:
     return RetentionExecution(
         id=row.job_id, policy_id=row.policy_id, dry_run=bool(row.dry_run), trigger=row.trigger,
-        status=_STATUS.get(row.state, row.state), created_at=_aware(row.created_at) or _now(),
-        started_at=_aware(row.started_at), ended_at=_aware(row.ended_at) or _aware(row.finished_at),
+        status=_STATUS.get(row.state, row.state), created_at=aware_or_none(row.created_at) or _now(),
+        started_at=aware_or_none(row.started_at), ended_at=aware_or_none(row.ended_at) or aware_or_none(row.finished_at),
         error=row.last_error,
     )
 
@@ -158,7 +152,7 @@ def _execution(row: Any) -> RetentionExecution:
 def _task(row: Any) -> RetentionTask:
     return RetentionTask(
         id=row.id, execution_id=row.execution_id, repository=row.repository, status=row.status, total=row.total,
-        retained=row.retained, started_at=_aware(row.started_at) or _now(), ended_at=_aware(row.ended_at),
+        retained=row.retained, started_at=aware_or_none(row.started_at) or _now(), ended_at=aware_or_none(row.ended_at),
         log=row.log,
     )
 

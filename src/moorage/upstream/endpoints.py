@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from moorage.auth.keys import SecretBox
 from moorage.db.proxy_tables import registries
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.upstream.client import Connection
 
 __all__ = ["ENDPOINT_TYPES", "Endpoint", "EndpointError", "EndpointSpec", "Endpoints", "check_spec"]
@@ -107,13 +108,9 @@ def _endpoint(row: object) -> Endpoint:
     m = row._mapping  # type: ignore[attr-defined]
     return Endpoint(
         m["id"], m["name"], m["type"], m["url"], m["description"], m["credential_type"], m["access_key"],
-        bool(m["access_secret"]), bool(m["insecure"]), m["ca_certificate"], _aware(m["created_at"]),
-        _aware(m["updated_at"]),
+        bool(m["access_secret"]), bool(m["insecure"]), m["ca_certificate"], aware(m["created_at"]),
+        aware(m["updated_at"]),
     )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class Endpoints:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from moorage.auth.keys import SecretBox
 from moorage.db.identity_tables import projects
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.db.webhook_tables import webhook_policies
 from moorage.net.addresses import AddressPolicy, ForbiddenAddress, resolve_checked
 from moorage.webhooks.events import EVENT_TYPES, PAYLOAD_FORMATS
@@ -91,10 +92,6 @@ async def check_target_address(address: str, field: str, addresses: AddressPolic
                                    "check the host name") from None
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 class PolicyStore:
     """Policies of projects (callers decide who may change them, with :mod:`moorage.auth.policy`)."""
 
@@ -148,8 +145,8 @@ class PolicyStore:
             for t in json.loads(row.targets)
         )
         return Policy(row.id, row.project_id, row.name, row.description, bool(row.enabled),
-                      tuple(json.loads(row.event_types)), targets, row.creator, _aware(row.created_at),
-                      _aware(row.updated_at))
+                      tuple(json.loads(row.event_types)), targets, row.creator, aware(row.created_at),
+                      aware(row.updated_at))
 
     async def of_project(self, project_id: int) -> list[Policy]:
         async with self.db.read() as conn:

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from moorage.db.session import Database
 from moorage.db.tables import repositories
+from moorage.db.times import aware
 from moorage.db.webhook_tables import webhook_deliveries
 from moorage.events import ArtifactEvent
 from moorage.jobs.queue import JobQueue
@@ -72,14 +73,10 @@ class Delivery:
     updated_at: datetime
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def delivery_of(row: Any) -> Delivery:
     return Delivery(row.id, row.policy_id, row.event_id, row.target_index, row.event_type, row.notify_type,
-                    row.status, row.payload, row.attempts, row.last_error, _aware(row.created_at),
-                    _aware(row.updated_at))
+                    row.status, row.payload, row.attempts, row.last_error, aware(row.created_at),
+                    aware(row.updated_at))
 
 
 def _replication(event: ArtifactEvent) -> dict[str, Any]:
@@ -174,7 +171,7 @@ class WebhookService:
         async with self.db.read() as conn:
             value = (await conn.execute(select(repositories.c.created_at).where(
                 repositories.c.name == repository))).scalar_one_or_none()
-        return _aware(value) if value is not None else None
+        return aware(value) if value is not None else None
 
     async def enqueue(self, event: WebhookEvent, policies: list[Policy]) -> int:
         """One delivery row and job per policy target, in one transaction; duplicates are no-ops."""
@@ -224,4 +221,4 @@ class WebhookService:
             rows = await conn.execute(select(webhook_deliveries.c.policy_id, latest)
                                       .where(webhook_deliveries.c.policy_id.in_(ids))
                                       .group_by(webhook_deliveries.c.policy_id))
-            return {int(row.policy_id): _aware(row.latest) for row in rows}
+            return {int(row.policy_id): aware(row.latest) for row in rows}

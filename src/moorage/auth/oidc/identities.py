@@ -38,7 +38,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from moorage.auth.groups import OIDC, GroupRef
-from moorage.auth.identity import IdentityError, IdentityStore, User, aware, utcnow
+from moorage.auth.identity import IdentityError, IdentityStore, User, utcnow
 from moorage.auth.keys import SecretBox
 from moorage.auth.oidc.provider import OidcError, OidcProvider
 from moorage.auth.passwords import PasswordPolicyError, check_password_policy
@@ -47,6 +47,7 @@ from moorage.config import OidcSettings
 from moorage.db.identity_tables import users
 from moorage.db.oidc_tables import oidc_identities
 from moorage.db.session import Database
+from moorage.db.times import aware
 from moorage.registry.names import InvalidNameError, check_username
 
 __all__ = ["OidcIdentities", "OidcIdentity", "claimed_groups"]
