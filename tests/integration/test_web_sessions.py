@@ -1,6 +1,6 @@
 """UI sessions in-process: the cookie, its CSRF token, its audience and its revocation (moorage.auth.sessions).
 
-The browser flows are tests/e2e/test_web_ui.py; here every rule of the session credential is
+The browser flows are tests/e2e/ui/test_web_ui.py; here every rule of the session credential is
 checked with raw HTTP on both databases.
 """
 

@@ -1,6 +1,6 @@
 """The administration screens, immutability rules, project logs and adding tags, in a real browser.
 
-Same session-wide token-mode server (with Redis) and chromium as tests/e2e/test_web_ui.py; every
+Same session-wide token-mode server (with Redis) and chromium as tests/e2e/ui/test_web_ui.py; every
 page fails its test on a JavaScript or console error (:func:`tests.e2e.ui_support.open_page`).
 What a screen did is checked through the API as well, so a screen that only looks right fails.
 """
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 
 from tests.e2e.clients import Skopeo
 from tests.e2e.identity_helpers import ADMIN_PASSWORD, PASSWORD, AdminApi, basic, uid
@@ -29,23 +28,6 @@ if TYPE_CHECKING:
 KIB = 1024
 
 
-@pytest.fixture
-def reg(ui_registry: RegistryProcess) -> RegistryProcess:
-    ui_registry.mark_log()
-    return ui_registry
-
-
-@pytest.fixture
-def api(reg: RegistryProcess) -> Iterator[AdminApi]:
-    client = AdminApi(reg)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def page(browser: Browser, reg: RegistryProcess) -> Iterator[Page]:
-    with open_page(browser, reg.url) as opened:
-        yield opened
 
 
 def _user_id(api: AdminApi, name: str) -> int:

@@ -8,11 +8,9 @@ through the API or the outside world (the pushed image, the webhook receiver), n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import pytest
 
 from tests.e2e.clients import Skopeo
 from tests.e2e.identity_helpers import ADMIN_PASSWORD, PASSWORD, AdminApi, uid
@@ -28,23 +26,6 @@ KIB = 1024
 GIB = 1024**3
 
 
-@pytest.fixture
-def reg(ui_registry: RegistryProcess) -> RegistryProcess:
-    ui_registry.mark_log()
-    return ui_registry
-
-
-@pytest.fixture
-def api(reg: RegistryProcess) -> Iterator[AdminApi]:
-    client = AdminApi(reg)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def page(browser: Browser, reg: RegistryProcess) -> Iterator[Page]:
-    with open_page(browser, reg.url) as opened:
-        yield opened
 
 
 def _until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:

@@ -9,18 +9,16 @@ too (CSRF refusal, cookie flags).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 
 from tests.e2e.clients import Skopeo
 from tests.e2e.identity_helpers import PASSWORD, AdminApi, uid
 from tests.e2e.images import OciLayout, verify_layout
 from tests.e2e.servers import RegistryProcess
-from tests.e2e.ui_support import WAIT_MS, axe_violations, expected_refusals, login, open_page
+from tests.e2e.ui_support import WAIT_MS, axe_violations, expected_refusals, login
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -28,24 +26,6 @@ if TYPE_CHECKING:
 KIB = 1024
 
 
-@pytest.fixture
-def reg(ui_registry: RegistryProcess) -> RegistryProcess:
-    ui_registry.mark_log()
-    return ui_registry
-
-
-@pytest.fixture
-def api(reg: RegistryProcess) -> Iterator[AdminApi]:
-    client = AdminApi(reg)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def page(browser: Browser, reg: RegistryProcess) -> Iterator[Page]:
-    """A fresh browser context on the registry; any JavaScript or console error fails the test."""
-    with open_page(browser, reg.url) as opened:
-        yield opened
 
 
 def test_login_create_project_push_find_copy_pull_logout(
