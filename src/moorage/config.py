@@ -487,6 +487,8 @@ class JobsSettings(_Section):
     poll_seconds: float = Field(default=2.0, gt=0)
     #: Jobs one node runs at the same time.
     concurrency: int = Field(default=4, ge=1, le=64)
+    #: Finished jobs and webhook deliveries are deleted this many days after they finished (0: kept).
+    history_days: int = Field(default=30, ge=0)
 
 
 class GcSettings(_Section):

@@ -30,6 +30,7 @@ from moorage.gc.job import register_gc
 from moorage.health import HealthChecker
 from moorage.jobs import HandlerRegistry, JobQueue, Periodic
 from moorage.jobs.builtin import register_builtin
+from moorage.jobs.history import register_history
 from moorage.jobs.runner import Tick
 from moorage.net.tls import TrustStore
 from moorage.proxy import ProxyCache
@@ -148,6 +149,8 @@ class Services:
         if identity is not None and settings.auth.secret_key:
             webhooks, deliverer = build_webhooks(settings.webhooks, db, queue, handlers, trust,
                                                  settings.auth.secret_key)
+        pruners = [queue.prune] + ([webhooks.prune] if webhooks is not None else [])
+        periodic += register_history(handlers, settings.jobs, pruners)
         pull_times = PullTimes(db) if settings.retention.record_pull_time else None
         retention = RetentionService(db, queue)
         register_retention(

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.jobs_tables import JOB_STATES, job_stops, jobs
+from moorage.db.prune import prune_rows
 from moorage.db.session import Database
 from moorage.db.times import aware_or_none
 from moorage.db.upsert import insert_ignore
@@ -368,3 +369,8 @@ class JobQueue:
             result = await conn.execute(select(jobs.c.state, func.count().label("n")).group_by(jobs.c.state))
             found = {str(row.state): int(row.n) for row in result}
         return {state: found.get(state, 0) for state in JOB_STATES}
+
+    async def prune(self, before: datetime) -> int:
+        """Delete jobs that finished (succeeded, failed, stopped) before ``before``; unfinished ones stay."""
+        finished = jobs.c.state.in_(("succeeded", "failed", "stopped"))
+        return await prune_rows(self.db, jobs, finished, jobs.c.finished_at < before)

@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from moorage.db.prune import prune_rows
 from moorage.db.session import Database
 from moorage.db.tables import repositories
 from moorage.db.times import aware
@@ -210,6 +211,11 @@ class WebhookService:
             rows = await conn.execute(select(webhook_deliveries).where(*where)
                                       .order_by(webhook_deliveries.c.id.desc()).offset(offset).limit(limit))
             return total, [delivery_of(row) for row in rows]
+
+    async def prune(self, before: datetime) -> int:
+        """Delete deliveries that ended (``Success``, ``Error``, ``Stopped``) before ``before``."""
+        ended = webhook_deliveries.c.status.in_(("Success", "Error", "Stopped"))
+        return await prune_rows(self.db, webhook_deliveries, ended, webhook_deliveries.c.updated_at < before)
 
     async def last_triggers(self, project_id: int, policies: list[Policy]) -> dict[int, datetime]:
         """When each policy last had an event (Harbor's ``lasttrigger``)."""
