@@ -218,3 +218,22 @@ async def test_ping_and_health(client: httpx.AsyncClient) -> None:
     assert {c["name"]: c["status"] for c in body["components"]} == {"database": "healthy", "storage": "healthy"}
     # A measured duration in milliseconds: a float, never negative (a clock mix-up would show here).
     assert all(isinstance(c["latency_ms"], float) and c["latency_ms"] >= 0 for c in body["components"]), body
+
+
+async def test_rearm_queues_an_ended_job_again_and_leaves_a_live_one(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        queue, kind = JobQueue(db), _kind()
+        job_id = await queue.enqueue(kind, dedup_key=f"{kind}:work")
+        assert await queue.rearm(f"{kind}:work") is False  # still queued: nothing to do
+        async with db.write() as conn:
+            await conn.execute(update(jobs).where(jobs.c.id == job_id).values(state="failed", attempts=5,
+                                                                              last_error="source down"))
+        assert await queue.enqueue(kind, dedup_key=f"{kind}:work") == job_id  # the key is still taken
+        assert await queue.rearm(f"{kind}:work") is True
+        job = await queue.get(job_id)
+        assert job is not None
+        assert (job.state, job.attempts, job.last_error, job.finished_at) == ("queued", 0, None, None)
+        assert await queue.rearm(f"{kind}:other") is False
+    finally:
+        await db.dispose()

@@ -370,6 +370,22 @@ class JobQueue:
             found = {str(row.state): int(row.n) for row in result}
         return {state: found.get(state, 0) for state in JOB_STATES}
 
+    async def rearm(self, dedup_key: str) -> bool:
+        """Queue the job holding ``dedup_key`` again, now, if it has ended (succeeded or failed).
+
+        A dedup key stays taken after its job ends, so enqueueing the same work again returns the
+        old job; work that must be redone on demand (a site copy whose bytes went since) re-arms it.
+        A queued or running job is left alone. Whether a job was re-armed.
+        """
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(jobs)
+                .where(jobs.c.dedup_key == dedup_key, jobs.c.state.in_(["failed", "succeeded"]))
+                .values(state="queued", attempts=0, run_after=_now(), finished_at=None, last_error=None,
+                        updated_at=_now())
+            )
+        return bool(result.rowcount)
+
     async def prune(self, before: datetime) -> int:
         """Delete jobs that finished (succeeded, failed, stopped) before ``before``; unfinished ones stay."""
         finished = jobs.c.state.in_(("succeeded", "failed", "stopped"))

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from moorage.db.jobs_tables import jobs
 from moorage.db.session import Database
 from moorage.db.site_tables import blob_sites
 from moorage.db.tables import blobs
@@ -124,12 +123,7 @@ class Sites:
             copy_kind(self.local), {"blob_id": blob_id, "site": self.local}, dedup_key=key,
             max_attempts=COPY_ATTEMPTS,
         )
-        async with self.db.write() as conn:
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.dedup_key == key, jobs.c.state.in_(["failed", "succeeded"]))
-                .values(state="queued", attempts=0, run_after=datetime.now(UTC), finished_at=None)
-            )
+        await self.queue.rearm(key)
 
     def deleting_everywhere(self) -> StorageDriver:
         """This site's storage for garbage collection: its batch deletes reach every site."""
