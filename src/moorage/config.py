@@ -546,6 +546,9 @@ class ProxySettings(_Section):
     #: Mirror mode for clients that send no ``ns=`` (podman/skopeo of containers/image 5.x): a name whose
     #: first component is no project here is served from this proxy project.
     default_mirror: str | None = None
+    #: A proxy project over its cache limit (``metadata.proxy_cache_limit``) evicts the least recently pulled
+    #: artifacts until its usage is at most this fraction of the limit, so the next cold pull does not evict again.
+    eviction_low_water: float = Field(default=0.9, gt=0, le=1)
 
     @field_validator("tag_ttl")
     @classmethod

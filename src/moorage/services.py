@@ -34,6 +34,7 @@ from moorage.jobs.history import register_history
 from moorage.jobs.runner import Tick
 from moorage.net.tls import TrustStore
 from moorage.proxy import ProxyCache
+from moorage.proxy.eviction import register_eviction
 from moorage.registry.blobs import BlobService
 from moorage.registry.guard import WriteGuard
 from moorage.registry.immutability import ImmutableRules
@@ -138,7 +139,6 @@ class Services:
         periodic = register_builtin(handlers, settings, uploads)
         #: What GC deletes bytes in: every site's storage with several sites (docs/multi-site.md).
         gc_storage = sites.deleting_everywhere() if sites is not None else storage
-        register_gc(handlers, settings.gc, db, gc_storage, cache, guard=guard, queue=queue)
         identity = IdentityService(db, settings.auth, data_dir=settings.data_dir, trust=trust) if settings.auth.mode == "token" else None
         repositories: Repositories = RepositoryService(
             db, guard=guard, on_project_deleted=identity.store.on_change if identity is not None else None
@@ -164,13 +164,18 @@ class Services:
         endpoints = proxy = replication = None
         if identity is not None and settings.auth.secret_key:
             endpoints = Endpoints(db, SecretBox(settings.auth.secret_key, b"registry-credentials"))
-            proxy = ProxyCache(db, endpoints, manifests, blobs, uploads, settings.proxy, trust)
+            proxy = ProxyCache(db, endpoints, manifests, blobs, uploads, settings.proxy, trust, queue=queue,
+                               pulls=pull_times, guard=guard)
+            register_eviction(handlers, proxy.evictions)
             replication = Replication(db, queue, handlers, LocalAdapter(blobs=blobs, manifests=manifests,
                                                                         uploads=uploads), endpoints, trust,
                                       events=events)
             events.subscribe(replication)
             if not read_only:
                 ticks.append(replication.tick)
+        # Every GC run first evicts in the proxy projects over their cache limit, so it frees their bytes too.
+        register_gc(handlers, settings.gc, db, gc_storage, cache, guard=guard, queue=queue,
+                    before_collect=proxy.evictions.evict_over_limit if proxy is not None else None)
         return cls(
             settings=settings,
             db=db,

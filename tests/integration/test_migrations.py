@@ -276,3 +276,30 @@ def test_blob_sites_comes_and_goes_with_0019(fresh_url: str) -> None:
         assert "blob_sites" in set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_proxy_cache_limit_comes_and_goes_with_0021(fresh_url: str) -> None:
+    """0021 adds ``proxy_projects.cache_limit`` (-1, no limit, for existing proxy projects) and the pointer to
+    the latest eviction job; its downgrade drops only them."""
+    upgrade(fresh_url, "0019_sites")
+    engine = create_engine(sync_url(fresh_url))
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO projects (id, name, public, created_at, updated_at) "
+                              "VALUES (1, 'hub', true, :t, :t)"), {"t": now})
+            conn.execute(text("INSERT INTO proxy_projects (project_id, registry_id, registry_name, created_at) "
+                              "VALUES (1, NULL, 'gone', :t)"), {"t": now})
+        upgrade(fresh_url, "0021_proxy_cache_limit")
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT cache_limit, evict_job_id FROM proxy_projects")).one()
+        assert tuple(row) == (-1, None)
+        downgrade(fresh_url, "0019_sites")
+        columns = {c["name"] for c in inspect(engine).get_columns("proxy_projects")}
+        assert "cache_limit" not in columns and "evict_job_id" not in columns and "registry_name" in columns
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT registry_name FROM proxy_projects")).scalar_one() == "gone"
+        upgrade(fresh_url)
+        assert "0021_proxy_cache_limit" in current_heads(fresh_url)
+    finally:
+        engine.dispose()

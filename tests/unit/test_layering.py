@@ -36,8 +36,8 @@ ALLOWED: dict[str, set[str]] = {
     "retention": {"db", "errors", "jobs", "registry"},
     #: Other registries: endpoints (secrets sealed with auth's SecretBox) and their client; no registry rules.
     "upstream": {"auth", "db", "net"},
-    #: The proxy cache reads through the registry's services; it knows nothing of HTTP.
-    "proxy": {"config", "db", "errors", "metrics", "net", "registry", "upstream"},
+    #: The proxy cache reads through the registry's services; it knows nothing of HTTP. Its evictions are jobs.
+    "proxy": {"config", "db", "errors", "jobs", "metrics", "net", "numbers", "registry", "upstream"},
     #: Replication is a job between this registry's services and an endpoint's client; never the API.
     "replication": {"db", "errors", "events", "jobs", "net", "registry", "upstream"},
     #: Multi-site: every site's storage and the copy jobs between them, under the registry's services.

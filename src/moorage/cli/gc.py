@@ -106,6 +106,9 @@ def add_gc_commands(app: typer.Typer, load_settings: Callable[[Path | None], Set
                     )
                     typer.echo(f"queued gc.run job {job}; follow it at /api/v2.0/jobs/{job}")
                     return
+                if not options.dry_run and services.proxy is not None:  # proxy caches over their limit first
+                    for line in await services.proxy.evictions.evict_over_limit():
+                        typer.echo(line, err=True)
                 columns = (
                     TextColumn("{task.description}"),
                     BarColumn(),

@@ -6,13 +6,15 @@ a project to an endpoint; the endpoint's name is copied there so a project whose
 deleted (``registry_id`` set to ``NULL``) can say which one it was. ``proxy_manifests`` and
 ``proxy_tags`` keep what was fetched before its blobs are all here (a manifest enters the
 ``manifests`` table only once every blob it references is linked), and when each tag was last
-checked upstream. ``proxy_fetches`` is the single-flight lease of one blob fetch, shared by
+checked upstream. ``proxy_projects.cache_limit`` bounds what a project keeps (docs/proxy-cache.md,
+"Cache size limit"). ``proxy_fetches`` is the single-flight lease of one blob fetch, shared by
 every process and node through the database.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -53,6 +55,11 @@ proxy_projects = Table(
     Column("registry_id", Integer, ForeignKey("registries.id", ondelete="SET NULL"), nullable=True),
     Column("registry_name", String(255), nullable=False),
     Column("created_at", TIMESTAMP, nullable=False),
+    # The cache size limit in bytes (-1: none); over it, the least recently pulled artifacts are evicted
+    # (moorage.proxy.eviction). The pointer names the project's latest eviction job, so that every node
+    # enqueues the same next one (its dedup key is made from it): one eviction per project at a time.
+    Column("cache_limit", BigInteger, nullable=False, server_default="-1"),
+    Column("evict_job_id", Integer, nullable=True),
 )
 
 proxy_manifests = Table(

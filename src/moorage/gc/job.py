@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +54,7 @@ def register_gc(
     *,
     guard: WriteGuard | None = None,
     queue: JobQueue | None = None,
+    before_collect: Callable[[], Awaitable[list[str]]] | None = None,
 ) -> None:
     """Register the ``gc.run`` handler (the job's failure is retried; a rerun finishes a killed run's work).
 
@@ -61,7 +62,8 @@ def register_gc(
     failed attempt records the error, and the job's state says whether it will be retried. With
     ``queue``, the run asks at every batch boundary whether it was asked to stop
     (``PUT /system/gc/{id}``, ``moorage gc stop``); a stopped run records what it did and its
-    job ends ``stopped``.
+    job ends ``stopped``. ``before_collect`` runs first in a real run (the proxy cache's evictions,
+    moorage.proxy.eviction): what it removed is collected by the same run, and its lines open the log.
     """
 
     async def run(job: Job) -> None:
@@ -71,8 +73,11 @@ def register_gc(
         async def should_stop() -> bool:
             return queue is not None and await queue.stop_requested(job.id)
 
+        note = ""
         try:
             refuse_when_read_only(guard or WriteGuard(), options.dry_run)
+            if before_collect is not None and not options.dry_run:
+                note = "".join(f"{line}\n" for line in await before_collect())
             collector = GarbageCollector(
                 db,
                 storage,
@@ -82,14 +87,14 @@ def register_gc(
             )
             report = await collector.run()
         except GcStopped as stopped:
-            await _record(db, job.id, started, stopped.report, "stopped on request at a batch boundary; the next "
-                          "run finishes what this one marked for deletion\n")
+            await _record(db, job.id, started, stopped.report, note + "stopped on request at a batch boundary; the "
+                          "next run finishes what this one marked for deletion\n")
             raise JobStopped(str(stopped)) from None
         except Exception as exc:
-            await record_execution(db, job.id, started, datetime.now(UTC), (0, 0, 0), f"attempt {job.attempts} "
-                                   f"failed: {exc}\n")
+            await record_execution(db, job.id, started, datetime.now(UTC), (0, 0, 0), note + f"attempt "
+                                   f"{job.attempts} failed: {exc}\n")
             raise
-        await _record(db, job.id, started, report)
+        await _record(db, job.id, started, report, note)
         log.info("gc_job_finished", job=job.id, summary=report.summary())
 
     registry.register(GC_RUN, run)

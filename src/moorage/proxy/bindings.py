@@ -41,6 +41,8 @@ class Binding:
     #: When the project became a proxy cache: cache rows of its repositories older than this belong to a
     #: deleted project of the same name and are ignored.
     bound_at: datetime
+    #: Bytes the cache may keep before the least recently pulled artifacts are evicted (-1: no limit).
+    cache_limit: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +74,9 @@ class ProxyBindings:
         self._by_name: dict[str, Binding] = {}
         self._loaded_at = -RELOAD_SECONDS
 
-    async def bind(self, conn: AsyncConnection, project_id: int, registry_id: int) -> None:
-        """Make a project a proxy cache of an endpoint, inside the caller's transaction (project create).
+    async def bind(self, conn: AsyncConnection, project_id: int, registry_id: int, cache_limit: int = -1) -> None:
+        """Make a project a proxy cache of an endpoint, inside the caller's transaction (project create),
+        with a cache size limit in bytes (``-1``: none; see :func:`moorage.proxy.eviction.parse_cache_limit`).
 
         Raises ``EndpointError`` (field ``registry_id``) when there is no such endpoint.
         """
@@ -82,8 +85,22 @@ class ProxyBindings:
             raise EndpointError("invalid", f"registry_id: there is no registry endpoint {registry_id}; create it "
                                 "first (POST /api/v2.0/registries); nothing was saved", "registry_id")
         await conn.execute(proxy_projects.insert().values(
-            project_id=project_id, registry_id=registry_id, registry_name=name, created_at=datetime.now(UTC)))
+            project_id=project_id, registry_id=registry_id, registry_name=name, created_at=datetime.now(UTC),
+            cache_limit=cache_limit))
         self._loaded_at = -RELOAD_SECONDS  # this node knows at once
+
+    async def set_cache_limit(self, project_id: int, cache_limit: int) -> None:
+        """Change a proxy project's cache size limit (``-1``: none); the next fetch or GC run applies it.
+
+        ``EndpointError`` ``invalid`` naming ``metadata.proxy_cache_limit`` when the project is no proxy cache.
+        """
+        async with self.db.write() as conn:
+            result = await conn.execute(update(proxy_projects).where(proxy_projects.c.project_id == project_id)
+                                        .values(cache_limit=cache_limit))
+        if result.rowcount != 1:
+            raise EndpointError("invalid", "metadata.proxy_cache_limit: only a proxy-cache project (one created with "
+                                "registry_id) has a cache limit; nothing was saved", "metadata.proxy_cache_limit")
+        self._loaded_at = -RELOAD_SECONDS
 
     async def rebind(self, project_id: int, registry_id: int) -> None:
         """Point a proxy project at another endpoint (e.g. after its endpoint was deleted and made again).
@@ -107,13 +124,13 @@ class ProxyBindings:
     async def _reload(self) -> None:
         query = (
             select(projects.c.id, projects.c.name, proxy_projects.c.registry_id, proxy_projects.c.registry_name,
-                   registries.c.type, proxy_projects.c.created_at)
+                   registries.c.type, proxy_projects.c.created_at, proxy_projects.c.cache_limit)
             .select_from(proxy_projects.join(projects).outerjoin(registries))
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
         self._by_name = {row.name: Binding(row.id, row.name, row.registry_id, row.registry_name, row.type,
-                                           aware(row.created_at)) for row in rows}
+                                           aware(row.created_at), int(row.cache_limit)) for row in rows}
         self._loaded_at = time.monotonic()
 
     async def of_project(self, project: str) -> Binding | None:
@@ -139,7 +156,7 @@ class ProxyBindings:
     async def _one(self, project: str) -> Binding | None:
         query = (
             select(projects.c.id, projects.c.name, proxy_projects.c.registry_id, proxy_projects.c.registry_name,
-                   registries.c.type, proxy_projects.c.created_at)
+                   registries.c.type, proxy_projects.c.created_at, proxy_projects.c.cache_limit)
             .select_from(proxy_projects.join(projects).outerjoin(registries))
             .where(projects.c.name == project)
         )
@@ -147,7 +164,8 @@ class ProxyBindings:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        binding = Binding(row.id, row.name, row.registry_id, row.registry_name, row.type, aware(row.created_at))
+        binding = Binding(row.id, row.name, row.registry_id, row.registry_name, row.type, aware(row.created_at),
+                          int(row.cache_limit))
         self._by_name[project] = binding
         return binding
 
@@ -163,6 +181,13 @@ class ProxyBindings:
         async with self.db.read() as conn:
             return (await conn.execute(
                 select(proxy_projects.c.registry_id).where(proxy_projects.c.project_id == project_id))).scalar()
+
+    async def cache_limit_of(self, project_id: int) -> int | None:
+        """A proxy project's cache size limit (``-1``: none), from the database; ``None`` for other projects."""
+        async with self.db.read() as conn:
+            value = (await conn.execute(
+                select(proxy_projects.c.cache_limit).where(proxy_projects.c.project_id == project_id))).scalar()
+        return None if value is None else int(value)
 
     async def refuse_push(self, repository: str) -> None:
         """``DENIED`` when ``repository`` is in a proxy project (read from the database, not the copy)."""

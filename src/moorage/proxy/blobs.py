@@ -23,6 +23,7 @@ import structlog
 
 from moorage.errors import RegistryError
 from moorage.proxy.bindings import ProxyTarget
+from moorage.proxy.eviction import Evictions
 from moorage.proxy.flight import FetchLease, Lease
 from moorage.proxy.manifests import ProxyManifests
 from moorage.proxy.upstreams import UPSTREAM_FETCHES, UpstreamPool, oci_error
@@ -69,7 +70,8 @@ class ProxyBlobs:
     """Cold blob reads of proxy projects (warm ones are ordinary blob reads)."""
 
     def __init__(self, blobs: Blobs, uploads: UploadService, upstreams: UpstreamPool, lease: FetchLease,
-                 manifests: ProxyManifests, *, poll_seconds: float = 0.1, wait_seconds: float = 900.0) -> None:
+                 manifests: ProxyManifests, *, poll_seconds: float = 0.1, wait_seconds: float = 900.0,
+                 evictions: Evictions | None = None) -> None:
         self.blobs = blobs
         self.uploads = uploads
         self.upstreams = upstreams
@@ -77,6 +79,7 @@ class ProxyBlobs:
         self.manifests = manifests
         self.poll_seconds = poll_seconds
         self.wait_seconds = wait_seconds
+        self.evictions = evictions
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def size(self, target: ProxyTarget, digest: Digest) -> int:
@@ -209,6 +212,11 @@ class ProxyBlobs:
             await self.manifests.promote(target)
         except Exception as exc:  # noqa: BLE001 - promotion is retried on the next pull
             log.warning("proxy_promote_failed", repository=target.repository, error=str(exc))
+        if self.evictions is not None:
+            try:  # the blob is linked: the project's usage may now be over its cache limit
+                await self.evictions.after_fetch(target.binding)
+            except Exception as exc:  # noqa: BLE001 - the next fetch or GC run queues it again
+                log.warning("proxy_eviction_enqueue_failed", repository=target.repository, error=str(exc))
 
     async def settled(self) -> None:
         """Wait for this process's fetches in flight to be stored and linked (or to fail)."""

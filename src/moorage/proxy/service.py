@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from moorage.config import ProxySettings, parse_duration
 from moorage.db.session import Database
+from moorage.jobs.queue import JobQueue
 from moorage.net.tls import TrustStore
 from moorage.proxy.bindings import ProxyBindings, ProxyTarget
 from moorage.proxy.blobs import ProxiedBlob, ProxyBlobs
+from moorage.proxy.eviction import Evictions
 from moorage.proxy.flight import FetchLease
 from moorage.proxy.manifests import ProxiedManifest, ProxyManifests
 from moorage.proxy.upstreams import UpstreamPool
 from moorage.registry.digests import Digest
+from moorage.registry.guard import WriteGuard
 from moorage.registry.interfaces import Blobs, Manifests
+from moorage.registry.pull_times import PullTimes
 from moorage.registry.uploads import UploadService
 from moorage.upstream.endpoints import Endpoints
 
@@ -26,13 +30,18 @@ class ProxyCache:
     """Pull-through reads of proxy projects; pushes into them are refused (:meth:`refuse_push`)."""
 
     def __init__(self, db: Database, endpoints: Endpoints, manifests: Manifests, blobs: Blobs,
-                 uploads: UploadService, settings: ProxySettings, trust: TrustStore) -> None:
+                 uploads: UploadService, settings: ProxySettings, trust: TrustStore, *,
+                 queue: JobQueue | None = None, pulls: PullTimes | None = None, guard: WriteGuard | None = None) -> None:
         self.bindings = ProxyBindings(db)
+        #: Cache size limits (docs/proxy-cache.md): a cold fetch that leaves a project over its limit queues
+        #: its eviction (with ``queue``; without one, only GC runs evict).
+        self.evictions = Evictions(db, self.bindings, manifests, blobs, queue, low_water=settings.eviction_low_water,
+                                   pulls=pulls, guard=guard)
         self.upstreams = UpstreamPool(endpoints, timeout=settings.timeout, concurrency=settings.concurrency,
                                       trust=trust)
         self.manifests = ProxyManifests(db, manifests, self.upstreams, tag_ttl=parse_duration(settings.tag_ttl))
         self.blobs = ProxyBlobs(blobs, uploads, self.upstreams, FetchLease(db, settings.fetch_lease),
-                                self.manifests, poll_seconds=settings.poll_seconds)
+                                self.manifests, poll_seconds=settings.poll_seconds, evictions=self.evictions)
         #: Mirror mode: the upstream host a client names in ``ns=`` → the proxy project serving it.
         self.mirrors = dict(settings.mirrors)
         self.default_mirror = settings.default_mirror

@@ -16,6 +16,7 @@ from moorage.auth.groups import LDAP, Group, GroupRef
 from moorage.auth.identity import IdentityError, Project
 from moorage.auth.roles import ROLE_NAMES, can_manage_members, can_see_members
 from moorage.errors import RegistryError
+from moorage.proxy.eviction import CACHE_LIMIT_FIELD, InvalidCacheLimit, parse_cache_limit
 from moorage.registry.interfaces import Repositories
 from moorage.registry.quota import InvalidLimit
 from moorage.upstream.endpoints import EndpointError
@@ -26,14 +27,29 @@ router = APIRouter(tags=["project"])
 class ProjectMetadata(BaseModel):
     public: str | None = Field(default=None, description="'true' or 'false' (Harbor sends strings)")
     retention_id: str | None = Field(default=None, description="The project's tag retention policy (read only)")
+    #: Checked by moorage.proxy.eviction.parse_cache_limit (a 400 naming the field), not by the model.
+    proxy_cache_limit: Any = Field(
+        default=None, description="A proxy-cache project only: bytes the cache may keep before the least recently "
+        "pulled artifacts are evicted, as a string of digits (\"-1\": no limit; a Moorage addition)")
 
     @model_serializer(mode="wrap")
-    def _without_absent_retention(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Harbor leaves the key out when the project has no policy; so do we.
+    def _without_absent_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Harbor leaves the key out when the project has no policy; so do we (and for regular projects' cache limit).
         data: dict[str, Any] = handler(self)
-        if data.get("retention_id") is None:
-            data.pop("retention_id", None)
+        for key in ("retention_id", "proxy_cache_limit"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
+
+
+def _cache_limit(metadata: ProjectMetadata | None) -> int | None:
+    """The cache limit a request sets (``None``: not given); a 400 naming the field when it is malformed."""
+    if metadata is None or metadata.proxy_cache_limit is None:
+        return None
+    try:
+        return parse_cache_limit(metadata.proxy_cache_limit)
+    except InvalidCacheLimit as exc:
+        raise ApiError(400, exc.message) from None
 
 
 class ProjectReq(BaseModel):
@@ -161,13 +177,17 @@ async def create_project(
     if who.subject.kind == "robot":
         raise ApiError(403, "robot accounts cannot create projects; use a user account")
     within = None
+    cache_limit = _cache_limit(body.metadata)
+    if cache_limit is not None and body.registry_id is None:
+        raise ApiError(400, f"{CACHE_LIMIT_FIELD}: only a proxy-cache project has a cache limit; give registry_id "
+                       "too, or leave the key out; nothing was saved")
     if body.registry_id is not None:
         if proxy is None:
             raise ApiError(501, "proxy-cache projects need auth.secret_key (it encrypts endpoint credentials)")
         registry_id = body.registry_id
 
         async def within(conn: AsyncConnection, project_id: int) -> None:
-            await proxy.bindings.bind(conn, project_id, registry_id)
+            await proxy.bindings.bind(conn, project_id, registry_id, -1 if cache_limit is None else cache_limit)
 
     try:
         limits = quotas.for_new_project(body.storage_limit)
@@ -198,6 +218,9 @@ async def get_project(project_name_or_id: str, who: CallerDep, repositories: Rep
     policy = await retention.of_project(project.id)
     if policy is not None:
         out.metadata.retention_id = str(policy.id)
+    limit = await proxy.bindings.cache_limit_of(project.id) if proxy is not None else None
+    if limit is not None:  # a proxy-cache project (also when its endpoint was deleted)
+        out.metadata.proxy_cache_limit = str(limit)
     return out
 
 
@@ -205,15 +228,26 @@ async def get_project(project_name_or_id: str, who: CallerDep, repositories: Rep
 async def update_project(project_name_or_id: str, body: ProjectUpdate, who: CallerDep, proxy: ProxyDep) -> None:
     project, role = await visible_project(who, project_name_or_id)
     _manage(who, role, project, "changing settings")
-    if body.registry_id is not None:
-        if proxy is None:
-            raise ApiError(501, "proxy-cache projects need auth.secret_key (it encrypts endpoint credentials)")
+    public = _public(body.public, body.metadata)  # every field checked before anything is saved
+    cache_limit = _cache_limit(body.metadata)
+    if (body.registry_id is not None or cache_limit is not None) and proxy is None:
+        raise ApiError(501, "proxy-cache projects need auth.secret_key (it encrypts endpoint credentials)")
+    if cache_limit is not None and proxy is not None and await proxy.bindings.cache_limit_of(project.id) is None:
+        raise ApiError(400, f"{CACHE_LIMIT_FIELD}: only a proxy-cache project (one created with registry_id) has a "
+                       "cache limit; nothing was saved")
+    if body.registry_id is not None and proxy is not None:
         who.require_admin("binding a proxy-cache project to an endpoint")
         try:
             await proxy.bindings.rebind(project.id, body.registry_id)
         except EndpointError as exc:
             raise ApiError(400, exc.message) from None
-    await who.identity.store.update_project(project.id, _public(body.public, body.metadata))
+    if cache_limit is not None and proxy is not None:
+        try:
+            await proxy.bindings.set_cache_limit(project.id, cache_limit)
+        except EndpointError as exc:
+            raise ApiError(400, exc.message) from None
+        await proxy.evictions.check(project.id, cache_limit)  # a lower limit applies now, not at the next pull
+    await who.identity.store.update_project(project.id, public)
     await who.audit("update", "project", project.name, project.name)
 
 

@@ -21,9 +21,19 @@ async function adminFields() {
   const { items } = await list("/registries", { page_size: 100 }).catch(() => ({ items: [] }));
   const proxy = items.length ? h("select", { id: "new-project-proxy" }, h("option", { value: "" }, "no (a normal project)"),
     items.map((r) => h("option", { value: r.id }, `${r.name} (${r.url})`))) : null;
+  const cache = proxy ? h("input", { type: "text", id: "new-project-cache", inputmode: "decimal", placeholder: "none", size: "8" }) : null;
   const fields = [h("label", { for: "new-project-quota" }, "Storage limit (GiB, -1 unlimited) "), limit,
-    proxy ? [h("label", { for: "new-project-proxy" }, "Proxy cache of "), proxy] : null];
-  return { fields, values: () => ({ storage_limit: limitBytes(limit.value), registry_id: proxy && proxy.value ? Number(proxy.value) : null }) };
+    proxy ? [h("label", { for: "new-project-proxy" }, "Proxy cache of "), proxy,
+      h("label", { for: "new-project-cache" }, "Cache limit (GiB, evicts the least recently pulled) "), cache] : null];
+  return {
+    fields,
+    values: () => {
+      const registry = proxy && proxy.value ? Number(proxy.value) : null;
+      const cacheBytes = registry && cache ? limitBytes(cache.value) : null;
+      return { storage_limit: limitBytes(limit.value), registry_id: registry,
+        metadata: cacheBytes === null ? null : { proxy_cache_limit: String(cacheBytes) } };
+    },
+  };
 }
 
 async function createForm(ctx) {
@@ -43,7 +53,9 @@ async function createForm(ctx) {
     try {
       const extra = admin ? Object.fromEntries(Object.entries(admin.values()).filter(([, v]) => v !== null)) : {};
       if (Number.isNaN(extra.storage_limit)) throw new Error("Storage limit: write a number of GiB, or -1 for unlimited");
-      await send("POST", "/projects", { project_name: name.value.trim(), metadata: { public: String(isPublic.checked) }, ...extra });
+      if (extra.metadata?.proxy_cache_limit === "NaN") throw new Error("Cache limit: write a number of GiB, or -1 for none");
+      await send("POST", "/projects", { project_name: name.value.trim(), ...extra,
+        metadata: { ...(extra.metadata || {}), public: String(isPublic.checked) } });
       ctx.navigate(`/projects/${encodeURIComponent(name.value.trim())}`);
     } catch (error) {
       fill(status, errorBox(error));
@@ -123,6 +135,38 @@ async function quotaFacts(ctx, project) {
     h("span", { class: "muted" }, ` · ${quota.used.count} artifacts`), edit)];
 }
 
+/** A proxy-cache project's facts: its endpoint and cache limit (changed here by who may change the project). */
+function proxyFacts(ctx, project) {
+  const limit = project.metadata?.proxy_cache_limit;
+  if (limit === undefined) return null;
+  const bytes = Number(limit);
+  let edit = null;
+  if (ctx.user?.sysadmin_flag || project.current_user_role_id === 1) {
+    const input = h("input", { type: "text", id: "cache-limit", inputmode: "decimal", size: "8",
+      value: bytes < 0 ? "-1" : String(Math.round((bytes / GIB) * 1000) / 1000) });
+    const status = h("span", { "aria-live": "assertive" });
+    edit = h("form", { class: "inline", "aria-label": "Cache limit" },
+      h("label", { for: "cache-limit" }, "Cache limit (GiB, -1 none) "), input,
+      h("button", { type: "submit" }, "Set cache limit"), status);
+    edit.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      fill(status);
+      try {
+        const value = limitBytes(input.value);
+        if (value === null || Number.isNaN(value)) throw new Error("Cache limit: write a number of GiB, or -1 for none");
+        await send("PUT", `/projects/${encodeURIComponent(project.name)}`, { metadata: { proxy_cache_limit: String(value) } });
+        ctx.navigate(location.pathname + location.search, true);
+      } catch (error) {
+        fill(status, errorBox(error));
+      }
+    });
+  }
+  return [h("dt", {}, "Proxy cache"), h("dd", { id: "proxy-cache" },
+    project.registry_id == null ? "of a deleted registry endpoint" : `of registry endpoint ${project.registry_id}`,
+    ` · cache limit ${bytes < 0 ? "none" : size(bytes)}`,
+    h("span", { class: "muted" }, bytes < 0 ? "" : " (the least recently pulled artifacts are evicted past it)"), edit)];
+}
+
 export async function projectView(ctx, main, name) {
   const { q, page } = listParams();
   const project = await get(`/projects/${encodeURIComponent(name)}`);
@@ -139,7 +183,10 @@ export async function projectView(ctx, main, name) {
     h("dl", { class: "facts" },
       h("dt", {}, "Your role"), h("dd", {}, ROLES[project.current_user_role_id] || (ctx.user?.sysadmin_flag ? "system admin" : "none")),
       quota,
-      h("dt", {}, "Push here"), h("dd", {}, h("code", {}, `podman push <image> ${location.host}/${project.name}/<repository>:<tag>`))),
+      proxyFacts(ctx, project),
+      project.metadata?.proxy_cache_limit !== undefined
+        ? [h("dt", {}, "Pull here"), h("dd", {}, h("code", {}, `podman pull ${location.host}/${project.name}/<upstream repository>:<tag>`))]
+        : [h("dt", {}, "Push here"), h("dd", {}, h("code", {}, `podman push <image> ${location.host}/${project.name}/<repository>:<tag>`))]),
     h("div", { class: "bar" }, searchBox(ctx, "Search repositories", q)),
     repositoryTable(items, q, href),
     pager(page, total, items.length));
