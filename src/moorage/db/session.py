@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, cast
@@ -141,6 +142,10 @@ class Database:
             # once, and the wait happens in asyncio.sleep instead of blocking the event loop.
             self._inline_writer = create_engine(sync_url(url))
             configure_sqlite(self._inline_writer, busy_timeout_ms=0)
+        # One SQLite writer per process at a time (per event loop: a Lock belongs to one loop).
+        self._writer_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Reader]:
@@ -161,23 +166,35 @@ class Database:
         docstring); it offers the subset of :class:`AsyncConnection` that the services use.
         """
         if self._inline_writer is not None:
-            with self._inline_writer.connect() as conn:
-                await self._begin_immediate(conn)
-                try:
-                    yield cast(AsyncConnection, _Inline(conn))
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
+            # Writers of one process queue here before taking a pooled connection. SQLite has one
+            # write lock, so a second writer of the same process could only spin on BEGIN
+            # IMMEDIATE; each spinning one held a connection, and with more than the pool's 15
+            # (64 concurrent upload POSTs on 2 workers) the next checkout blocked the event loop
+            # for the pool's 30 s timeout and failed (QueuePool limit ... reached): every request
+            # of the worker stalled. Queued, they use one connection and no event-loop wait.
+            deadline = time.monotonic() + _SQLITE_LOCK_WAIT
+            turn = self._writer_turns.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+            async with asyncio.timeout(_SQLITE_LOCK_WAIT):
+                await turn.acquire()
+            try:
+                with self._inline_writer.connect() as conn:
+                    await self._begin_immediate(conn, deadline)
+                    try:
+                        yield cast(AsyncConnection, _Inline(conn))
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    conn.commit()
+            finally:
+                turn.release()
             return
         async with self.engine.connect() as async_conn, async_conn.begin():
             yield async_conn
 
     @staticmethod
-    async def _begin_immediate(conn: Connection) -> None:
+    async def _begin_immediate(conn: Connection, deadline: float) -> None:
         """Take SQLite's write lock, waiting without blocking the loop while another process holds it."""
         conn.execution_options(sqlite_begin="IMMEDIATE")
-        deadline = time.monotonic() + _SQLITE_LOCK_WAIT
         delay = 0.0005
         while True:
             try:
