@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert
 
+from benchmarks.results import row, write_rows
 from moorage.config import load_settings
 from moorage.db.tables import blobs
 from moorage.registry.digests import parse_digest
@@ -101,6 +102,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blobs", type=int, default=2000)
     parser.add_argument("--database-url", default="", help="an empty PostgreSQL database (default: SQLite)")
+    parser.add_argument("--results-json", help="write result rows (benchmarks/results.py) to this file")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="moorage-gcbench-", dir="/tmp"))
     ceph = start_service("ceph-rgw.sh")
@@ -147,6 +149,9 @@ def main() -> int:
     print(f"\n{args.blobs} unreferenced blobs on Ceph RGW S3, one run each, blobs/minute")
     print(f"{'reference':>12}{'moorage':>12}{'ratio':>8}")
     print(f"{reference_rate:12,.0f}{moorage_rate:12,.0f}{moorage_rate / reference_rate:8.1f}")
+    write_rows(args.results_json, [
+        row("gc", f"{args.blobs} unreferenced blobs, Ceph RGW", "blobs/min", moorage_rate, reference_rate),
+    ])
     return 0
 
 

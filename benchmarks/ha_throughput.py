@@ -29,6 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import ResultRow, row, write_rows
 from tests.conftest import DEFAULT_POSTGRES_ADMIN_URL
 from tests.e2e.servers import throwaway_postgres_database
 from tests.ha.conftest import NGINX_TEMPLATE, start_nodes
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--layer-mib", type=int, default=16)
+    parser.add_argument("--results-json", help="write result rows (benchmarks/results.py) to this file")
     parser.add_argument("--postgres", default=os.environ.get("MOORAGE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="moorage-ha-bench-"))
@@ -135,9 +137,17 @@ def main() -> None:
             for node in nodes:
                 node.stop()
     print(f"\n{'':24}{'1 node':>12}{'3 nodes':>12}{'ratio':>8}")
+    rows: list[ResultRow] = []
     for metric in ("pull MB/s", "manifest GET req/s"):
         one, three = results["1 node"][metric], results["3 nodes"][metric]
         print(f"{metric:24}{one:12.1f}{three:12.1f}{three / one:8.2f}")
+        name, unit = metric.rsplit(" ", 1)
+        rows += [
+            row("ha_throughput", f"{name}, 1 node behind nginx", unit, one),
+            row("ha_throughput", f"{name}, 3 nodes behind nginx", unit, three),
+            row("ha_throughput", f"{name}, 3 nodes / 1 node", "x", three / one),
+        ]
+    write_rows(args.results_json, rows)
     print(f"\n(cores: {os.cpu_count()}, {args.seconds:g}s per measurement, concurrency {args.concurrency})")
 
 

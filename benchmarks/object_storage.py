@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import ResultRow, row, write_rows
 from tests.e2e.clients import Skopeo
 from tests.e2e.images import OciLayout
 from tests.e2e.servers import RegistryProcess, start_moorage, start_reference
@@ -37,6 +38,7 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("--layer-mib", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--results-json", help="write result rows (benchmarks/results.py) to this file")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="moorage-objbench-", dir="/tmp"))
     ceph = start_service("ceph-rgw.sh")
@@ -93,9 +95,13 @@ def main() -> int:
         _stop(ceph)
     print(f"\n{args.layers} x {args.layer_mib} MiB on Ceph RGW S3 (medians of {args.repeat})")
     print(f"{'':8}{'reference':>12}{'moorage':>12}{'ratio':>8}")
+    rows: list[ResultRow] = []
     for op in ("push", "pull"):
         ref, moo = statistics.median(samples[(op, "reference")]), statistics.median(samples[(op, "moorage")])
         print(f"{op:8}{ref:12.1f}{moo:12.1f}{moo / ref:8.2f}")
+        rows.append(row("object_storage", f"{op} {args.layers} x {args.layer_mib} MiB, Ceph RGW", "MB/s", moo, ref,
+                        target=">= 1.0"))
+    write_rows(args.results_json, rows)
     return 0
 
 

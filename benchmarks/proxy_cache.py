@@ -34,6 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import ResultRow, row, write_rows
 from tests.e2e.clients import Skopeo, run
 from tests.e2e.identity_helpers import ADMIN_PASSWORD, start_token_moorage
 from tests.e2e.servers import RegistryProcess, start_reference
@@ -79,7 +80,8 @@ def group_rss_kib(pid: int) -> int:
     return total
 
 
-def big_layer(server: RegistryProcess, upstream: RegistryProcess, mib: int) -> None:
+def big_layer(server: RegistryProcess, upstream: RegistryProcess, mib: int) -> tuple[float, float, float]:
+    """Stream one layer through a cold proxy project: (first byte s, peak RSS MiB, peak - before MiB)."""
     print(f"\n1 GiB-class streaming check: one {mib} MiB layer through a cold proxy project", flush=True)
     layer = random_layer(mib * 1024 * 1024)
     image = push_image(upstream.url, "bench/huge", "1", [layer])
@@ -118,6 +120,7 @@ def big_layer(server: RegistryProcess, upstream: RegistryProcess, mib: int) -> N
           f"first byte after {first_byte or 0:.3f} s")
     print(f"  server RSS (all processes): before {before / 1024:.0f} MiB, peak during {peak / 1024:.0f} MiB, "
           f"after {after / 1024:.0f} MiB (peak - before: {(peak - before) / 1024:.0f} MiB)")
+    return first_byte or 0.0, peak / 1024, (peak - before) / 1024
 
 
 def main() -> None:
@@ -127,6 +130,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-mib", type=int, default=1024, help="the streaming/RSS layer (0: skip)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--results-json", help="write result rows (benchmarks/results.py) to this file")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="moorage-proxy-bench-"))
     skopeo = Skopeo(workdir / "skopeo")
@@ -151,8 +155,21 @@ def main() -> None:
         print(f"{'straight from upstream':<22}{d:>10.2f}{mb / d:>8.0f}{'':>8}")
         print(f"{'cold through Moorage':<22}{c:>10.2f}{mb / c:>8.0f}{d / c:>8.2f}   (target >= 0.9)")
         print(f"{'warm through Moorage':<22}{w:>10.2f}{mb / w:>8.0f}{d / w:>8.2f}   (target >= 1.0)")
+        workload = f"pull {args.layers} x {args.mib} MiB (reference: straight from upstream)"
+        rows: list[ResultRow] = [
+            row("proxy_cache", f"cold {workload}", "s", c, d, target=">= 0.9", higher_is_better=False),
+            row("proxy_cache", f"warm {workload}", "s", w, d, target=">= 1.0", higher_is_better=False),
+        ]
         if args.big_mib:
-            big_layer(server, upstream, args.big_mib)
+            first, peak, growth = big_layer(server, upstream, args.big_mib)
+            big = f"{args.big_mib} MiB layer through a cold proxy project"
+            rows += [
+                row("proxy_cache", f"{big}: first byte", "s", first, higher_is_better=False),
+                row("proxy_cache", f"{big}: server RSS growth (all processes)", "MiB", growth,
+                    higher_is_better=False),
+                row("proxy_cache", f"{big}: server RSS peak (all processes)", "MiB", peak, higher_is_better=False),
+            ]
+        write_rows(args.results_json, rows)
     finally:
         server.stop()
         upstream.stop()
