@@ -143,6 +143,8 @@ class MetricsMiddleware:
                 status = message["status"]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.zerocopysend":  # a blob sent with sendfile (moorage.api.files)
+                sent += message.get("count") or 0
             await send(message)
 
         try:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from moorage.storage import InvalidOffsetError, PathNotFoundError, StorageDriver
+from moorage.storage import InvalidOffsetError, LocalFiles, PathNotFoundError, StorageDriver
 
 
 async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -249,3 +249,28 @@ async def test_delete_many_removes_each_object_and_skips_missing_ones(driver: St
             await driver.stat(folder)  # on the filesystem: the emptied folder is gone too
     await driver.delete_many([])
     await driver.delete_many(small[:3])  # all gone already: nothing to do, nothing to raise
+
+
+async def test_open_local_is_the_stored_file_or_none(driver: StorageDriver) -> None:
+    """The optional :class:`LocalFiles` capability, through the checking wrapper every driver is in.
+
+    The filesystem driver hands out the object's file (read-only, unbuffered: sendfile reads the
+    descriptor), which stays readable when the object is deleted meanwhile (GC while a pull runs);
+    object stores answer ``None`` and keep streaming or redirecting.
+    """
+    assert isinstance(driver, LocalFiles)
+    path = _key("local")
+    data = os.urandom(70_000)
+    await driver.put(path, data)
+    local = await driver.open_local(path)
+    if getattr(driver, "name", "") != "filesystem":
+        assert local is None
+        return
+    assert local is not None
+    with local:
+        await driver.delete(path)
+        assert os.pread(local.fileno(), 100_000, 0) == data
+        assert os.pread(local.fileno(), 10, 69_995) == data[-5:]
+        assert not local.writable()
+    with pytest.raises(PathNotFoundError):
+        await driver.open_local(path)

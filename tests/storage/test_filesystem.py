@@ -167,3 +167,22 @@ async def test_commit_never_extends_with_zeros(tmp_path: Path) -> None:
     with pytest.raises(InvalidOffsetError):
         await driver.commit("uploads/u/data", {"size": state["size"] + 10})
     assert not (tmp_path / "uploads/u/data").exists()
+
+
+@pytest.mark.parametrize(("redirect", "metrics"), [(False, True), (True, False), (False, False)])
+async def test_every_wrapper_passes_local_files_through(tmp_path: Path, redirect: bool, metrics: bool) -> None:
+    """``storage.redirect.disable`` and the metrics wrapper must not hide the filesystem's files:
+    without ``open_local`` blob GETs fall back to streaming through Python (moorage.api.files)."""
+    from moorage.storage.drivers.memory import MemoryDriver
+    from moorage.storage.factory import build_driver
+
+    driver = build_driver("filesystem", FilesystemDriver.Settings(rootdirectory=str(tmp_path / "s")), tmp_path,
+                          redirect=redirect, metrics=metrics)
+    await driver.put("a/b", b"bytes")
+    local = await driver.open_local("a/b")
+    assert local is not None
+    with local:
+        assert local.read() == b"bytes"
+    memory = build_driver("inmemory", MemoryDriver.Settings(), tmp_path, redirect=redirect, metrics=metrics)
+    await memory.put("a/b", b"bytes")
+    assert await memory.open_local("a/b") is None

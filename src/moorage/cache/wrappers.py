@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import ColumnElement
 
@@ -130,6 +130,9 @@ class CachedBlobService:
 
     async def open(self, digest: Digest, byte_range: ByteRange | None, size: int) -> AsyncIterator[bytes]:
         return await self.inner.open(digest, byte_range, size)
+
+    async def local_file(self, digest: Digest) -> BinaryIO | None:
+        return await self.inner.local_file(digest)
 
     async def mount(self, repository: str, source: str, digest: Digest) -> int | None:
         return await self.inner.mount(repository, source, digest)  # a new link: nothing cached is wrong

@@ -55,6 +55,8 @@ def serve(
     """
     import uvicorn
 
+    from moorage.cli.sendfile import SendfileHttpToolsProtocol
+
     if listen:
         os.environ["MOORAGE_LISTEN"] = listen
     # Through the environment, like --listen: every worker process re-reads the settings.
@@ -86,7 +88,7 @@ def serve(
         port=int(port),
         workers=settings.http.worker_count(),
         loop="uvloop",
-        http="httptools",
+        http=SendfileHttpToolsProtocol,  # httptools, plus sendfile for blobs (moorage.cli.sendfile)
         log_level=settings.log.level,
         access_log=settings.log.access_log,
         proxy_headers=False,  # X-Forwarded-* are honoured by moorage itself, from http.trusted_proxies only

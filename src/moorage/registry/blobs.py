@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,7 +19,7 @@ from moorage.registry.guard import WriteGuard
 from moorage.registry.paths import blob_path
 from moorage.registry.quota import owner_of, release
 from moorage.registry.repositories import ensure_repository, find_repository, link_blob, linked_blob_size
-from moorage.storage import PathNotFoundError, StorageDriver
+from moorage.storage import LocalFiles, PathNotFoundError, StorageDriver
 
 __all__ = ["BlobService", "ByteRange", "parse_range"]
 
@@ -85,6 +86,8 @@ class BlobService:
         self.storage = storage
         self.redirect_expiry = redirect_expiry
         self.guard = guard or WriteGuard()
+        #: Decided once: a runtime Protocol check costs microseconds, and the driver never changes.
+        self._local: LocalFiles | None = storage if isinstance(storage, LocalFiles) else None
 
     async def size(self, repository: str, digest: Digest) -> int:
         """Size of a blob linked into ``repository``; ``BLOB_UNKNOWN`` otherwise."""
@@ -102,6 +105,20 @@ class BlobService:
         """A storage URL signed for ``method``, when the driver redirects."""
         return await self.storage.url_for(blob_path(digest), method, self.redirect_expiry)
 
+    async def local_file(self, digest: Digest) -> BinaryIO | None:
+        """The blob's bytes as an open local file (the caller closes it), when storage keeps files here.
+
+        ``None`` when the driver has no local files (object stores): then :meth:`open` streams.
+        The HTTP layer sends such a file with ``sendfile(2)``. Raises ``BLOB_UNKNOWN`` when the
+        database knows the blob but storage lost its bytes, like :meth:`open`.
+        """
+        if self._local is None:
+            return None
+        try:
+            return await self._local.open_local(blob_path(digest))
+        except PathNotFoundError:
+            raise _lost(digest) from None
+
     async def open(self, digest: Digest, byte_range: ByteRange | None, size: int) -> AsyncIterator[bytes]:
         """Stream the blob's bytes (or ``byte_range``), failing before the first byte if storage lost them."""
         offset = byte_range.start if byte_range else 0
@@ -110,12 +127,7 @@ class BlobService:
         try:
             first = await anext(stream, b"")
         except PathNotFoundError:
-            raise RegistryError(
-                "BLOB_UNKNOWN",
-                f"blob {digest} is recorded in the database but missing from storage; restore the storage "
-                "backup or re-push the image (see docs/troubleshooting.md)",
-                {"digest": str(digest)},
-            ) from None
+            raise _lost(digest) from None
         return self._chain(first, stream)
 
     @staticmethod
@@ -174,6 +186,15 @@ class BlobService:
             raise RegistryError(
                 "BLOB_UNKNOWN", f"blob {digest} is not in repository {repository}", {"digest": str(digest)}
             )
+
+
+def _lost(digest: Digest) -> RegistryError:
+    return RegistryError(
+        "BLOB_UNKNOWN",
+        f"blob {digest} is recorded in the database but missing from storage; restore the storage "
+        "backup or re-push the image (see docs/troubleshooting.md)",
+        {"digest": str(digest)},
+    )
 
 
 #: At most this many holders are named in the error (a base layer may be in thousands of manifests).

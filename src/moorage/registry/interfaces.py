@@ -10,7 +10,7 @@ in any order and none of them has to rebuild the one it wraps (see
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import ColumnElement
 
@@ -36,6 +36,10 @@ class Blobs(Protocol):
 
     async def open(self, digest: Digest, byte_range: ByteRange | None, size: int) -> AsyncIterator[bytes]:
         """The blob's bytes (or ``byte_range``); ``BLOB_UNKNOWN`` before the first byte if storage lost them."""
+        ...
+
+    async def local_file(self, digest: Digest) -> BinaryIO | None:
+        """The blob as an open local file to send with ``sendfile(2)``; ``None`` when :meth:`open` must stream."""
         ...
 
     async def mount(self, repository: str, source: str, digest: Digest) -> int | None:

@@ -15,6 +15,7 @@ at once, while the bytes may still be on their way (the push's copy job). Then:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 import structlog
 
@@ -68,6 +69,15 @@ class SiteBlobs:
             if exc.code != "BLOB_UNKNOWN":
                 raise
         return await self._from_elsewhere(digest, byte_range, size)
+
+    async def local_file(self, digest: Digest) -> BinaryIO | None:
+        """This site's file; ``None`` when it lacks the bytes, so :meth:`open` reads another site's."""
+        try:
+            return await self.inner.local_file(digest)
+        except RegistryError as exc:
+            if exc.code != "BLOB_UNKNOWN":
+                raise
+        return None
 
     async def _from_elsewhere(self, digest: Digest, byte_range: ByteRange | None, size: int) -> AsyncIterator[bytes]:
         blob_id, holders = await self.sites.holders(digest)

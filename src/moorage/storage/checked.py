@@ -9,12 +9,14 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import BinaryIO
 
 from moorage.storage.driver import (
     CheckResult,
     FileInfo,
     InvalidOffsetError,
     InvalidPathError,
+    LocalFiles,
     StorageDriver,
     StorageError,
     WriteState,
@@ -66,6 +68,15 @@ class CheckedDriver:
         try:
             async for chunk in self.inner.read(check_path(path), offset, length):
                 yield chunk
+        except Exception as exc:
+            raise self._wrap(exc, path) from exc
+
+    async def open_local(self, path: str) -> BinaryIO | None:
+        """The inner driver's :meth:`LocalFiles.open_local`, or ``None`` when it has no local files."""
+        if not isinstance(self.inner, LocalFiles):
+            return None
+        try:
+            return await self.inner.open_local(check_path(path))
         except Exception as exc:
             raise self._wrap(exc, path) from exc
 

@@ -17,13 +17,14 @@ import builtins
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 __all__ = [
     "CheckResult",
     "FileInfo",
     "InvalidOffsetError",
     "InvalidPathError",
+    "LocalFiles",
     "PathNotFoundError",
     "StorageDriver",
     "StorageError",
@@ -196,5 +197,26 @@ class StorageDriver(Protocol):
 
         Backend specifics only the driver knows (the S3 listing fields, the Swift storage URL as
         reachable from this node...). Never raises: a failure is a result with its fix.
+        """
+        ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """An optional capability: a driver whose objects are files on this machine (the filesystem driver).
+
+    Not part of :class:`StorageDriver`: object stores have no such files and keep redirecting or
+    streaming. With it, the registry can hand an open file to the HTTP server, which sends its
+    bytes with ``sendfile(2)`` (no copy through Python; see ``moorage.api.files``). The file is
+    opened *before* the answer's headers go out, so a missing object is still a clean 404, and
+    an object deleted while it is being sent (garbage collection) stays readable until closed.
+    The wrappers (checking, metrics, redirect) pass it through.
+    """
+
+    async def open_local(self, path: str) -> BinaryIO | None:
+        """The object at ``path`` as an open, unbuffered, read-only file (the caller closes it).
+
+        ``None`` when this driver's objects are not local files (a wrapper around a driver
+        without the capability). Raises :class:`PathNotFoundError` when nothing is stored there.
         """
         ...

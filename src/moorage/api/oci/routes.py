@@ -17,6 +17,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from moorage.api.files import FileSliceResponse
 from moorage.api.http import UrlBuilder, error_response, new_request_id, unexpected_error
 from moorage.auth.access import AccessController, AccessRequest, Principal
 from moorage.auth.audit import auth_method
@@ -412,6 +413,10 @@ class OciApi:
         headers["Content-Length"] = str(length)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+        local = await self.blobs.local_file(digest)
+        if local is not None:  # the filesystem driver: the server sends it with sendfile (moorage.api.files)
+            return FileSliceResponse(local, byte_range.start if byte_range else 0, length, status_code=status,
+                                     headers=headers, media_type="application/octet-stream")
         stream = await self.blobs.open(digest, byte_range, size)
         return StreamingResponse(stream, status_code=status, headers=headers, media_type="application/octet-stream")
 

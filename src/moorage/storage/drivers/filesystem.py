@@ -223,6 +223,20 @@ class FilesystemDriver:
         finally:
             handle.close()  # inline: closing a file that was only read writes nothing back
 
+    async def open_local(self, path: str) -> BinaryIO:
+        """:class:`moorage.storage.LocalFiles`: the object's file, opened read-only and unbuffered.
+
+        Opened like :meth:`read` opens (inline on local filesystems); the bytes are then sent by
+        the HTTP server with ``sendfile(2)``, never read into Python.
+        """
+        return await self._metadata(self._open_local_sync, path)
+
+    def _open_local_sync(self, path: str) -> BinaryIO:
+        try:
+            return open(self._full(path), "rb", buffering=0)
+        except OSError as exc:
+            raise self._error(exc, path) from None
+
     async def put(self, path: str, data: bytes) -> None:
         await anyio.to_thread.run_sync(self._put_sync, path, data)
 

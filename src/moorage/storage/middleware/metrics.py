@@ -11,10 +11,17 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Sequence
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from moorage.metrics import STORAGE_OPERATIONS, STORAGE_SECONDS
-from moorage.storage.driver import CheckResult, FileInfo, PathNotFoundError, StorageDriver, WriteState
+from moorage.storage.driver import (
+    CheckResult,
+    FileInfo,
+    LocalFiles,
+    PathNotFoundError,
+    StorageDriver,
+    WriteState,
+)
 
 __all__ = ["InstrumentedDriver"]
 
@@ -69,6 +76,12 @@ class InstrumentedDriver:
         if first:
             STORAGE_SECONDS.labels(self.name, "read").observe(time.perf_counter() - started)
         STORAGE_OPERATIONS.labels(self.name, "read", "ok").inc()
+
+    async def open_local(self, path: str) -> BinaryIO | None:
+        """Counted as a ``read`` (timed to the open: what follows is the client's download)."""
+        if not isinstance(self.inner, LocalFiles):
+            return None
+        return await self._timed("read", self.inner.open_local(path))
 
     async def put(self, path: str, data: bytes) -> None:
         await self._timed("put", self.inner.put(path, data))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from moorage.storage.driver import StorageDriver
+from typing import BinaryIO
+
+from moorage.storage.driver import LocalFiles, StorageDriver
 
 __all__ = ["NoRedirect"]
 
@@ -30,6 +32,9 @@ class NoRedirect:
 
     async def url_for(self, path: str, method: str, expires_in: int) -> str | None:
         return None
+
+    async def open_local(self, path: str) -> BinaryIO | None:
+        return await self.inner.open_local(path) if isinstance(self.inner, LocalFiles) else None
 
     async def aclose(self) -> None:
         close = getattr(self.inner, "aclose", None)
