@@ -6,11 +6,13 @@ Run by hand (not collected by pytest), from the repository root, with the venv's
     .venv/bin/python benchmarks/push_pull.py --small    # 5 x 10 MiB and 50 x 1 MiB
     .venv/bin/python benchmarks/push_pull.py --workers 2 \
         --moorage-cmd "moorage serve --listen {listen} --workers {workers}"
+    .venv/bin/python benchmarks/push_pull.py --server granian --workers 2 --results-json rows.json
 
 Both registries run side by side on loopback ports with filesystem storage in one temp dir.
 The same freshly generated random images are pushed to each with ``skopeo copy oci:… docker://…``
 and pulled back into fresh OCI layouts, one registry at a time so they never compete for the 2
-cores. Then a concurrent load generator measures manifest HEAD and GET requests per second on a
+cores; then ``--parallel-pulls`` (4) skopeo copies of the big image run at once (MB/s of all
+their payload over the wall time). Then a concurrent load generator measures manifest HEAD and GET requests per second on a
 tag: a raw asyncio HTTP/1.1 client for both, plus ``wrk`` for GET when available (installed with
 apt when missing and allowed). The table shows MB/s (10^6 bytes of blob payload per second of wall
 time) and the ratio moorage/reference; the issue's target is a ratio >= 1.0 for push and pull.
@@ -29,12 +31,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.asgi_servers import SERVERS, server_command
+from benchmarks.results import ResultRow, row, write_rows
 from tests.e2e.clients import Skopeo
 from tests.e2e.images import MT_OCI_INDEX, MT_OCI_MANIFEST, BuiltImage, OciLayout
 from tests.e2e.servers import RegistryProcess, moorage_command, start_moorage, start_reference
@@ -76,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: '<venv>/bin/moorage serve --listen {listen}' plus '--workers N' when --workers is given)",
     )
     p.add_argument("--workers", type=int, help="worker processes for Moorage")
+    p.add_argument("--server", choices=SERVERS,
+                   help="run Moorage under this ASGI server (benchmarks/asgi_servers.py) instead of --moorage-cmd")
+    p.add_argument("--parallel-pulls", type=int, default=4,
+                   help="skopeo pulls of the big image at once, after the single pulls (default 4; 0: none)")
+    p.add_argument("--results-json", help="write the result rows here (benchmarks/results.py)")
+    p.add_argument("--src", type=Path, help="run Moorage from this source tree (PYTHONPATH), e.g. an older commit's")
     p.add_argument("--database-url", help="MOORAGE_DATABASE_URL for Moorage (default: embedded SQLite)")
     p.add_argument("--repeat", type=int, default=1, help="rounds of fresh images; the table shows medians")
     p.add_argument("--duration", type=float, default=10, help="seconds per manifest load test (default 10)")
@@ -96,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def moorage_argv(args: argparse.Namespace) -> list[str]:
     """The command for :func:`start_moorage`, with ``{workers}`` resolved here."""
+    if args.server is not None:
+        return server_command(args.server, args.workers or 1)
     if args.moorage_cmd is None:
         argv = [*moorage_command(), "serve", "--listen", "{listen}"]
         if args.workers:
@@ -119,6 +132,17 @@ def timed_copy(skopeo: Skopeo, src: str, dest: str) -> float:
     start = time.perf_counter()
     skopeo.copy(src, dest)
     return time.perf_counter() - start
+
+
+def timed_parallel_pulls(skopeo: Skopeo, src: str, dests: list[Path]) -> float:
+    """Wall seconds for one ``skopeo copy`` of ``src`` into each of ``dests``, all at once."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(dests)) as pool:
+        list(pool.map(lambda dest: skopeo.copy(src, f"oci:{dest}:1"), dests))
+    elapsed = time.perf_counter() - start
+    for dest in dests:
+        shutil.rmtree(dest)
+    return elapsed
 
 
 # -- manifest load --------------------------------------------------------------------------
@@ -207,6 +231,19 @@ def asyncio_rps(url: str, method: str, args: argparse.Namespace) -> tuple[float,
     return done / (time.perf_counter() - start), (f"{bad} non-2xx" if bad else "")
 
 
+def result_rows(rows: list[Row], args: argparse.Namespace) -> list[ResultRow]:
+    """The table as benchmarks/results.py rows, with the issue's targets (pulls >= 1.1, pushes >= 1.0)."""
+    server = args.server or ("custom" if args.moorage_cmd else "moorage")
+    out: list[ResultRow] = []
+    for line in rows:
+        if line.moorage is None:
+            continue
+        target = ">= 1.1" if "pull" in line.workload else ">= 1.0" if "push" in line.workload else None
+        workload = f"{line.workload} ({server}, {args.workers or 1}w)"
+        out.append(row("push_pull", workload, line.unit, line.moorage, line.reference, target=target))
+    return out
+
+
 # -- main -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -230,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             servers["reference"] = start_reference(workdir)
         if "moorage" in kinds:
             servers["moorage"] = start_moorage(
-                workdir, command=moorage_argv(args), database_url=args.database_url, label="moorage"
+                workdir, command=moorage_argv(args), database_url=args.database_url, label="moorage",
+                extra_env={"PYTHONPATH": str(args.src.resolve())} if args.src else None,
             )
         for kind, server in servers.items():
             print(f"{kind}: {server.url}  (log {server.log_path})", flush=True)
@@ -268,15 +306,23 @@ def main(argv: list[str] | None = None) -> int:
                     samples.setdefault((f"push {label}", kind), []).append(push)
                     samples.setdefault((f"pull {label}", kind), []).append(pull)
                     print(f"  {kind:9} {label}: push {push:8.1f} MB/s, pull {pull:8.1f} MB/s", flush=True)
+                    if args.parallel_pulls and label == labels[0]:
+                        dests = [workdir / f"pulled-{kind}-{image.tag}-{n}" for n in range(args.parallel_pulls)]
+                        rate = args.parallel_pulls * payload / timed_parallel_pulls(skopeo, remote, dests) / 1e6
+                        os.sync()
+                        samples.setdefault((f"{args.parallel_pulls} parallel pulls {label}", kind), []).append(rate)
+                        print(f"  {kind:9} {label}: {args.parallel_pulls} parallel pulls {rate:8.1f} MB/s", flush=True)
             shutil.rmtree(layout.root)
 
         rows: list[Row] = []
-        for label in labels:
-            for op in ("push", "pull"):
-                row = Row(f"{op} {label}", "MB/s")
-                for kind in servers:
-                    setattr(row, kind, statistics.median(samples[(f"{op} {label}", kind)]))
-                rows.append(row)
+        workloads = [f"{op} {label}" for label in labels for op in ("push", "pull")]
+        if args.parallel_pulls:
+            workloads.insert(2, f"{args.parallel_pulls} parallel pulls {labels[0]}")
+        for workload in workloads:
+            line = Row(workload, "MB/s")
+            for kind in servers:
+                setattr(line, kind, statistics.median(samples[(workload, kind)]))
+            rows.append(line)
         bench_tag = "big0"
 
         use_wrk: str | None = None
@@ -289,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             [("GET", use_wrk)] if use_wrk else []
         )
         for method, tool in plan:
-            row = Row(
+            line = Row(
                 f"manifest {method} ({'wrk' if tool else 'asyncio'}, {args.connections} conns)", "req/s"
             )
             notes = []
@@ -298,23 +344,25 @@ def main(argv: list[str] | None = None) -> int:
                 rps, note = (
                     wrk_rps(tool, url, method, args, workdir) if tool else asyncio_rps(url, method, args)
                 )
-                setattr(row, kind, rps)
+                setattr(line, kind, rps)
                 if note:
                     notes.append(f"{kind}: {note}")
-                print(f"  {kind:9} {row.workload}: {rps:9.0f} req/s {note}", flush=True)
-            row.note = "; ".join(notes)
-            rows.append(row)
+                print(f"  {kind:9} {line.workload}: {rps:9.0f} req/s {note}", flush=True)
+            line.note = "; ".join(notes)
+            rows.append(line)
 
+        load = os.getloadavg()
         print()
         print(
             f"moorage command: {shlex.join(moorage_argv(args))}   database: {args.database_url or 'sqlite'}"
-            f"   rounds: {args.repeat} (median)"
+            f"   rounds: {args.repeat} (median)   load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
         print(f"{'workload':44} {'unit':6} {'reference':>10} {'moorage':>10} {'ratio':>6}  note")
         for r in rows:
             ref = f"{r.reference:10.1f}" if r.reference is not None else f"{'-':>10}"
             moo = f"{r.moorage:10.1f}" if r.moorage is not None else f"{'-':>10}"
             print(f"{r.workload:44} {r.unit:6} {ref} {moo} {r.ratio():>6}  {r.note}")
+        write_rows(args.results_json, result_rows(rows, args))
         return 0
     finally:
         for server in servers.values():
