@@ -35,7 +35,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.asgi_servers import SERVERS, server_command
-from benchmarks.manifest_pulls import tree_cpu_seconds
+from benchmarks.procs import tree_cpu_seconds
 from benchmarks.results import ResultRow, row, write_rows
 from tests.e2e.servers import RegistryProcess, start_moorage, start_reference
 
