@@ -45,7 +45,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.procs import RssSampler, settle, tree_cpu_seconds
+from benchmarks.procs import RssSampler, private_mib, settle, tree_cpu_seconds
 from benchmarks.results import ResultRow, row, write_rows
 from tests.e2e.servers import RegistryProcess, start_moorage, start_reference
 
@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between RSS samples")
     parser.add_argument("--only", choices=["moorage", "reference"], help="measure one registry only")
     parser.add_argument("--src", type=Path, help="run Moorage from this src/ directory (PYTHONPATH), e.g. a branch's")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment of moorage serve, e.g. MALLOC_ARENA_MAX=2 (repeatable)")
     parser.add_argument("--rounds", type=int, default=1, help="push loads one after the other (a leak grows each)")
     parser.add_argument("--workdir", type=Path, help="where the data dirs go (default: a new temp dir)")
     parser.add_argument("--results-json", help="write result rows (benchmarks/results.py) to this file")
@@ -79,6 +81,8 @@ class Phase:
     moved: int = 0
     seconds: float = 0.0
     cpu: float = 0.0
+    private: dict[int, float] = field(default_factory=dict)
+    """Private memory (not shared with other processes) of each process at the end reading."""
 
     def worst(self, values: dict[int, float], roles: tuple[str, ...]) -> float:
         """The largest figure among the processes with one of ``roles`` (0 when none)."""
@@ -170,7 +174,8 @@ def measured(server: RegistryProcess, args: argparse.Namespace, load: object) ->
     end = RssSampler(server.process.pid)
     end.sample()
     roles = {**sampler.roles, **end.roles}
-    return Phase(sampler.peak, end.last, roles, int(moved), seconds, cpu)
+    private = {pid: v for pid in end.last if (v := private_mib(pid)) is not None}
+    return Phase(sampler.peak, end.last, roles, int(moved), seconds, cpu, private)
 
 
 def idle(server: RegistryProcess, seconds: float) -> Phase:
@@ -179,7 +184,8 @@ def idle(server: RegistryProcess, seconds: float) -> Phase:
     sampler = RssSampler(server.process.pid)
     readings = [sampler.sample() for _ in range(5) if not time.sleep(0.2)]
     median = {pid: statistics.median(r[pid] for r in readings if pid in r) for pid in readings[-1]}
-    return Phase(median, median, sampler.roles)
+    private = {pid: v for pid in median if (v := private_mib(pid)) is not None}
+    return Phase(median, median, sampler.roles, private=private)
 
 
 def measure(server: RegistryProcess, args: argparse.Namespace, block: bytes) -> dict[str, Phase]:
@@ -209,13 +215,16 @@ def measure(server: RegistryProcess, args: argparse.Namespace, block: bytes) -> 
 def report(label: str, phases: dict[str, Phase]) -> None:
     print(f"\n{label}: RSS per process (MiB)")
     pids = sorted({pid for phase in phases.values() for pid in phase.roles})
-    print(f"  {'pid':>8} {'role':18} {'idle':>8} {'pull peak':>10} {'pull end':>9} {'push peak':>10} {'push end':>9}")
+    print(f"  {'pid':>8} {'role':18} {'idle':>8} {'pull peak':>10} {'pull end':>9} {'push peak':>10} {'push end':>9}"
+          "   private: idle, after pulls, after pushes")
     for pid in pids:
         role = next((p.roles[pid] for p in phases.values() if pid in p.roles), "?")
         cells = [phases["idle"].end.get(pid), phases["pulls"].peak.get(pid), phases["pulls"].end.get(pid),
                  phases["pushes"].peak.get(pid), phases["pushes"].end.get(pid)]
         shown = " ".join(f"{'-' if c is None else f'{c:.1f}':>{w}}" for c, w in zip(cells, (8, 10, 9, 10, 9)))
-        print(f"  {pid:>8} {role:18} {shown}")
+        private = " / ".join(f"{p.private[pid]:.1f}" if pid in p.private else "-"
+                             for p in (phases["idle"], phases["pulls"], phases["pushes"]))
+        print(f"  {pid:>8} {role:18} {shown}   {private}")
     for name in ("pulls", "pushes"):
         phase = phases[name]
         gib = phase.moved / (1 << 30)
@@ -227,14 +236,15 @@ def rows_for(results: dict[str, dict[str, Phase]], args: argparse.Namespace) -> 
     """Per-worker figures: Moorage's largest worker against the reference's one process."""
     load = f"{args.concurrency} x {args.mib} MiB"
     rows: list[ResultRow] = []
+    # With one worker uvicorn serves in its first process, which the role names "supervisor".
+    serving = ("worker", "docker-registry") if args.workers > 1 else ("worker", "docker-registry", "supervisor")
 
     def figure(label: str, phase: str, which: str) -> float | None:
         if label not in results:
             return None
         p = results[label][phase]
         values = p.peak if which == "peak" else p.end
-        return p.worst(values, ("worker", "docker-registry") if label == "reference" or args.workers > 1
-                       else ("worker", "supervisor"))
+        return p.worst(values, serving)
 
     for phase, which, workload in [
         ("idle", "end", f"idle RSS per worker ({args.workers} workers)"),
@@ -246,6 +256,10 @@ def rows_for(results: dict[str, dict[str, Phase]], args: argparse.Namespace) -> 
         ours, theirs = figure("moorage", phase, which), figure("reference", phase, which)
         if ours is not None:
             rows.append(row("memory", workload, "MiB", ours, theirs, target=TARGET, higher_is_better=False))
+    private = {label: results[label]["idle"].worst(results[label]["idle"].private, serving) for label in results}
+    if "moorage" in private:
+        rows.append(row("memory", f"idle private memory per worker ({args.workers} workers; RSS minus shared pages)",
+                        "MiB", private["moorage"], private.get("reference"), higher_is_better=False))
     if "moorage" in results:
         for phase in ("pulls", "pushes"):
             p = results["moorage"][phase]
@@ -271,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"MOORAGE_HTTP__WORKERS": str(args.workers), "MOORAGE_LOG__ACCESS_LOG": "false"}
     if args.src is not None:
         env["PYTHONPATH"] = str(args.src.resolve())
+    env.update(item.split("=", 1) for item in args.env)
     try:
         for label in ("moorage", "reference"):
             if args.only and args.only != label:

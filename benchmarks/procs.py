@@ -46,6 +46,20 @@ def rss_mib(pid: int) -> float | None:
     return 0.0
 
 
+def private_mib(pid: int) -> float | None:
+    """Memory only this process holds (Private_Clean + Private_Dirty of smaps_rollup), in MiB.
+
+    RSS counts the shared libraries and the pages a forked worker still shares with its parent
+    once per process; the private part is what each extra worker really costs.
+    """
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    kib = sum(int(line.split()[1]) for line in text.splitlines() if line.startswith(("Private_Clean:", "Private_Dirty:")))
+    return kib / 1024
+
+
 def role(pid: int) -> str:
     """A short name for a process of a registry's tree, from its command line."""
     try:
