@@ -138,14 +138,13 @@ def run_one(bench: Benchmark, quick: bool, timeout: float, log_dir: Path) -> Out
         try:
             code = process.wait(timeout)
         except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            _interrupt(process)
             outcome.error = f"timed out after {timeout:.0f} s"
             code = None
+        except KeyboardInterrupt:
+            # The script runs in its own session, out of reach of the terminal's Ctrl-C: pass it on.
+            _interrupt(process)
+            raise
     outcome.seconds = time.monotonic() - started
     try:
         outcome.rows = read_rows(rows_file)
@@ -156,6 +155,16 @@ def run_one(bench: Benchmark, quick: bool, timeout: float, log_dir: Path) -> Out
     if outcome.error is None and not outcome.rows:
         outcome.error = "wrote no rows (does it take --results-json?)"
     return outcome
+
+
+def _interrupt(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT (the script's ``finally`` blocks stop its servers), then SIGKILL after a minute."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 TARGET = re.compile(r"^\s*(<=|>=|<|>|=)\s*([-+]?[\d.,]+)\s*(.*?)\s*$")
