@@ -426,11 +426,10 @@ class ManifestStore:
             query, params = _BY_DIGEST, {"repository": repository, "digest": str(reference)}
         else:
             query, params = _BY_TAG, {"repository": repository, "tag": reference}
-        async with self.db.read() as conn:
-            row = (await conn.execute(query, params)).first()
+        row = await self.db.first(query, params)  # one statement: no transaction needed around it
         if row is None:
             raise _manifest_unknown(repository, str(reference))
-        return StoredManifest(row.digest, row.media_type, row.size, row.payload, row.subject_digest)
+        return StoredManifest(*row)
 
     async def delete(self, repository: str, reference: Digest | str) -> None:
         """Delete a manifest (by digest, with its tags) or only a tag (by tag)."""
