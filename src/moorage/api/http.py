@@ -36,9 +36,11 @@ class UrlBuilder:
         if self.settings.host:
             return self.settings.host.rstrip("/")
         headers = request.headers
-        scheme = request.url.scheme
+        # From the scope, not request.url: building the whole URL (and splitting it again) for its
+        # scheme was most of this method's cost on every pull (issue 17's profile).
+        scheme = str(request.scope.get("scheme") or "http")
         host = headers.get("host") or request.url.netloc
-        if self._trusted(request):
+        if self.settings.trusted_proxies and self._trusted(request):
             scheme = headers.get("x-forwarded-proto", scheme).split(",")[0].strip() or scheme
             host = headers.get("x-forwarded-host", host).split(",")[0].strip() or host
         return f"{scheme}://{host}"

@@ -232,12 +232,15 @@ class OciApi:
             await self.proxy.refuse_push(name)
 
     def _ctx(self, request: Request) -> AccessRequest:
-        return AccessRequest(
-            headers=dict(request.headers),
-            base_url=self.urls.base(request),
+        """What the access controller sees of ``request``; kept on ``request.state`` (the audit hook's client)."""
+        ctx = AccessRequest(
+            headers=request.headers,
+            external_base=lambda: self.urls.base(request),
             client=client_of(request, self.urls.settings.trusted_proxies),
             method=request.method,
         )
+        request.state.access = ctx
+        return ctx
 
     async def _allow(self, request: Request, name: str, *actions: str, mount_from: str | None = None) -> None:
         request.state.principal = await self.access.authorize(
@@ -256,7 +259,8 @@ class OciApi:
                 tag=reference if ":" not in reference else None, host=self.urls.host(request),
             ))
         if self.on_event is not None:
-            client = client_of(request, self.urls.settings.trusted_proxies)
+            ctx: AccessRequest | None = getattr(request.state, "access", None)
+            client = ctx.client if ctx is not None else client_of(request, self.urls.settings.trusted_proxies)
             principal: Principal = request.state.principal
             scheme = (request.headers.get("authorization") or "").strip().partition(" ")[0]
             await self.on_event(principal, operation, name, reference, client, resource_type,
