@@ -93,18 +93,22 @@ class WriteBehind:
         if self._closed:
             await self._write_logged([row])
             return
+        # With room, the row goes in without the condition's lock: nothing awaits between the check
+        # and the insert, and taking the lock was most of what queueing a pull cost.
         if self._key is not None:
             key = self._key(row)
             if key in self._keyed:
                 self._keyed[key] = row
                 return
-            async with self._space:
-                await self._space.wait_for(lambda: self.unwritten < self.max_pending)
-                self._keyed[key] = row
+            if self.unwritten >= self.max_pending:
+                async with self._space:
+                    await self._space.wait_for(lambda: self.unwritten < self.max_pending)
+            self._keyed[key] = row
         else:
-            async with self._space:
-                await self._space.wait_for(lambda: self.unwritten < self.max_pending)
-                self._pending.append(row)
+            if self.unwritten >= self.max_pending:
+                async with self._space:
+                    await self._space.wait_for(lambda: self.unwritten < self.max_pending)
+            self._pending.append(row)
         if self._waiting * 2 >= self.max_pending:
             self._wake.set()
         if self._task is None or self._task.done():
