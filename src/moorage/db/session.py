@@ -173,7 +173,8 @@ class Database:
         self._first_thread = 0
         #: PostgreSQL: :meth:`first`'s own asyncpg pool (opened on first use, in the running loop).
         self._pool: Any = None
-        self._pool_size = pool_size
+        #: A lookup holds its connection for one round trip, so a few serve a worker's whole load.
+        self._pool_size = min(pool_size, 4)
         self._pool_lock = asyncio.Lock()
 
     @asynccontextmanager
@@ -197,8 +198,8 @@ class Database:
         On SQLite the statement is compiled once and run on a raw connection kept for the event
         loop's thread (inline, as :meth:`read`: WAL readers never wait); the column types'
         processors are still applied, so rows hold what :meth:`read` would return. On PostgreSQL
-        it runs on asyncpg itself, in autocommit, from a small pool of its own (at most
-        ``pool_size`` connections, closed after a minute unused). Use it for statements built once
+        it runs on asyncpg itself, in autocommit, from a small pool of its own (at most 4
+        connections, closed after a minute unused). Use it for statements built once
         (module constants): their compiled form is kept for the life of the process. Database
         failures raise SQLAlchemy's errors, as :meth:`read` does.
         """
