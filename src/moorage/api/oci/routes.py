@@ -219,7 +219,9 @@ class OciApi:
         project of that upstream (``?ns=<upstream host>``, or ``proxy.default_mirror``)."""
         if self.proxy is None:
             return
-        mirrored = await self.proxy.mirrored_name(params["name"], request.query_params.get("ns"))
+        # request.query_params parses the query into a multi-dict: most requests have no query at all.
+        namespace = request.query_params.get("ns") if request.scope.get("query_string") else None
+        mirrored = await self.proxy.mirrored_name(params["name"], namespace)
         if mirrored is not None:
             params["name"] = mirrored
             request.state.mirrored = True
