@@ -8,6 +8,7 @@ a transaction open, or hand back DBAPI values (strings for times) instead of Pyt
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -93,3 +94,22 @@ async def test_a_failing_statement_is_sqlalchemys_error_and_the_next_call_works(
         assert await db.first(_BY_ID, {"id": row_id}) is not None
     finally:
         await db.dispose()
+
+
+def test_first_works_from_one_event_loop_after_another(database_url: str) -> None:
+    """asyncpg connections belong to the loop that opened them: a Database used by one ``asyncio.run``
+    after another (each disposing it at its end, as the CLI does) opens a new pool in the next loop."""
+    reader = Database(database_url)
+
+    async def lookup(name: str) -> tuple[object, ...] | None:
+        writer = Database(database_url)  # SQLAlchemy's own pool cannot change loops either
+        try:
+            row_id = await _add(writer, name, datetime.now(UTC))
+            return await reader.first(_BY_ID, {"id": row_id})
+        finally:
+            await writer.dispose()
+            await reader.dispose()
+
+    for name in ("first-loop-1", "first-loop-2"):
+        row = asyncio.run(lookup(name))
+        assert row is not None and row[0] == name

@@ -178,11 +178,13 @@ class Database:
         #: :meth:`first`'s own SQLite connection and the thread it belongs to (sqlite3 checks the thread).
         self._first_conn: Any = None
         self._first_thread = 0
-        #: PostgreSQL: :meth:`first`'s own asyncpg pool (opened on first use, in the running loop).
-        self._pool: Any = None
+        #: PostgreSQL: :meth:`first`'s own asyncpg pool per event loop (asyncpg connections belong to
+        #: the loop that opened them), opened on first use.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         #: A lookup holds its connection for one round trip, so a few serve a worker's whole load.
         self._pool_size = min(pool_size, 4)
-        self._pool_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Reader]:
@@ -246,8 +248,8 @@ class Database:
         SQLAlchemy pool checkout and greenlet hop (together ~60 % of a manifest GET's samples)."""
         sql, names, binds, results = self._compiled(statement)
         values = [parameters[name] if bind is None else bind(parameters[name]) for name, bind in zip(names, binds)]
-        pool = self._pool or await self._open_pool()
         try:
+            pool = await self._pool()
             async with pool.acquire() as conn:
                 row = await conn.fetchrow(sql, *values)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
@@ -257,18 +259,31 @@ class Database:
             return None
         return tuple(value if process is None else process(value) for value, process in zip(row, results))
 
+    async def _pool(self) -> Any:
+        """This loop's pool; one that failed to open is forgotten, so the next call tries again."""
+        loop = asyncio.get_running_loop()
+        opening = self._pools.get(loop)
+        if opening is not None and opening.done() and not opening.cancelled() and opening.exception() is None:
+            return opening.result()  # the usual case, without a shield's future per call
+        if opening is None:
+            # A task, so callers that arrive while it connects share the one pool.
+            opening = self._pools[loop] = loop.create_task(self._open_pool())
+        try:
+            return await asyncio.shield(opening)
+        except BaseException:
+            if opening.done() and self._pools.get(loop) is opening and (opening.cancelled() or opening.exception()):
+                del self._pools[loop]
+            raise
+
     async def _open_pool(self) -> Any:
-        async with self._pool_lock:
-            if self._pool is None:
-                _, params = self.engine.dialect.create_connect_args(self.engine.url)
-                for option in ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"):
-                    params.pop(option, None)  # SQLAlchemy's adapter options, not asyncpg's
-                # Connections close after a minute unused, so an idle node holds none of them.
-                self._pool = await asyncpg.create_pool(
-                    min_size=0, max_size=self._pool_size, max_inactive_connection_lifetime=60.0,
-                    reset=_nothing_to_reset, **params,
-                )
-            return self._pool
+        _, params = self.engine.dialect.create_connect_args(self.engine.url)
+        for option in ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"):
+            params.pop(option, None)  # SQLAlchemy's adapter options, not asyncpg's
+        # Connections close after a minute unused, so an idle node holds none of them.
+        return await asyncpg.create_pool(
+            min_size=0, max_size=self._pool_size, max_inactive_connection_lifetime=60.0,
+            reset=_nothing_to_reset, **params,
+        )
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -325,9 +340,15 @@ class Database:
         if self._first_conn is not None:
             connection, self._first_conn = self._first_conn, None
             connection.close()
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+        opening = self._pools.pop(asyncio.get_running_loop(), None)
+        self._pools.clear()  # other loops' pools (loops already closed) go with their loops
+        if opening is not None:
+            try:
+                pool = await opening
+            except Exception:  # noqa: BLE001 - it never opened: nothing to close
+                pool = None
+            if pool is not None:
+                await pool.close()
         await self.engine.dispose()
         for engine in (self._inline, self._inline_writer):
             if engine is not None:
