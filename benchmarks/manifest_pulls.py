@@ -20,9 +20,11 @@ for ``--duration`` seconds:
   issue's targets are about (>= 5x the reference on SQLite, >= 3x on PostgreSQL);
 * Moorage anonymous: no credentials, on a public project of the same server (for context).
 
-GETs are loaded with wrk, HEADs with ab (``apache2-utils``: wrk 4.1 waits for the body a HEAD
-answer's ``Content-Length`` announces and reports 0/s); either falls back to a raw asyncio client
-when missing (``--load-tool asyncio`` forces it). Both registries are loaded by the same tool in
+GETs are loaded with wrk (a raw asyncio client when missing; ``--load-tool asyncio`` forces it),
+HEADs with the asyncio client: wrk 4.1 waits for the body a HEAD answer's ``Content-Length``
+announces and reports 0/s, and ab (``--head-tool ab``) speaks HTTP/1.0, on which uvicorn closes
+every connection after its answer while Go keeps it open, so ab measures Moorage with a new TCP
+connection per HEAD, which no registry client does. Both registries are loaded by the same tool in
 the same round, so the ratio is the figure to read. Next to each rate the server's CPU time per
 request is printed (its process tree, from /proc), the steadier figure on a shared machine.
 
@@ -85,7 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="rounds (fresh servers each); medians reported")
     parser.add_argument("--src", type=Path, help="run Moorage from this src/ directory (PYTHONPATH)")
     parser.add_argument("--load-tool", choices=["auto", "asyncio"], default="auto",
-                        help="auto: wrk for GET, ab for HEAD (asyncio when missing)")
+                        help="auto: wrk for GET (asyncio when missing); HEAD: see --head-tool")
+    parser.add_argument("--head-tool", choices=["asyncio", "ab"], default="asyncio",
+                        help="ab speaks HTTP/1.0, on which uvicorn closes every connection (Go keeps it open)")
     parser.add_argument("--no-install", action="store_true", help="do not apt-get install wrk")
     parser.add_argument("--pull-time", choices=["on", "off"], default="on",
                         help="record last pull times (retention.record_pull_time)")
@@ -330,7 +334,7 @@ def moorage_round(tools: Tools, args: argparse.Namespace, workdir: Path, figures
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = None if args.load_tool == "asyncio" else ensure_wrk(not args.no_install)
-    ab = None if args.load_tool == "asyncio" else shutil.which("ab")
+    ab = shutil.which("ab") if args.load_tool == "auto" and args.head_tool == "ab" else None
     tools = Tools(wrk, ab)
     kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
     src = args.src or Path(__file__).resolve().parents[1] / "src"
