@@ -300,6 +300,24 @@ def test_proxy_cache_limit_comes_and_goes_with_0021(fresh_url: str) -> None:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT registry_name FROM proxy_projects")).scalar_one() == "gone"
         upgrade(fresh_url)
-        assert "0021_proxy_cache_limit" in current_heads(fresh_url)
+        assert "0020_manifest_digest_index" in current_heads(fresh_url)  # 0020 follows 0021
+    finally:
+        engine.dispose()
+
+
+def test_manifest_digest_index_comes_and_goes_with_0020(fresh_url: str) -> None:
+    """0020 (after 0021, so 0021 is no head any more) indexes ``manifests.digest`` alone; its downgrade drops only that index."""
+    upgrade(fresh_url)
+    heads = current_heads(fresh_url)
+    assert "0020_manifest_digest_index" in heads and "0021_proxy_cache_limit" not in heads
+    engine = create_engine(sync_url(fresh_url))
+    try:
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("manifests")}
+        assert indexes["ix_manifests_digest"] == ["digest"]
+        downgrade(fresh_url, "0021_proxy_cache_limit")
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("manifests")}
+        assert "ix_manifests_digest" not in indexes and "ix_manifests_subject" in indexes
+        upgrade(fresh_url)
+        assert "0020_manifest_digest_index" in current_heads(fresh_url)
     finally:
         engine.dispose()

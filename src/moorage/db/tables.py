@@ -105,6 +105,9 @@ manifests = Table(
     Column("pulled_at", TIMESTAMP, nullable=True),
     UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
+    # "Is this digest a manifest anywhere?" (GC's garbage condition, a refused push's withdrawal):
+    # one probe instead of a scan of every manifest (migration 0020, docs/scale.md).
+    Index("ix_manifests_digest", "digest"),
 )
 
 #: What each manifest references: ``kind`` is ``blob`` (config, layers) or ``manifest`` (index children).
