@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.session import Database
 from moorage.db.tables import blobs, manifest_references, manifests, repositories, repository_blobs, tags
-from moorage.db.upsert import insert_ignore, upsert
+from moorage.db.upsert import insert_ignore, insert_ignore_many, upsert
 from moorage.errors import RegistryError
 from moorage.registry import mediatypes as mt
 from moorage.registry.digests import Digest, parse_digest
@@ -66,9 +66,17 @@ _BY_DIGEST = (
     .select_from(manifests.join(repositories))
     .where(repositories.c.name == bindparam("repository"), manifests.c.digest == bindparam("digest"))
 )
+# The tag is found by (repository, name), its unique key, and its manifest by id. Joined through the
+# manifest's repository instead, every manifest of the repository was read to find one tag (5,000
+# rows and 21 ms in a repository of 10,000 tags, docs/scale.md). A tag always points at a manifest
+# of its own repository (every writer takes the manifest id from that repository's rows).
 _BY_TAG = (
     select(*_MANIFEST_COLUMNS)
-    .select_from(tags.join(manifests, tags.c.manifest_id == manifests.c.id).join(repositories))
+    .select_from(
+        repositories.join(tags, tags.c.repository_id == repositories.c.id).join(
+            manifests, manifests.c.id == tags.c.manifest_id
+        )
+    )
     .where(repositories.c.name == bindparam("repository"), tags.c.name == bindparam("tag"))
 )
 
@@ -337,13 +345,15 @@ class ManifestStore:
         ).scalar_one()
         references = {("blob", str(d.digest)) for d in parsed.blobs if not d.external}
         references |= {("manifest", str(d.digest)) for d in parsed.manifests}
-        for kind, ref in sorted(references):
-            await insert_ignore(
-                conn,
-                manifest_references,
-                {"manifest_id": manifest_id, "kind": kind, "digest": ref, "created_at": timestamp},
-                ["manifest_id", "kind", "digest"],
-            )
+        await insert_ignore_many(
+            conn,
+            manifest_references,
+            [
+                {"manifest_id": manifest_id, "kind": kind, "digest": ref, "created_at": timestamp}
+                for kind, ref in sorted(references)
+            ],
+            ["manifest_id", "kind", "digest"],
+        )
         if enforce:
             await charge_manifest(conn, repository_id)
         return int(manifest_id)

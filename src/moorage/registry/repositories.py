@@ -30,6 +30,10 @@ async def find_repository(conn: Reader, name: str) -> int | None:
     return result.scalar_one_or_none()
 
 
+# Built once: every push of a manifest, and every blob upload's start and end, runs it.
+_EXISTING = select(repositories.c.id, repositories.c.project_id).where(repositories.c.name == bindparam("name"))
+
+
 def _no_project(name: str) -> RegistryError:
     project = project_name_of(name) or name
     return RegistryError(
@@ -46,10 +50,20 @@ async def ensure_repository(conn: AsyncConnection, name: str, *, project_require
     refuses a name whose project does not exist with ``NAME_UNKNOWN``; the foreign key makes
     that check hold against a project deleted concurrently (the insert then fails, and so does
     the push). A repository created before its project (``auth.mode: none``) joins it here.
+
+    A repository that exists is read, not inserted again: with its project (every push after the
+    first in token mode) that one indexed read is all; without one, the project lookup decides
+    whether it joins one. Its project exists (the foreign key cascades a project delete to it); a
+    delete that commits after this read makes the caller's later inserts fail on their own keys.
     """
+    found = (await conn.execute(_EXISTING, {"name": name})).first()
+    if found is not None and found.project_id is not None:
+        return int(found.id)
     project_id = await owning_project_id(conn, name)
     if project_id is None and project_required:
         raise _no_project(name)
+    if found is not None and project_id is None:
+        return int(found.id)  # no project to join (auth.mode: none)
     try:
         await insert_ignore(
             conn, repositories, {"name": name, "project_id": project_id, "created_at": now()}, ["name"]
