@@ -113,3 +113,17 @@ def test_first_works_from_one_event_loop_after_another(database_url: str) -> Non
     for name in ("first-loop-1", "first-loop-2"):
         row = asyncio.run(lookup(name))
         assert row is not None and row[0] == name
+
+
+async def test_the_urls_statement_cache_setting_reaches_firsts_own_pool(postgres_database: str) -> None:
+    """PostgreSQL only: ``?prepared_statement_cache_size=0`` (PgBouncer in transaction mode) must hold
+    for ``first``'s asyncpg pool as it does for SQLAlchemy's, or a lookup would prepare statements anyway."""
+    db = Database(f"{postgres_database}?prepared_statement_cache_size=0")
+    try:
+        row_id = await _add(db, "first-no-cache", datetime.now(UTC))
+        assert await db.first(_BY_ID, {"id": row_id}) is not None
+        pool = await db._pool()
+        async with pool.acquire() as conn:
+            assert conn._stmt_cache.get_max_size() == 0
+    finally:
+        await db.dispose()

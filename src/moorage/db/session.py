@@ -277,8 +277,12 @@ class Database:
 
     async def _open_pool(self) -> Any:
         _, params = self.engine.dialect.create_connect_args(self.engine.url)
-        for option in ("prepared_statement_cache_size", "prepared_statement_name_func", "async_creator_fn"):
+        for option in ("prepared_statement_name_func", "async_creator_fn"):
             params.pop(option, None)  # SQLAlchemy's adapter options, not asyncpg's
+        if "prepared_statement_cache_size" in params:
+            # The URL's setting for SQLAlchemy's statement cache holds here too: 0 is what a pooler in
+            # transaction mode (PgBouncer) needs, where a prepared statement may be on another backend.
+            params["statement_cache_size"] = int(params.pop("prepared_statement_cache_size"))
         # Connections close after a minute unused, so an idle node holds none of them.
         return await asyncpg.create_pool(
             min_size=0, max_size=self._pool_size, max_inactive_connection_lifetime=60.0,
