@@ -38,14 +38,14 @@ def _push_blob(http: httpx.Client, base: str, name: str, data: bytes) -> str:
     digest = _digest(data)
     if http.head(f"{base}/v2/{name}/blobs/{digest}").status_code == 200:
         return digest
-    r = http.post(f"{base}/v2/{name}/blobs/uploads/", params={"digest": digest}, content=data,
-                  headers={"Content-Type": "application/octet-stream"})
-    if r.status_code == 202:  # Distribution 2.8 ignores ?digest= on POST: finish the session with a PUT
-        location = r.headers["location"]
-        url = location if location.startswith("http") else base + location
-        url += ("&" if "?" in url else "?") + "digest=" + digest  # keep Distribution's _state parameter
-        r = http.put(url, content=data,
-                     headers={"Content-Type": "application/octet-stream"})
+    # Open a session, then PUT the bytes: Distribution 2.8 ignores ?digest= on a POST and does not read its
+    # body, which then corrupts the next request on the same connection (bodies over ~64 KiB)
+    r = http.post(f"{base}/v2/{name}/blobs/uploads/")
+    r.raise_for_status()
+    location = r.headers["location"]
+    url = location if location.startswith("http") else base + location
+    url += ("&" if "?" in url else "?") + "digest=" + digest  # keep Distribution's _state parameter
+    r = http.put(url, content=data, headers={"Content-Type": "application/octet-stream"})
     r.raise_for_status()
     return digest
 
