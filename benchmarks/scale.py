@@ -538,6 +538,9 @@ def plans_from_log(log: Path, offset: int, dbname: str) -> list[str]:
 def explain(args: argparse.Namespace, url: str, dbname: str, sizes: Sizes, workdir: Path,
             ops: dict[str, list[Request]], pushes: list[list[Request]]) -> None:
     """Run each operation three times with auto_explain on and write the logged plans, grouped by operation."""
+    if not os.access(args.pg_log, os.R_OK):
+        print(f"no plans: PostgreSQL's log {args.pg_log} is not readable here (--pg-log, or --no-explain)")
+        return
     set_auto_explain(args.admin_url, dbname, True)
     sections: list[str] = []
     reg = start_token_moorage(workdir, label="moorage-explain", database_url=url,
