@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, delete, exists, or_, select, update
+from sqlalchemy import Select, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.session import Database
@@ -85,6 +85,18 @@ def _locking(
     return query.with_for_update(read=not exclusive)
 
 
+# Built once (the one-digest lock runs twice per blob push); ``digests`` expands to the list.
+_LOCK_QUERY = (
+    select(blobs.c.id, blobs.c.digest, blobs.c.state, blobs.c.size)
+    .where(blobs.c.digest.in_(bindparam("digests", expanding=True)))
+    .order_by(blobs.c.digest)
+)
+_LOCK = {exclusive: _locking(_LOCK_QUERY, exclusive=exclusive) for exclusive in (False, True)}
+_SET_STATE = (
+    update(blobs).where(blobs.c.id == bindparam("b_id")).values(state=bindparam("b_state"), state_at=bindparam("b_at"))
+)
+
+
 async def lock_blobs(
     conn: AsyncConnection, digests: Iterable[str], *, exclusive: bool = False
 ) -> dict[str, BlobRow]:
@@ -96,12 +108,7 @@ async def lock_blobs(
     wanted = sorted(set(digests))
     if not wanted:
         return {}
-    query = (
-        select(blobs.c.id, blobs.c.digest, blobs.c.state, blobs.c.size)
-        .where(blobs.c.digest.in_(wanted))
-        .order_by(blobs.c.digest)
-    )
-    rows = (await conn.execute(_locking(query, exclusive=exclusive))).all()
+    rows = (await conn.execute(_LOCK[exclusive], {"digests": wanted})).all()
     return {row.digest: BlobRow(row.id, row.digest, row.state, row.size) for row in rows}
 
 
@@ -237,7 +244,7 @@ async def publish_blob(
                     {"digest": key},
                 )
             if row.state == PENDING:
-                await conn.execute(update(blobs).where(blobs.c.id == row.id).values(state=ACTIVE, state_at=now()))
+                await conn.execute(_SET_STATE, {"b_id": row.id, "b_state": ACTIVE, "b_at": now()})
             await record(conn, row.id)
     except QuotaExceeded:
         # Refused after our bytes went under the key (a push elsewhere in the project took the room

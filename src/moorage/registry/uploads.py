@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from moorage.db.session import Database
@@ -156,6 +156,37 @@ def _unknown(upload_id: str) -> RegistryError:
     )
 
 
+# Built once: every chunk and completion runs them (building a statement per call cost more than
+# running it on SQLite; see docs/architecture.md "Performance choices").
+_LOAD = (
+    select(uploads.c.repository_id, uploads.c.size, uploads.c.hash_state, uploads.c.storage_state, uploads.c.created_at)
+    .select_from(uploads.join(repositories))
+    .where(uploads.c.id == bindparam("u_id"), repositories.c.name == bindparam("u_repository"))
+)
+_CLAIM = (
+    update(uploads)
+    .where(
+        uploads.c.id == bindparam("u_id"),
+        uploads.c.size == bindparam("u_size"),
+        or_(uploads.c.lease_token.is_(None), uploads.c.lease_until < bindparam("u_now")),
+    )
+    .values(lease_token=bindparam("u_token"), lease_until=bindparam("u_until"))
+)
+_PROGRESS = (
+    update(uploads)
+    .where(uploads.c.id == bindparam("u_id"), uploads.c.lease_token == bindparam("u_lease"))
+    .values(
+        size=bindparam("u_size"),
+        hash_state=bindparam("u_hash_state"),
+        storage_state=bindparam("u_storage_state"),
+        lease_token=None,
+        lease_until=None,
+        updated_at=bindparam("u_now"),
+    )
+)
+_END = delete(uploads).where(uploads.c.id == bindparam("u_id"))
+
+
 class UploadService:
     """Upload sessions on the shared database and storage.
 
@@ -199,14 +230,7 @@ class UploadService:
         except ValueError:
             raise _unknown(upload_id) from None
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(uploads.c.repository_id, uploads.c.size, uploads.c.hash_state, uploads.c.storage_state,
-                           uploads.c.created_at)
-                    .select_from(uploads.join(repositories))
-                    .where(uploads.c.id == upload_id, repositories.c.name == repository)
-                )
-            ).first()
+            row = (await conn.execute(_LOAD, {"u_id": upload_id, "u_repository": repository})).first()
         if row is None:
             raise _unknown(upload_id)
         state = json.loads(row.storage_state) if row.storage_state else None
@@ -273,16 +297,15 @@ class UploadService:
             state = await self._holding(session, lease, activity, self._append(session, chunks, length, activity))
             async with self.db.write() as conn:
                 result = await conn.execute(
-                    update(uploads)
-                    .where(uploads.c.id == session.id, uploads.c.lease_token == lease)
-                    .values(
-                        size=state["size"],
-                        hash_state=session.hasher.state(),
-                        storage_state=json.dumps(state),
-                        lease_token=None,
-                        lease_until=None,
-                        updated_at=now(),
-                    )
+                    _PROGRESS,
+                    {
+                        "u_id": session.id,
+                        "u_lease": lease,
+                        "u_size": state["size"],
+                        "u_hash_state": session.hasher.state(),
+                        "u_storage_state": json.dumps(state),
+                        "u_now": now(),
+                    },
                 )
             if result.rowcount != 1:
                 raise _busy(session, self.lease.seconds)  # the lease expired and another writer took over
@@ -297,13 +320,14 @@ class UploadService:
         timestamp = now()
         async with self.db.write() as conn:
             result = await conn.execute(
-                update(uploads)
-                .where(
-                    uploads.c.id == session.id,
-                    uploads.c.size == session.size,
-                    or_(uploads.c.lease_token.is_(None), uploads.c.lease_until < timestamp),
-                )
-                .values(lease_token=token, lease_until=timestamp + timedelta(seconds=self.lease.seconds))
+                _CLAIM,
+                {
+                    "u_id": session.id,
+                    "u_size": session.size,
+                    "u_now": timestamp,
+                    "u_token": token,
+                    "u_until": timestamp + timedelta(seconds=self.lease.seconds),
+                },
             )
         if result.rowcount != 1:
             raise _busy(session, self.lease.seconds)
@@ -449,7 +473,7 @@ class UploadService:
         async def record(conn: AsyncConnection, blob_id: int) -> None:
             activity.end()  # the session row goes in this transaction: no lease left to renew
             await link_blob_id(conn, session.repository_id, blob_id)
-            await conn.execute(delete(uploads).where(uploads.c.id == session.id))
+            await conn.execute(_END, {"u_id": session.id})
 
         try:
             await publish_blob(self.db, self.storage, digest, size, place, record, stored=self.on_stored)
