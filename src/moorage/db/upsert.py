@@ -69,7 +69,7 @@ async def insert_ignore_many(
 ) -> None:
     """:func:`insert_ignore` of several rows in one statement (one round trip instead of one per row)."""
     if rows:
-        statement = _insert(conn, table).on_conflict_do_nothing(index_elements=list(conflict))
+        statement = _insert(conn.dialect.name, table).on_conflict_do_nothing(index_elements=list(conflict))
         await conn.execute(statement, list(rows))
 
 
