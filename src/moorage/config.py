@@ -154,6 +154,9 @@ class DatabaseSettings(_Section):
     pool_size: int = Field(default=10, ge=1, le=500)
     #: Run migrations when ``serve`` starts (one process migrates, the others wait).
     auto_migrate: bool = True
+    #: SQLite only: ``full`` syncs its log at every commit, so an acknowledged push survives a power
+    #: loss; ``normal`` survives a process crash only (faster commits). PostgreSQL commits are durable.
+    sqlite_synchronous: Literal["full", "normal"] = "full"
 
     @field_validator("url")
     @classmethod

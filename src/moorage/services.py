@@ -103,7 +103,8 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.database_url, pool_size=settings.database.pool_size)
+        db = Database(settings.database_url, pool_size=settings.database.pool_size,
+                      sqlite_synchronous=settings.database.sqlite_synchronous)
         #: One outbound CA trust for every connection this process opens (moorage.net.tls).
         trust = settings.outbound.trust_store()
         storage_settings = settings.storage

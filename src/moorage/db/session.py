@@ -60,13 +60,13 @@ def sync_url(url: str) -> URL:
     return parsed.set(drivername=f"{parsed.get_backend_name()}+{driver}")
 
 
-def _sqlite_pragmas(busy_timeout_ms: int, foreign_keys: bool) -> Any:
+def _sqlite_pragmas(busy_timeout_ms: int, foreign_keys: bool, synchronous: str) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Autocommit at the driver level: SQLAlchemy's "begin" event below emits BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.close()
@@ -79,14 +79,22 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
-def configure_sqlite(engine: Engine, *, busy_timeout_ms: int = 30_000, foreign_keys: bool = True) -> None:
+def configure_sqlite(
+    engine: Engine, *, busy_timeout_ms: int = 30_000, foreign_keys: bool = True, synchronous: str = "FULL"
+) -> None:
     """Install WAL/busy-timeout pragmas and explicit BEGINs on a sync engine (or an async one's core).
+
+    ``synchronous``: ``FULL`` (the default) syncs the WAL at every commit, so a transaction that
+    committed before a push was acknowledged survives a power loss or kernel crash; ``NORMAL``
+    survives a process crash only (~0.2 ms less per commit on the development VM's disk).
 
     ``foreign_keys=False`` is for migrations only: SQLite changes a table by copying it and
     dropping the original, and with enforcement on that DROP would run every ``ON DELETE
     CASCADE`` of the tables that reference it (see :mod:`moorage.db.migrate`).
     """
-    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, foreign_keys))
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"SQLite synchronous must be FULL or NORMAL, not {synchronous!r}")
+    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, foreign_keys, synchronous))
     event.listen(engine, "begin", _sqlite_begin)
 
 
@@ -153,7 +161,7 @@ _SQLITE_LOCK_WAIT = 30.0
 class Database:
     """The application's engines with explicit read and write transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, sqlite_synchronous: str = "full") -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
         kwargs: dict[str, Any] = {}
@@ -163,13 +171,14 @@ class Database:
         self._inline: Engine | None = None
         self._inline_writer: Engine | None = None
         if self.sqlite:
-            configure_sqlite(self.engine.sync_engine)
+            synchronous = sqlite_synchronous.upper()
+            configure_sqlite(self.engine.sync_engine, synchronous=synchronous)
             self._inline = create_engine(sync_url(url))
-            configure_sqlite(self._inline)
+            configure_sqlite(self._inline, synchronous=synchronous)
             # busy_timeout=0: BEGIN IMMEDIATE either takes the write lock at once or fails at
             # once, and the wait happens in asyncio.sleep instead of blocking the event loop.
             self._inline_writer = create_engine(sync_url(url))
-            configure_sqlite(self._inline_writer, busy_timeout_ms=0)
+            configure_sqlite(self._inline_writer, busy_timeout_ms=0, synchronous=synchronous)
         # One SQLite writer per process at a time (per event loop: a Lock belongs to one loop).
         self._writer_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
