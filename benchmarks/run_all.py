@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -100,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--results-md", type=Path, default=RESULTS_MD, help="the record the table is appended to")
     parser.add_argument("--no-record", action="store_true", help="print the table only")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and their arguments, run nothing")
+    parser.add_argument("--args", action="append", default=[], metavar="NAME=ARGS",
+                        help="replace one benchmark's own arguments (repeatable), e.g. "
+                        "--args 'manifest_pulls=--repeat 2 --workers 2'; recorded with the command line")
     return parser.parse_args(argv)
 
 
@@ -114,7 +118,8 @@ def selected(only: str, skip: str) -> list[Benchmark]:
     return [known[n] for n in wanted if n not in skipped]
 
 
-def run_one(bench: Benchmark, quick: bool, timeout: float, log_dir: Path) -> Outcome:
+def run_one(bench: Benchmark, quick: bool, timeout: float, log_dir: Path,
+            arguments: list[str] | None = None) -> Outcome:
     """Run one script to the end or the timeout; never raises for the script's own failure.
 
     On a timeout the script gets SIGINT first: its ``finally`` blocks stop the servers it started
@@ -127,7 +132,8 @@ def run_one(bench: Benchmark, quick: bool, timeout: float, log_dir: Path) -> Out
     if not script.exists():
         outcome.error = f"no {script.relative_to(ROOT)} in this checkout"
         return outcome
-    own = [a.replace("{log_dir}", str(log_dir)) for a in (bench.quick if quick else bench.full)]
+    chosen = arguments if arguments is not None else list(bench.quick if quick else bench.full)
+    own = [a.replace("{log_dir}", str(log_dir)) for a in chosen]
     argv = [sys.executable, str(script), *own, "--results-json", str(rows_file)]
     started = time.monotonic()
     with log.open("w") as out:
@@ -287,6 +293,17 @@ def append_record(path: Path, text: str) -> None:
     path.write_text(existing.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
 
 
+def parse_overrides(given: list[str], known: set[str]) -> dict[str, list[str]]:
+    """``NAME=ARGS`` options as {name: argv}; an unknown name or a missing ``=`` is a usage error."""
+    overrides: dict[str, list[str]] = {}
+    for item in given:
+        name, sep, rest = item.partition("=")
+        if not sep or name not in known:
+            raise SystemExit(f"--args wants NAME=ARGS with NAME one of {', '.join(sorted(known))}; got {item!r}")
+        overrides[name] = shlex.split(rest)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     benches = selected(args.only, args.skip)
@@ -295,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{b.name:16} quick: {' '.join(b.quick) or '-':50} full: {' '.join(b.full) or '-':20}"
                   f" needs: {b.needs or '-'}")
         return 0
+    overrides = parse_overrides(args.args, {b.name for b in BENCHMARKS})
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="moorage-run-all-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
@@ -303,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     for bench in benches:
         timeout = (bench.quick_timeout if args.quick else bench.full_timeout) * args.timeout_factor
         print(f"== {bench.name} (timeout {timeout:.0f} s, log {log_dir / (bench.name + '.log')})", flush=True)
-        outcome = run_one(bench, args.quick, timeout, log_dir)
+        outcome = run_one(bench, args.quick, timeout, log_dir, overrides.get(bench.name))
         outcomes.append(outcome)
         status = f"FAILED: {outcome.error}" if outcome.error else f"{len(outcome.rows)} rows"
         print(f"   {outcome.seconds:.0f} s, {status}", flush=True)

@@ -87,3 +87,14 @@ def test_a_missing_script_is_a_failure_not_a_crash(tmp_path: Path) -> None:
     outcome = run_one(Benchmark("no_such_benchmark", (), (), 1, 1), quick=True, timeout=1, log_dir=tmp_path)
     assert outcome.error == "no benchmarks/no_such_benchmark.py in this checkout"
     assert outcome.rows == []
+
+
+def test_args_replace_one_benchmarks_own_arguments() -> None:
+    from benchmarks.run_all import parse_overrides
+
+    assert parse_overrides(["manifest_pulls=--repeat 2 --workers 2", "blob_get="], {"manifest_pulls", "blob_get"}) == {
+        "manifest_pulls": ["--repeat", "2", "--workers", "2"], "blob_get": []}
+    with pytest.raises(SystemExit, match="NAME=ARGS"):
+        parse_overrides(["nope=--x"], {"blob_get"})
+    with pytest.raises(SystemExit, match="NAME=ARGS"):
+        parse_overrides(["blob_get"], {"blob_get"})
