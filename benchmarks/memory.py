@@ -46,7 +46,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.procs import RssSampler, private_mib, settle, tree_cpu_seconds
-from benchmarks.results import ResultRow, row, write_rows
+from benchmarks.results import ResultRow, print_rows, row, write_rows
 from tests.e2e.servers import RegistryProcess, start_moorage, start_reference
 
 REPO = "bench/memory"
@@ -302,12 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     rows = rows_for(results, args)
-    print(f"\n{'workload':52} {'reference':>10} {'moorage':>10} {'ratio':>7}  {'unit':6} target")
-    for r in rows:
-        ref = "-" if r["reference"] is None else f"{r['reference']:.1f}"
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        print(f"{r['workload']:52} {ref:>10} {r['moorage']:>10.1f} {ratio:>7}  {r['unit']:6} {r['target'] or ''}")
-    print(f"(load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    print_rows(rows, width=52, digits=1)
     write_rows(args.results_json, rows)
     return 0
 

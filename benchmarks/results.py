@@ -11,6 +11,7 @@ its target instead.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TypedDict
 
@@ -68,3 +69,13 @@ def read_rows(path: str | Path) -> list[ResultRow]:
         return []
     rows: list[ResultRow] = json.loads(file.read_text())
     return rows
+
+
+def print_rows(rows: list[ResultRow], *, width: int = 52, digits: int = 1) -> None:
+    """The rows as a plain table on stdout, then the load average (what the figures were measured under)."""
+    print(f"\n{'workload':{width}} {'reference':>10} {'moorage':>10} {'ratio':>7}  {'unit':6} target")
+    for r in rows:
+        ref = "-" if r["reference"] is None else f"{r['reference']:.{digits}f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        print(f"{r['workload']:{width}} {ref:>10} {r['moorage']:>10.{digits}f} {ratio:>7}  {r['unit']:6} {r['target'] or ''}")
+    print(f"(load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())})")

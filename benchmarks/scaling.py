@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ha_throughput import MANIFEST_TYPE
 from benchmarks.procs import tree_cpu_seconds
-from benchmarks.results import ResultRow, row, write_rows
+from benchmarks.results import ResultRow, print_rows, row, write_rows
 from tests.conftest import DEFAULT_POSTGRES_ADMIN_URL
 from tests.e2e.servers import RegistryProcess, start_moorage, start_reference, throwaway_postgres_database
 from tests.ha.conftest import NGINX_TEMPLATE, start_nodes
@@ -301,12 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     rows = rows_for(results, args)
-    print(f"\n{'workload':70} {'reference':>10} {'moorage':>10} {'ratio':>7}")
-    for r in rows:
-        ref = "-" if r["reference"] is None else f"{r['reference']:.2f}"
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        print(f"{r['workload']:70} {ref:>10} {r['moorage']:>10.2f} {ratio:>7}  {r['unit']} {r['target'] or ''}")
-    print(f"(load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    print_rows(rows, width=70, digits=2)
     write_rows(args.results_json, rows)
     return 0
 
